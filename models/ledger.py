@@ -1,0 +1,1 @@
+"""Ledger tables: orgs, the append-only seat ledger, usage events and resource reports."""

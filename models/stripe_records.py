@@ -1,0 +1,1 @@
+"""Local records of Stripe objects: catalog (products, meters, prices), customers, subscriptions."""

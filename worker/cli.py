@@ -1,0 +1,59 @@
+"""The `billing` command line: the composition of every sub-command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# typer >= 0.24 vendors click as typer._click; its exceptions are not re-exported.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+from worker.commands.common import CliError
+from worker.commands.quote import quote_command
+
+app = typer.Typer(
+    name="billing",
+    help="Stripe billing worker: pricing, ledger, Stripe sync and reconciliation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Stripe billing worker: pricing, ledger, Stripe sync and reconciliation."""
+
+
+app.command("quote")(quote_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except CliError as exc:
+        typer.echo(f"billing: error: {exc}", err=True)
+        return 2
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        return 2
+    except ClickException as exc:
+        typer.echo(f"billing: error: {exc.format_message()}", err=True)
+        return 2
+    except typer.Abort:
+        typer.echo("billing: aborted", err=True)
+        return 130
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

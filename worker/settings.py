@@ -1,0 +1,54 @@
+"""Settings: the only reader of environment variables (prefix BILLING_, plus STRIPE_API_KEY)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Configuration of every process (CLI, worker, beat, web), read once from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    # SQLite file in the working folder unless told otherwise; PostgreSQL in production,
+    # e.g. postgresql+psycopg://billing@db/billing
+    database_url: str = "sqlite:///billing.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    book: str = "devtools"  # bundled book name or path to a TOML price book
+
+    stripe_api_key: SecretStr | None = Field(default=None, validation_alias="STRIPE_API_KEY")
+    # Base URL of the Stripe API; set to the emulator's URL for offline runs.
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_meter_events_base: str | None = None  # defaults to stripe_api_base when set
+    stripe_max_network_retries: int = 2
+    stripe_timeout_seconds: float = 30.0
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_requests_per_second: int = 25  # Stripe's test-mode limit; 100 in live mode
+
+    @model_validator(mode="after")
+    def _refuse_live_key_outside_production(self) -> Settings:
+        key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else ""
+        if key.startswith(("sk_live_", "rk_live_")) and self.environment is not (
+            Environment.PRODUCTION
+        ):
+            raise ValueError(
+                "STRIPE_API_KEY is a live key but BILLING_ENVIRONMENT is "
+                f"{self.environment.value!r}: live keys are refused outside production"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
