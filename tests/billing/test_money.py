@@ -80,8 +80,12 @@ def test_format_decimal_never_uses_scientific_notation(value: str, text: str, pl
 
 @pytest.mark.parametrize(
     ("amount", "currency", "text"),
-    [(9000, "usd", "$90.00"), (-5, "usd", "-$0.05"), (123456, "usd", "$1,234.56"),
-     (100, "chf", "1.00 CHF")],
+    [
+        (9000, "usd", "$90.00"),
+        (-5, "usd", "-$0.05"),
+        (123456, "usd", "$1,234.56"),
+        (100, "chf", "1.00 CHF"),
+    ],
 )
 def test_format_minor_units(amount: int, currency: str, text: str) -> None:
     assert format_minor_units(amount, currency) == text

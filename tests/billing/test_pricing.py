@@ -57,8 +57,9 @@ def zenaton() -> PriceBook:
         ("free", R, "100.625", 1),  # 0.5 cents
     ],
 )
-def test_meter_lines(devtools: PriceBook, plan: str, meter: Meter, quantity: str,
-                     cents: int) -> None:
+def test_meter_lines(
+    devtools: PriceBook, plan: str, meter: Meter, quantity: str, cents: int
+) -> None:
     charge = quote(devtools.terms(plan), None, {meter: Decimal(quantity)})
     line = charge.line(meter.value)
     assert line is not None
@@ -76,8 +77,9 @@ def test_meter_lines(devtools: PriceBook, plan: str, meter: Meter, quantity: str
         ("enterprise", "year", 3, 2700),
     ],
 )
-def test_seat_line_is_the_full_term_price(devtools: PriceBook, plan: str, interval: str,
-                                          seats: int, cents: int) -> None:
+def test_seat_line_is_the_full_term_price(
+    devtools: PriceBook, plan: str, interval: str, seats: int, cents: int
+) -> None:
     charge = quote(devtools.terms(plan, interval), seats, {})
     seat = charge.line("seats")
     assert seat is not None
@@ -86,8 +88,9 @@ def test_seat_line_is_the_full_term_price(devtools: PriceBook, plan: str, interv
 
 
 def test_monthly_invoice_sums_rounded_lines(devtools: PriceBook) -> None:
-    charge = quote(devtools.terms("free"), 0,
-                   {M: Decimal(80), R: Decimal(120), H: Decimal(150_050)})
+    charge = quote(
+        devtools.terms("free"), 0, {M: Decimal(80), R: Decimal(120), H: Decimal(150_050)}
+    )
     assert [line.amount for line in charge.lines] == [0, 60, 16, 1]
     assert charge.total_amount == 77
 
@@ -107,9 +110,14 @@ def test_monthly_invoice_sums_rounded_lines(devtools: PriceBook) -> None:
         ("free", 10_000_000, 0, None, 0),  # free plan: no charge, no minimum
     ],
 )
-def test_zenaton_execution_time_and_minimum(zenaton: PriceBook, plan: str, seconds: int,
-                                            usage_cents: int, minimum_cents: int | None,
-                                            total: int) -> None:
+def test_zenaton_execution_time_and_minimum(
+    zenaton: PriceBook,
+    plan: str,
+    seconds: int,
+    usage_cents: int,
+    minimum_cents: int | None,
+    total: int,
+) -> None:
     charge = quote(zenaton.terms(plan), None, {X: Decimal(seconds)})
     usage = charge.line("execution_time")
     assert usage is not None
@@ -123,26 +131,53 @@ def test_zenaton_execution_time_and_minimum(zenaton: PriceBook, plan: str, secon
     ("org", "plan", "usage", "expected"),
     [
         # Contract: 750/seat/year, 20,000 messages included at 1.5 cents, minimum $500.
-        ("org_enterprise_example", "enterprise", {M: "20001"},
-         {"copilot_messages": 2, "minimum": 49998}),  # 1 message at 1.5 cents rounds to 2
-        ("org_enterprise_example", "enterprise", {M: "20000"},
-         {"copilot_messages": 0, "minimum": 50000}),
+        (
+            "org_enterprise_example",
+            "enterprise",
+            {M: "20001"},
+            {"copilot_messages": 2, "minimum": 49998},
+        ),  # 1 message at 1.5 cents rounds to 2
+        (
+            "org_enterprise_example",
+            "enterprise",
+            {M: "20000"},
+            {"copilot_messages": 0, "minimum": 50000},
+        ),
         # Graduated tiers: 10,000 free, then 0.6 up to 100,000, then 0.4: 54,000 + 4,000.
-        ("org_enterprise_example", "enterprise", {R: "110000"},
-         {"runner_minutes": 58000, "minimum": None}),
+        (
+            "org_enterprise_example",
+            "enterprise",
+            {R: "110000"},
+            {"runner_minutes": 58000, "minimum": None},
+        ),
         # Fields the contract does not override keep the plan's values.
-        ("org_enterprise_example", "enterprise", {H: "1500100"},
-         {"iac_resource_hours": 1, "minimum": 49999}),
-        ("org_zen_enterprise_example", "enterprise", {X: "3600000"},
-         {"execution_time": 10000, "minimum": 190000}),  # 1,000 hours at 10 cents
+        (
+            "org_enterprise_example",
+            "enterprise",
+            {H: "1500100"},
+            {"iac_resource_hours": 1, "minimum": 49999},
+        ),
+        (
+            "org_zen_enterprise_example",
+            "enterprise",
+            {X: "3600000"},
+            {"execution_time": 10000, "minimum": 190000},
+        ),  # 1,000 hours at 10 cents
     ],
 )
-def test_contract_overrides(devtools: PriceBook, zenaton: PriceBook, org: str, plan: str,
-                            usage: dict[Meter, str], expected: dict[str, int | None]) -> None:
+def test_contract_overrides(
+    devtools: PriceBook,
+    zenaton: PriceBook,
+    org: str,
+    plan: str,
+    usage: dict[Meter, str],
+    expected: dict[str, int | None],
+) -> None:
     book = devtools if org in devtools.contracts else zenaton
     terms = book.terms(plan, None, org)
-    charge = quote(terms, 2 if terms.has_seats else None,
-                   {meter: Decimal(q) for meter, q in usage.items()})
+    charge = quote(
+        terms, 2 if terms.has_seats else None, {meter: Decimal(q) for meter, q in usage.items()}
+    )
     amounts = {line.code: line.amount for line in charge.lines}
     for code, cents in expected.items():
         assert amounts.get(code) == cents  # None: no such line (no top-up above the minimum)
@@ -170,8 +205,15 @@ def test_contract_on_another_plan_is_refused(devtools: PriceBook) -> None:
         ("payg", None, None, {M: "1"}, "'copilot_messages' is not billed on plan 'payg'"),
     ],
 )
-def test_unknown_terms(zenaton: PriceBook, devtools: PriceBook, plan: str, interval: str | None,
-                       seats: int | None, usage: dict[Meter, str], message: str) -> None:
+def test_unknown_terms(
+    zenaton: PriceBook,
+    devtools: PriceBook,
+    plan: str,
+    interval: str | None,
+    seats: int | None,
+    usage: dict[Meter, str],
+    message: str,
+) -> None:
     book = devtools if plan in devtools.plans else zenaton
     with pytest.raises(UnknownTermsError, match=message):
         quote(book.terms(plan, interval), seats, {m: Decimal(q) for m, q in usage.items()})
@@ -182,7 +224,10 @@ def test_tier_explanation_adds_up(devtools: PriceBook) -> None:
     line = quote(terms, 0, {R: Decimal(110_000)}).line("runner_minutes")
     assert line is not None
     assert [(t.up_to, t.quantity) for t in line.tiers] == [
-        (10_000, Decimal(10_000)), (100_000, Decimal(90_000)), (None, Decimal(10_000))]
+        (10_000, Decimal(10_000)),
+        (100_000, Decimal(90_000)),
+        (None, Decimal(10_000)),
+    ]
     assert sum(t.exact_amount for t in line.tiers) == Decimal(58_000)
     assert line.included == 10_000
     assert line.billable == 100_000

@@ -6,9 +6,11 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from billing.pricebook import BOOKS_DIR
 from worker.cli import main
 
 
@@ -28,16 +30,25 @@ def line(payload: dict[str, object], code: str) -> dict[str, object]:
     [
         (["--plan", "free", "--usage", "copilot_messages=80"], "copilot_messages", 60, 60),
         (["--plan", "free", "--usage", "runner_minutes=120"], "runner_minutes", 16, 16),
-        (["--plan", "team", "--usage", "iac_resource_hours=1600000"], "iac_resource_hours",
-         1000, 1000),
+        (
+            ["--plan", "team", "--usage", "iac_resource_hours=1600000"],
+            "iac_resource_hours",
+            1000,
+            1000,
+        ),
         (["--plan", "team", "--seats", "10"], "seats", 9000, 9000),
         (["--plan", "team", "--interval", "year", "--seats", "10"], "seats", 9000, 9000),
-        (["--book", "zenaton", "--plan", "payg", "--usage", "execution_time=803520"],
-         "execution_time", 2902, 2902),
+        (
+            ["--book", "zenaton", "--plan", "payg", "--usage", "execution_time=803520"],
+            "execution_time",
+            2902,
+            2902,
+        ),
     ],
 )
-def test_seed_examples(capsys: pytest.CaptureFixture[str], args: list[str], code: str,
-                       amount: int, total: int) -> None:
+def test_seed_examples(
+    capsys: pytest.CaptureFixture[str], args: list[str], code: str, amount: int, total: int
+) -> None:
     payload = run_json(capsys, *args)
     assert line(payload, code)["amount"] == amount
     assert payload["total"] == total
@@ -50,40 +61,50 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert payload["interval"] == "month"
     assert payload["currency"] == "usd"
     assert line(payload, "copilot_messages") == {
-        "code": "copilot_messages", "quantity": 80, "included": 50, "billable": 30,
-        "unit_amount_decimal": "2", "amount": 60,
+        "code": "copilot_messages",
+        "quantity": 80,
+        "included": 50,
+        "billable": 30,
+        "unit_amount_decimal": "2",
+        "amount": 60,
     }
     assert line(payload, "seats")["amount"] == 0
 
 
 def test_minimum_line_and_fractional_quantity(capsys: pytest.CaptureFixture[str]) -> None:
-    payload = run_json(capsys, "--book", "zenaton", "--plan", "payg",
-                       "--usage", "execution_time=3600.5")
+    payload = run_json(
+        capsys, "--book", "zenaton", "--plan", "payg", "--usage", "execution_time=3600.5"
+    )
     assert line(payload, "execution_time")["quantity"] == "3600.5"
     assert line(payload, "execution_time")["amount"] == 13
-    assert line(payload, "minimum") == {"code": "minimum", "quantity": 1, "included": 0,
-                                        "billable": 1, "unit_amount_decimal": "987",
-                                        "amount": 987}
+    assert line(payload, "minimum") == {
+        "code": "minimum",
+        "quantity": 1,
+        "included": 0,
+        "billable": 1,
+        "unit_amount_decimal": "987",
+        "amount": 987,
+    }
     assert payload["total"] == 1000
 
 
 def test_contract_quote(capsys: pytest.CaptureFixture[str]) -> None:
-    payload = run_json(capsys, "--plan", "enterprise", "--contract", "org_enterprise_example",
-                       "--seats", "4")
+    payload = run_json(
+        capsys, "--plan", "enterprise", "--contract", "org_enterprise_example", "--seats", "4"
+    )
     assert line(payload, "seats")["amount"] == 3000
     assert line(payload, "minimum")["amount"] == 50000
 
 
 def test_book_by_path(capsys: pytest.CaptureFixture[str]) -> None:
-    from billing.pricebook import BOOKS_DIR
-
     payload = run_json(capsys, "--book", str(BOOKS_DIR / "zenaton.toml"), "--plan", "free")
     assert payload["book"] == "zenaton"
 
 
 def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["quote", "--plan", "team", "--seats", "10",
-                 "--usage", "copilot_messages=600"]) == 0
+    assert (
+        main(["quote", "--plan", "team", "--seats", "10", "--usage", "copilot_messages=600"]) == 0
+    )
     out = capsys.readouterr().out
     assert "Copilot messages" in out
     assert "$90.00" in out
@@ -103,14 +124,17 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
         (["--plan", "team", "--seats", "-3"], "non-negative whole number"),
         (["--plan", "team", "--seats", "2.5"], "non-negative whole number"),
         (["--book", "zenaton", "--plan", "payg", "--seats", "3"], "has no seats"),
-        (["--book", "zenaton", "--plan", "payg", "--usage", "copilot_messages=1"],
-         "is not billed on plan 'payg'"),
+        (
+            ["--book", "zenaton", "--plan", "payg", "--usage", "copilot_messages=1"],
+            "is not billed on plan 'payg'",
+        ),
         (["--book", "nowhere", "--plan", "free"], "unknown price book 'nowhere'"),
         ([], "Missing option '--plan'"),
     ],
 )
-def test_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], args: list[str],
-                                     message: str) -> None:
+def test_errors_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     assert main(["quote", *args]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -119,11 +143,7 @@ def test_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], args: l
     assert message in captured.err
 
 
-def test_invalid_book_file_is_one_line(capsys: pytest.CaptureFixture[str],
-                                       tmp_path: object) -> None:
-    from pathlib import Path
-
-    assert isinstance(tmp_path, Path)
+def test_invalid_book_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\ncurrency = "usd"\n', encoding="utf-8")
     assert main(["quote", "--book", str(bad), "--plan", "free"]) == 2
@@ -135,12 +155,20 @@ def test_invalid_book_file_is_one_line(capsys: pytest.CaptureFixture[str],
 def test_console_script_exit_code_and_no_traceback() -> None:
     script = shutil.which("billing") or ""
     command = [script] if script else [sys.executable, "-m", "worker.cli"]
-    ok = subprocess.run([*command, "quote", "--plan", "team", "--seats", "10", "--json"],
-                        capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        [*command, "quote", "--plan", "team", "--seats", "10", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0
     assert json.loads(ok.stdout)["total"] == 9000
-    bad = subprocess.run([*command, "quote", "--plan", "free", "--usage", "x=1"],
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [*command, "quote", "--plan", "free", "--usage", "x=1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
