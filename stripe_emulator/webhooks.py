@@ -136,6 +136,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
         self._pending = 0
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         if self._thread is None:
@@ -144,6 +145,7 @@ class Dispatcher:
 
     def stop(self) -> None:
         if self._thread is not None:
+            self._stopping.set()
             self.queue.put(None)
             self._thread.join(timeout=5)
             self._thread = None
@@ -211,4 +213,5 @@ class Dispatcher:
                 delivery.errors.append(f"HTTP {exc.code}")
             except OSError as exc:
                 delivery.errors.append(repr(exc))
-            time.sleep(self.config.webhook_retry_base_seconds * 2**attempt)
+            if self._stopping.wait(self.config.webhook_retry_base_seconds * 2**attempt):
+                return
