@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     stripe_requests_per_second: int = 25  # Stripe's test-mode limit; 100 in live mode
 
+    # Seconds before the Redis broker hands an unacknowledged task (its worker died) to another
+    # worker. Must exceed the longest task's hard time limit, or a slow task runs twice at once.
+    broker_visibility_timeout: int = 900
+    task_soft_time_limit: int = 240
+    task_time_limit: int = 300
+
     @model_validator(mode="after")
     def _refuse_live_key_outside_production(self) -> Settings:
         key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else ""
