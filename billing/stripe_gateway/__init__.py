@@ -1,0 +1,53 @@
+"""The Stripe gateway: the only package that imports `stripe`, exposing typed calls and records."""
+
+from billing.stripe_gateway.gateway import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    ProrationBehavior,
+    StripeGateway,
+    check_idempotency_key,
+    map_stripe_error,
+    price_create_params,
+)
+from billing.stripe_gateway.records import (
+    PriceSpec,
+    PriceTerms,
+    PriceTier,
+    StripeConfig,
+    StripeCustomer,
+    StripeInvoice,
+    StripeInvoiceItem,
+    StripeInvoiceLine,
+    StripeMeter,
+    StripeMeterEvent,
+    StripeMeterEventSummary,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    StripeSubscriptionItem,
+    SubscriptionItemSpec,
+)
+
+__all__ = [
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "PriceSpec",
+    "PriceTerms",
+    "PriceTier",
+    "ProrationBehavior",
+    "StripeConfig",
+    "StripeCustomer",
+    "StripeGateway",
+    "StripeInvoice",
+    "StripeInvoiceItem",
+    "StripeInvoiceLine",
+    "StripeMeter",
+    "StripeMeterEvent",
+    "StripeMeterEventSummary",
+    "StripePrice",
+    "StripeProduct",
+    "StripeSubscription",
+    "StripeSubscriptionItem",
+    "SubscriptionItemSpec",
+    "check_idempotency_key",
+    "map_stripe_error",
+    "price_create_params",
+]
