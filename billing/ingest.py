@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from billing.book_cache import BookCache
 from billing.ingest_records import (
     EVENT_TYPES,
     LineError,
@@ -29,12 +30,10 @@ from billing.ingest_records import (
 from billing.meters import Interval, Meter
 from billing.pricebook import (
     DEFAULT_BOOK,
-    PriceBook,
     PriceBookError,
     SeatPolicy,
     Terms,
     UnknownTermsError,
-    load_book,
 )
 from models.ledger import (
     Org,
@@ -85,29 +84,6 @@ class _Batch:
     usage_rows: list[dict[str, Any]] = field(default_factory=list)
     resource_rows: list[dict[str, Any]] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
-
-
-class BookCache:
-    """Loads each price book once; unknown books raise UnknownTermsError or PriceBookError."""
-
-    def __init__(self, loader: Callable[[str], PriceBook] = load_book) -> None:
-        self._loader = loader
-        self._books: dict[str, PriceBook] = {}
-        self._terms: dict[tuple[str, str, str | None, str | None], Terms] = {}
-
-    def book(self, name: str) -> PriceBook:
-        if name not in self._books:
-            self._books[name] = self._loader(name)
-        return self._books[name]
-
-    def terms(self, book_name: str, plan: str, interval: str | None, org_id: str) -> Terms:
-        """Terms of `org_id` on `plan` (its contract included), memoised per distinct terms."""
-        book = self.book(book_name)
-        contract = org_id if org_id in book.contracts else None
-        key = (book_name, plan, interval, contract)
-        if key not in self._terms:
-            self._terms[key] = book.terms(plan, interval, contract)
-        return self._terms[key]
 
 
 class Ingestor:

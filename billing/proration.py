@@ -174,17 +174,21 @@ def seat_terms(
     *,
     until_at: datetime,
     ends_at: datetime | None = None,
+    from_at: datetime | None = None,
     policy: SeatPolicy | None = None,
 ) -> tuple[SeatTerm, ...]:
     """Every term starting before `until_at` (and before `ends_at`, when a plan change ends the
     subscription's term chain), with its upfront quantity and its seat steps.
 
     A term cut short by `ends_at` keeps its natural length for proration (no credit for the
-    unused remainder: a plan change starts a new term with its own upfront charge).
+    unused remainder: a plan change starts a new term with its own upfront charge). Terms that
+    end at or before `from_at` are left out (a term's quantities never depend on earlier terms).
     """
     limit = min(until_at, ends_at) if ends_at else until_at
     result: list[SeatTerm] = []
     for term in term_periods(term_start_at, interval, limit):
+        if from_at is not None and term.period_end <= from_at:
+            continue
         opening = seat_count_at(changes, term.period_start)
         steps = term_seat_steps(
             term, opening, seat_unit_amount, changes, policy=policy, ends_at=ends_at
