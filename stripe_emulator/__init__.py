@@ -1,10 +1,12 @@
-"""A local, stateful Stripe API emulator (API 2026-10-28.endive subset) for tests, demo and benchmarks.
+"""A local, stateful Stripe API emulator (2026-10-28.endive subset) for tests, demo, benchmarks.
 
 Usage::
 
     from stripe_emulator import EmulatorConfig, EmulatorServer
     with EmulatorServer(EmulatorConfig(rate_limit_rps=100)) as emu:
-        client = stripe.StripeClient("sk_test_x", base_addresses={"api": emu.url, "meter_events": emu.url})
+        client = stripe.StripeClient(
+            "sk_test_x", base_addresses={"api": emu.url, "meter_events": emu.url}
+        )
         ...
         emu.state.meter_total(customer_id, "messages", start, end)
 

@@ -160,16 +160,16 @@ def update_product(store: Store, params: Params, product_id: str) -> dict[str, A
 @route("GET", "/v1/products")
 def list_products(store: Store, params: Params) -> dict[str, Any]:
     active = get_bool(params, "active")
-    items = [
-        p for p in store.table("product").values() if active is None or p["active"] == active
-    ]
+    items = [p for p in store.table("product").values() if active is None or p["active"] == active]
     return store.list_response("/v1/products", items, params)
 
 
 # ----- prices -------------------------------------------------------------------------------
 
 
-def _amount_pair(node: Params, prefix: str, int_key: str, dec_key: str) -> tuple[int | None, Decimal | None]:
+def _amount_pair(
+    node: Params, prefix: str, int_key: str, dec_key: str
+) -> tuple[int | None, Decimal | None]:
     amount = get_int(node, int_key, param=f"{prefix}{int_key}")
     amount_decimal = get_decimal(node, dec_key, param=f"{prefix}{dec_key}")
     if amount is not None and amount_decimal is not None:
@@ -265,7 +265,10 @@ def create_price(store: Store, params: Params) -> dict[str, Any]:
             store.get("billing.meter", meter_id, "recurring[meter]")
         recurring = {
             "interval": interval,
-            "interval_count": get_int(recurring_raw, "interval_count", param="recurring[interval_count]") or 1,
+            "interval_count": get_int(
+                recurring_raw, "interval_count", param="recurring[interval_count]"
+            )
+            or 1,
             "meter": meter_id,
             "trial_period_days": None,
             "usage_type": usage,
@@ -277,9 +280,7 @@ def create_price(store: Store, params: Params) -> dict[str, Any]:
     unit_dec: Decimal | None = None
     if scheme == "tiered":
         if transform:
-            raise invalid(
-                "transform_quantity cannot be combined with tiers.", "transform_quantity"
-            )
+            raise invalid("transform_quantity cannot be combined with tiers.", "transform_quantity")
         tiers_mode = get_enum(params, "tiers_mode", ("graduated", "volume"))
         if tiers_mode is None:
             raise missing("tiers_mode")
@@ -323,7 +324,7 @@ def create_price(store: Store, params: Params) -> dict[str, Any]:
     return store.render(price, get_list(params, "expand"))
 
 
-def render_price(store: Store, price: dict[str, Any], expand: set[str]) -> dict[str, Any]:
+def render_price(_store: Store, price: dict[str, Any], expand: set[str]) -> dict[str, Any]:
     out = {k: copy.deepcopy(v) for k, v in price.items() if not k.startswith("_")}
     if "tiers" in expand and price.get("_tiers") is not None:
         out["tiers"] = copy.deepcopy(price["_tiers"])

@@ -63,7 +63,7 @@ def advance_clock(store: Store, params: Params, clock_id: str) -> dict[str, Any]
 
 
 @route("DELETE", "/v1/test_helpers/test_clocks/{id}")
-def delete_clock(store: Store, params: Params, clock_id: str) -> dict[str, Any]:
+def delete_clock(store: Store, _params: Params, clock_id: str) -> dict[str, Any]:
     clock = store.get("test_helpers.test_clock", clock_id)
     clock["deleted"] = True
     for customer in store.table("customer").values():

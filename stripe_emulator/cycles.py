@@ -74,7 +74,9 @@ def renew(store: Store, sub: dict[str, Any], at: int) -> dict[str, Any]:
         item["_cycles"] += 1
         item["current_period_start"] = item["current_period_end"]
         item["current_period_end"] = add_interval(
-            sub["billing_cycle_anchor"], recurring["interval"], recurring["interval_count"] * item["_cycles"]
+            sub["billing_cycle_anchor"],
+            recurring["interval"],
+            recurring["interval_count"] * item["_cycles"],
         )
         if recurring["usage_type"] == "licensed" and not ending:
             renewed.append(licensed_line(store, sub, item, price))

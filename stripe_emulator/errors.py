@@ -44,6 +44,4 @@ def missing(param: str) -> ApiError:
 
 
 def not_found(kind: str, object_id: str, param: str = "id") -> ApiError:
-    return ApiError(
-        404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param
-    )
+    return ApiError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)

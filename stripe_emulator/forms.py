@@ -84,7 +84,9 @@ def req_str(params: Params, key: str) -> str:
     return value
 
 
-def get_int(params: Params, key: str, *, required: bool = False, param: str | None = None) -> int | None:
+def get_int(
+    params: Params, key: str, *, required: bool = False, param: str | None = None
+) -> int | None:
     value = params.get(key)
     name = param or key
     if value is None or value == "":
@@ -123,7 +125,9 @@ def get_bool(params: Params, key: str) -> bool | None:
     raise invalid(f"Invalid boolean: {value}", key, "parameter_invalid_boolean")
 
 
-def get_enum(params: Params, key: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
+def get_enum(
+    params: Params, key: str, choices: tuple[str, ...], default: str | None = None
+) -> str | None:
     value = get_str(params, key)
     if value is None:
         return default

@@ -176,7 +176,7 @@ def update_invoice_item(store: Store, params: Params, item_id: str) -> dict[str,
 
 
 @route("DELETE", "/v1/invoiceitems/{id}")
-def delete_invoice_item(store: Store, params: Params, item_id: str) -> dict[str, Any]:
+def delete_invoice_item(store: Store, _params: Params, item_id: str) -> dict[str, Any]:
     item = store.get("invoiceitem", item_id)
     if item["invoice"] is not None:
         raise invalid("Invoice items attached to an invoice cannot be deleted.", "id")
@@ -202,7 +202,9 @@ def list_invoice_items(store: Store, params: Params) -> dict[str, Any]:
     return store.list_response("/v1/invoiceitems", items, params)
 
 
-def pending_items(store: Store, customer_id: str, subscription_id: str | None) -> list[dict[str, Any]]:
+def pending_items(
+    store: Store, customer_id: str, subscription_id: str | None
+) -> list[dict[str, Any]]:
     """Pending items swept into an invoice: the customer's items that belong to no other
     subscription."""
     out = []
@@ -219,7 +221,9 @@ def pending_items(store: Store, customer_id: str, subscription_id: str | None) -
 # ----- lines ----------------------------------------------------------------------------------
 
 
-def base_line(amount: int, currency: str, description: str | None, period: tuple[int, int]) -> dict[str, Any]:
+def base_line(
+    amount: int, currency: str, description: str | None, period: tuple[int, int]
+) -> dict[str, Any]:
     return {
         "id": new_id("il"),
         "object": "line_item",
@@ -256,7 +260,11 @@ def subscription_line(
     line = base_line(amount, price["currency"], description, period)
     unit = price.get("unit_amount_decimal")
     if unit is None:  # tiered: the average unit amount of this line
-        unit = decimal_str((Decimal(amount) / quantity).quantize(Decimal("1e-12"))) if quantity else "0"
+        unit = (
+            decimal_str((Decimal(amount) / quantity).quantize(Decimal("1e-12")))
+            if quantity
+            else "0"
+        )
     line["parent"] = {
         "type": "subscription_item_details",
         "invoice_item_details": None,
@@ -278,9 +286,13 @@ def subscription_line(
     return line
 
 
-def attach_item(store: Store, invoice: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    line = base_line(item["amount"], item["currency"], item["description"],
-                     (item["period"]["start"], item["period"]["end"]))
+def attach_item(_store: Store, invoice: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    line = base_line(
+        item["amount"],
+        item["currency"],
+        item["description"],
+        (item["period"]["start"], item["period"]["end"]),
+    )
     parent = item["parent"]
     if parent is not None and parent["subscription_details"]["subscription_item"] is not None:
         details = parent["subscription_details"]
@@ -376,7 +388,11 @@ def new_invoice(
         "number": None,
         "on_behalf_of": None,
         "parent": None,
-        "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
         "period_end": period[1],
         "period_start": period[0],
         "post_payment_credit_notes_amount": 0,
@@ -386,7 +402,12 @@ def new_invoice(
         "starting_balance": 0,
         "statement_descriptor": None,
         "status": "draft",
-        "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None},
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
         "subtotal": 0,
         "subtotal_excluding_tax": 0,
         "test_clock": customer["test_clock"],
@@ -436,21 +457,29 @@ def refresh_metered_lines(store: Store, invoice: dict[str, Any]) -> None:
             continue
         price = store.get("price", metered["price"])
         quantity = meter_total(
-            store, invoice["customer"], metered["meter"], line["period"]["start"], line["period"]["end"]
+            store,
+            invoice["customer"],
+            metered["meter"],
+            line["period"]["start"],
+            line["period"]["end"],
         )
         amount = line_amount(price, quantity)
         line["amount"] = line["subtotal"] = amount
         line["quantity"] = int(quantity)
         line["quantity_decimal"] = decimal_str(quantity)
         if price.get("unit_amount_decimal") is None:
-            unit = (Decimal(amount) / quantity).quantize(Decimal("1e-12")) if quantity else Decimal(0)
+            unit = (
+                (Decimal(amount) / quantity).quantize(Decimal("1e-12")) if quantity else Decimal(0)
+            )
             line["pricing"]["unit_amount_decimal"] = decimal_str(unit)
     recompute_totals(invoice)
 
 
 def finalize(store: Store, invoice: dict[str, Any], now: int) -> None:
     if invoice["status"] != "draft":
-        raise invalid(f"This invoice is already {invoice['status']}.", "invoice", "invoice_not_editable")
+        raise invalid(
+            f"This invoice is already {invoice['status']}.", "invoice", "invoice_not_editable"
+        )
     refresh_metered_lines(store, invoice)
     customer = store.get("customer", invoice["customer"])
     balance = customer["balance"]
@@ -485,7 +514,7 @@ def mark_paid(store: Store, invoice: dict[str, Any], now: int) -> None:
     store.emit("invoice.paid", invoice, now)
 
 
-def render_invoice(store: Store, invoice: dict[str, Any], expand: set[str]) -> dict[str, Any]:
+def render_invoice(_store: Store, invoice: dict[str, Any], _expand: set[str]) -> dict[str, Any]:
     out = {k: copy.deepcopy(v) for k, v in invoice.items() if not k.startswith("_")}
     lines = invoice["_lines"]
     out["lines"] = {
@@ -556,7 +585,9 @@ def update_invoice(store: Store, params: Params, invoice_id: str) -> dict[str, A
         invoice["auto_advance"] = bool(get_bool(params, "auto_advance"))
         grace = store.config.grace_period_seconds if store.config is not None else 3600
         invoice["automatically_finalizes_at"] = (
-            max(invoice["created"] + grace, _invoice_now(store, invoice)) if invoice["auto_advance"] else None
+            max(invoice["created"] + grace, _invoice_now(store, invoice))
+            if invoice["auto_advance"]
+            else None
         )
     if "automatically_finalizes_at" in params and invoice["status"] == "draft":
         invoice["automatically_finalizes_at"] = get_int(params, "automatically_finalizes_at")
@@ -584,7 +615,9 @@ def pay_invoice(store: Store, params: Params, invoice_id: str) -> dict[str, Any]
     if invoice["status"] == "open":
         mark_paid(store, invoice, now)
     elif invoice["status"] != "paid":
-        raise invalid(f"Invoice is {invoice['status']} and cannot be paid.", "invoice", "invoice_not_editable")
+        raise invalid(
+            f"Invoice is {invoice['status']} and cannot be paid.", "invoice", "invoice_not_editable"
+        )
     return store.render(invoice, get_list(params, "expand"))
 
 
@@ -602,14 +635,16 @@ def void_invoice(store: Store, params: Params, invoice_id: str) -> dict[str, Any
 
 
 @route("DELETE", "/v1/invoices/{id}")
-def delete_invoice(store: Store, params: Params, invoice_id: str) -> dict[str, Any]:
+def delete_invoice(store: Store, _params: Params, invoice_id: str) -> dict[str, Any]:
     invoice = store.get("invoice", invoice_id)
     if invoice["status"] != "draft":
         raise invalid("Only draft invoices can be deleted.", "invoice", "invoice_not_editable")
     for line in invoice["_lines"]:
-        details = (line["parent"] or {}).get("invoice_item_details") or (line["parent"] or {}).get(
-            "subscription_item_details"
-        ) or {}
+        details = (
+            (line["parent"] or {}).get("invoice_item_details")
+            or (line["parent"] or {}).get("subscription_item_details")
+            or {}
+        )
         item_id = details.get("invoice_item")
         if item_id:
             store.table("invoiceitem")[item_id]["invoice"] = None
@@ -634,7 +669,8 @@ def list_invoices(store: Store, params: Params) -> dict[str, Any]:
         and created(i["created"])
         and (
             subscription is None
-            or (i["parent"] or {}).get("subscription_details", {}).get("subscription") == subscription
+            or (i["parent"] or {}).get("subscription_details", {}).get("subscription")
+            == subscription
         )
     ]
     return store.list_response("/v1/invoices", items, params)

@@ -107,12 +107,12 @@ def _set_status(store: Store, meter_id: str, active: bool) -> dict[str, Any]:
 
 
 @route("POST", "/v1/billing/meters/{id}/deactivate")
-def deactivate_meter(store: Store, params: Params, meter_id: str) -> dict[str, Any]:
+def deactivate_meter(store: Store, _params: Params, meter_id: str) -> dict[str, Any]:
     return _set_status(store, meter_id, active=False)
 
 
 @route("POST", "/v1/billing/meters/{id}/reactivate")
-def reactivate_meter(store: Store, params: Params, meter_id: str) -> dict[str, Any]:
+def reactivate_meter(store: Store, _params: Params, meter_id: str) -> dict[str, Any]:
     return _set_status(store, meter_id, active=True)
 
 
@@ -161,14 +161,18 @@ def create_meter_event(store: Store, params: Params) -> dict[str, Any]:
         raise missing("payload")
     meter = meter_for_event(store, event_name)
     if meter is None:
-        raise _error(f"No active meter found for event_name '{event_name}'.", "no_meter", "event_name")
+        raise _error(
+            f"No active meter found for event_name '{event_name}'.", "no_meter", "event_name"
+        )
     if meter["status"] != "active":
         raise _error(f"The meter for '{event_name}' is inactive.", "archived_meter", "event_name")
     customer_key = meter["customer_mapping"]["event_payload_key"]
     customer_id = payload.get(customer_key)
     if not customer_id:
         raise _error(
-            f"The payload is missing '{customer_key}'.", "meter_event_no_customer_defined", "payload"
+            f"The payload is missing '{customer_key}'.",
+            "meter_event_no_customer_defined",
+            "payload",
         )
     customer = store.table("customer").get(customer_id)
     if customer is None or customer.get("deleted"):

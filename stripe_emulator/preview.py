@@ -50,28 +50,44 @@ def create_preview(store: Store, params: Params) -> dict[str, Any]:
     shadow = shadow_copy(store)
     now = shadow.customer_now(customer_id)
     raw_items = get_list(details, "items")
-    proration_date = get_int(details, "proration_date", param="subscription_details[proration_date]")
+    proration_date = get_int(
+        details, "proration_date", param="subscription_details[proration_date]"
+    )
     if sub_id is None and raw_items:
         created = create_subscription(shadow, {"customer": customer_id, "items": raw_items})
         invoice = shadow.get("invoice", created["latest_invoice"])
         return _present(shadow, invoice, None)
     if sub_id is None:
         invoice = new_invoice(
-            shadow, customer_id=customer_id, subscription=None, billing_reason="upcoming",
-            lines=[], period=(now, now), now=now, currency="usd",
+            shadow,
+            customer_id=customer_id,
+            subscription=None,
+            billing_reason="upcoming",
+            lines=[],
+            period=(now, now),
+            now=now,
+            currency="usd",
         )
         return _present(shadow, invoice, None)
     sub = shadow.get("subscription", sub_id)
     if raw_items:
-        change_params = {"proration_behavior": "none" if behavior == "none" else "create_prorations"}
+        change_params = {
+            "proration_behavior": "none" if behavior == "none" else "create_prorations"
+        }
         if proration_date is not None:
             change_params["proration_date"] = str(proration_date)
         entries = [(n, f"subscription_details[items][{i}]") for i, n in enumerate(raw_items)]
         update_items(shadow, sub, entries, change_params)
         if behavior == "always_invoice":
             invoice = new_invoice(
-                shadow, customer_id=customer_id, subscription=sub, billing_reason="subscription_update",
-                lines=[], period=(now, now), now=now, currency=sub["currency"],
+                shadow,
+                customer_id=customer_id,
+                subscription=sub,
+                billing_reason="subscription_update",
+                lines=[],
+                period=(now, now),
+                now=now,
+                currency=sub["currency"],
             )
             return _present(shadow, invoice, proration_date or now)
     if mode == "recurring":
@@ -79,7 +95,11 @@ def create_preview(store: Store, params: Params) -> dict[str, Any]:
             if item["invoice"] is None:
                 item["deleted"] = True
     if sub["status"] == "canceled" or not items_of(shadow, sub):
-        raise invalid("No upcoming invoices for a canceled subscription.", "subscription", "invoice_upcoming_none")
+        raise invalid(
+            "No upcoming invoices for a canceled subscription.",
+            "subscription",
+            "invoice_upcoming_none",
+        )
     end = min(i["current_period_end"] for i in items_of(shadow, sub))
     invoice = renew(shadow, sub, end)
     return _present(shadow, invoice, proration_date if raw_items else None)
@@ -95,7 +115,10 @@ def _present(shadow: Store, invoice: dict[str, Any], proration_date: int | None)
     out["amount_due"] = max(out["total"], 0)
     out["amount_remaining"] = out["amount_due"]
     out["status_transitions"] = {
-        "finalized_at": None, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None,
+        "finalized_at": None,
+        "marked_uncollectible_at": None,
+        "paid_at": None,
+        "voided_at": None,
     }
     out["lines"]["url"] = "/v1/invoices/upcoming/lines"
     for line in out["lines"]["data"]:

@@ -29,7 +29,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: ARG002 - stdlib
         return
 
     def do_GET(self) -> None:
@@ -41,7 +41,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
-    def _send(self, status: int, body: dict[str, Any], request_id: str, extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: dict[str, Any],
+        request_id: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         data = json.dumps(body, indent=2).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -52,7 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        self.server.state.traffic.record_status(status) if not self.path.startswith("/_emulator") else None
+        self.server.state.traffic.record_status(status) if not self.path.startswith(
+            "/_emulator"
+        ) else None
 
     def _drop(self, hold_ms: int) -> None:
         time.sleep(hold_ms / 1000)
@@ -83,7 +91,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, error.body(request_id), request_id)
             return
         if verdict == "error":
-            self._send(500, ApiError(500, "An unknown error occurred", type_="api_error").body(request_id), request_id)
+            self._send(
+                500,
+                ApiError(500, "An unknown error occurred", type_="api_error").body(request_id),
+                request_id,
+            )
             return
         if verdict == "timeout":
             self._drop(state.config.timeout_hold_ms)
@@ -92,11 +104,16 @@ class _Handler(BaseHTTPRequestHandler):
         api_key = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
         if not api_key.startswith(("sk_test_", "rk_test_")):
             message = (
-                "You did not provide an API key." if not api_key
+                "You did not provide an API key."
+                if not api_key
                 else f"Invalid API Key provided: {api_key[:12]}****"
             )
-            self._send(401, ApiError(401, message, type_="invalid_request_error").body(request_id), request_id,
-                       {"WWW-Authenticate": 'Basic realm="Stripe"'})
+            self._send(
+                401,
+                ApiError(401, message, type_="invalid_request_error").body(request_id),
+                request_id,
+                {"WWW-Authenticate": 'Basic realm="Stripe"'},
+            )
             return
         if found is None:
             error = ApiError(404, f"Unrecognized request URL ({method}: {path}).")
@@ -104,13 +121,23 @@ class _Handler(BaseHTTPRequestHandler):
             return
         matched, ids = found
         try:
-            params = decode(parts.query) if method in ("GET", "DELETE") and not raw else decode(raw or parts.query)
+            params = (
+                decode(parts.query)
+                if method in ("GET", "DELETE") and not raw
+                else decode(raw or parts.query)
+            )
         except ValueError:
             self._send(400, ApiError(400, "Invalid request body.").body(request_id), request_id)
             return
         status, body, replayed = state.execute(
-            matched, params, ids, method=method, path=path, api_key=api_key,
-            idempotency_key=self.headers.get("Idempotency-Key"), request_id=request_id,
+            matched,
+            params,
+            ids,
+            method=method,
+            path=path,
+            api_key=api_key,
+            idempotency_key=self.headers.get("Idempotency-Key"),
+            request_id=request_id,
         )
         extra = {}
         if self.headers.get("Idempotency-Key") and method == "POST":
@@ -119,7 +146,11 @@ class _Handler(BaseHTTPRequestHandler):
             state.traffic.record_replay()
             extra["Idempotent-Replayed"] = "true"
         if after == "error":
-            self._send(500, ApiError(500, "An unknown error occurred", type_="api_error").body(request_id), request_id)
+            self._send(
+                500,
+                ApiError(500, "An unknown error occurred", type_="api_error").body(request_id),
+                request_id,
+            )
             return
         if after == "timeout":
             self._drop(state.config.timeout_hold_ms)
@@ -142,7 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
                 state.reset(stats_only=bool(payload.get("stats_only")))
                 body = {"ok": True}
             else:
-                self._send(404, {"error": {"message": f"unknown control endpoint {path}"}}, request_id)
+                self._send(
+                    404, {"error": {"message": f"unknown control endpoint {path}"}}, request_id
+                )
                 return
         except (KeyError, ValueError, TypeError) as exc:
             self._send(400, {"error": {"message": str(exc)}}, request_id)
@@ -163,7 +196,9 @@ class _Server(ThreadingHTTPServer):
 class EmulatorServer:
     """A running emulator: ``with EmulatorServer(EmulatorConfig()) as emu: emu.url, emu.state``."""
 
-    def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.state = EmulatorState(config)
         self.host = host
         self.port = port
@@ -185,8 +220,10 @@ class EmulatorServer:
         self.port = int(self._server.server_address[1])
         self.state.dispatcher.start()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-            name="stripe-emulator-http", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="stripe-emulator-http",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -222,6 +259,6 @@ class EmulatorServer:
 
 
 def serve(port: int = 12111, host: str = "127.0.0.1", **config: Any) -> None:
-    """Serve an emulator on ``host:port`` until interrupted; ``config`` = ``EmulatorConfig`` fields."""
+    """Serve on ``host:port`` until interrupted; ``config`` holds ``EmulatorConfig`` fields."""
     server = EmulatorServer(EmulatorConfig(**config), host=host, port=port)
     server.serve_forever()

@@ -97,10 +97,12 @@ class EmulatorState:
                 status = 200
             except ApiError as exc:
                 return exc.status, exc.body(request_id), False
-            except Exception:  # noqa: BLE001 - any crash is answered as Stripe's api_error
+            except Exception:
                 traceback.print_exc()
                 status = 500
-                body = ApiError(500, "An unknown error occurred", type_="api_error").body(request_id)
+                body = ApiError(500, "An unknown error occurred", type_="api_error").body(
+                    request_id
+                )
             finally:
                 self._flush_events()
                 self.store.request_id = None
@@ -185,7 +187,10 @@ class EmulatorState:
             price["unit_amount"] = int(unit_amount_decimal) if integral else None
 
     def add_invoice_item(
-        self, customer_id: str, amount: int, description: str = "Manual adjustment",
+        self,
+        customer_id: str,
+        amount: int,
+        description: str = "Manual adjustment",
         subscription_id: str | None = None,
     ) -> str:
         """Drift injection: a pending invoice item added "by hand" (no event, no HTTP)."""
@@ -193,8 +198,13 @@ class EmulatorState:
             self.store.get("customer", customer_id)
             now = self.store.customer_now(customer_id)
             item = invoicing.new_invoice_item(
-                self.store, customer_id=customer_id, amount=amount, currency="usd",
-                description=description, period=(now, now), subscription_id=subscription_id,
+                self.store,
+                customer_id=customer_id,
+                amount=amount,
+                currency="usd",
+                description=description,
+                period=(now, now),
+                subscription_id=subscription_id,
             )
             return str(item["id"])
 

@@ -37,7 +37,12 @@ from stripe_emulator.forms import (
     merge_metadata,
     req_str,
 )
-from stripe_emulator.invoicing import finalize, new_invoice, new_invoice_item
+from stripe_emulator.invoicing import (
+    finalize,
+    new_invoice,
+    new_invoice_item,
+    subscription_line,
+)
 from stripe_emulator.periods import add_interval, fmt_date
 from stripe_emulator.routing import route
 from stripe_emulator.store import RENDERERS, Store, new_id
@@ -95,12 +100,21 @@ def _period_containing(anchor: int, price: dict[str, Any], t: int) -> tuple[int,
     end = add_interval(anchor, recurring["interval"], recurring["interval_count"])
     while end <= t:
         n += 1
-        start, end = end, add_interval(anchor, recurring["interval"], recurring["interval_count"] * n)
+        start, end = (
+            end,
+            add_interval(anchor, recurring["interval"], recurring["interval_count"] * n),
+        )
     return n, start, end
 
 
 def new_item(
-    store: Store, sub: dict[str, Any], price: dict[str, Any], quantity: int | None, now: int, metadata: dict[str, str]
+    store: Store,
+    *,
+    sub: dict[str, Any],
+    price: dict[str, Any],
+    quantity: int | None,
+    now: int,
+    metadata: dict[str, str],
 ) -> dict[str, Any]:
     cycles, start, end = _period_containing(sub["billing_cycle_anchor"], price, now)
     item = {
@@ -124,13 +138,13 @@ def new_item(
     return item
 
 
-def render_item(store: Store, item: dict[str, Any], expand: set[str]) -> dict[str, Any]:
+def render_item(store: Store, item: dict[str, Any], _expand: set[str]) -> dict[str, Any]:
     out = {k: copy.deepcopy(v) for k, v in item.items() if not k.startswith("_")}
     out["price"] = store.render(store.get("price", item["price"]), set())
     return out
 
 
-def render_subscription(store: Store, sub: dict[str, Any], expand: set[str]) -> dict[str, Any]:
+def render_subscription(store: Store, sub: dict[str, Any], _expand: set[str]) -> dict[str, Any]:
     out = {k: copy.deepcopy(v) for k, v in sub.items() if not k.startswith("_")}
     items = items_of(store, sub)
     out["items"] = {
@@ -147,9 +161,9 @@ RENDERERS["subscription_item"] = render_item
 RENDERERS["subscription"] = render_subscription
 
 
-def licensed_line(store: Store, sub: dict[str, Any], item: dict[str, Any], price: dict[str, Any]) -> dict[str, Any]:
-    from stripe_emulator.invoicing import subscription_line
-
+def licensed_line(
+    store: Store, sub: dict[str, Any], item: dict[str, Any], price: dict[str, Any]
+) -> dict[str, Any]:
     quantity = Decimal(item["quantity"] or 0)
     return subscription_line(
         subscription_id=sub["id"],
@@ -189,7 +203,10 @@ def create_subscription(store: Store, params: Params) -> dict[str, Any]:
         raise missing("items")
     mode = get_enum(get_dict(params, "billing_mode"), "type", ("classic", "flexible"), "flexible")
     collection = get_enum(
-        params, "collection_method", ("charge_automatically", "send_invoice"), "charge_automatically"
+        params,
+        "collection_method",
+        ("charge_automatically", "send_invoice"),
+        "charge_automatically",
     )
     prices: list[tuple[dict[str, Any], int | None, dict[str, str]]] = []
     for index, node in enumerate(raw_items):
@@ -199,7 +216,9 @@ def create_subscription(store: Store, params: Params) -> dict[str, Any]:
     currencies = {p["currency"] for p, _, _ in prices}
     if len(currencies) > 1:
         raise invalid("All prices on a subscription must have the same currency.", "items")
-    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p, _, _ in prices}
+    intervals = {
+        (p["recurring"]["interval"], p["recurring"]["interval_count"]) for p, _, _ in prices
+    }
     if len(intervals) > 1 and mode == "classic":
         raise invalid(
             "Mixed intervals on one subscription require billing_mode[type]=flexible.", "items"
@@ -212,7 +231,11 @@ def create_subscription(store: Store, params: Params) -> dict[str, Any]:
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": now,
         "billing_cycle_anchor_config": None,
-        "billing_mode": {"flexible": {"proration_discounts": "included"} if mode == "flexible" else None, "type": mode, "updated_at": now},
+        "billing_mode": {
+            "flexible": {"proration_discounts": "included"} if mode == "flexible" else None,
+            "type": mode,
+            "updated_at": now,
+        },
         "cancel_at": None,
         "cancel_at_period_end": False,
         "canceled_at": None,
@@ -241,7 +264,7 @@ def create_subscription(store: Store, params: Params) -> dict[str, Any]:
     store.add(sub)
     lines = []
     for price, quantity, metadata in prices:
-        item = new_item(store, sub, price, quantity, now, metadata)
+        item = new_item(store, sub=sub, price=price, quantity=quantity, now=now, metadata=metadata)
         if price["recurring"]["usage_type"] == "licensed":
             lines.append(licensed_line(store, sub, item, price))
     store.emit("customer.subscription.created", sub, now)
@@ -281,12 +304,17 @@ def prorate(
 ) -> list[dict[str, Any]]:
     """Credit/debit pending invoice items for replacing (old price, qty) by (new price, qty)."""
     old_price, old_qty, new_price, new_qty = change
-    if old_price["recurring"]["usage_type"] == "metered" or (old_price is new_price and old_qty == new_qty):
+    if old_price["recurring"]["usage_type"] == "metered" or (
+        old_price is new_price and old_qty == new_qty
+    ):
         return []
     start, end = item["current_period_start"], item["current_period_end"]
     remaining, length = end - t, end - start
     created = []
-    for sign, price, qty, label in ((-1, old_price, old_qty, "Unused"), (1, new_price, new_qty, "Remaining")):
+    for sign, price, qty, label in (
+        (-1, old_price, old_qty, "Unused"),
+        (1, new_price, new_qty, "Remaining"),
+    ):
         if qty <= 0:
             continue
         exact = prorated(exact_amount(price, Decimal(qty)), remaining, length)
@@ -297,7 +325,9 @@ def prorate(
                 customer_id=sub["customer"],
                 amount=amount,
                 currency=price["currency"],
-                description=f"{label} time on {qty} × {product_name(store, price)} after {fmt_date(t)}",
+                description=(
+                    f"{label} time on {qty} × {product_name(store, price)} after {fmt_date(t)}"
+                ),
                 period=(t, end),
                 price=price,
                 quantity=Decimal(qty),
@@ -311,7 +341,9 @@ def prorate(
     return created
 
 
-def invoice_now(store: Store, sub: dict[str, Any], now: int, proration_date: int | None) -> dict[str, Any]:
+def invoice_now(
+    store: Store, sub: dict[str, Any], now: int, proration_date: int | None
+) -> dict[str, Any]:
     invoice = new_invoice(
         store,
         customer_id=sub["customer"],
@@ -329,7 +361,14 @@ def invoice_now(store: Store, sub: dict[str, Any], now: int, proration_date: int
 
 
 def apply_item_change(
-    store: Store, sub: dict[str, Any], node: Params, param: str, behavior: str, params: Params, now: int
+    store: Store,
+    *,
+    sub: dict[str, Any],
+    node: Params,
+    param: str,
+    behavior: str,
+    params: Params,
+    now: int,
 ) -> None:
     """Apply one ``items[n]`` entry (update, delete or add) with its prorations."""
 
@@ -340,9 +379,18 @@ def apply_item_change(
     if item_id is None:
         price = _recurring_price(store, get_str(node, "price"), name("price"))
         quantity = _quantity(node, price, name("quantity"), 1)
-        item = new_item(store, sub, price, quantity, now, merge_metadata({}, node))
+        item = new_item(
+            store,
+            sub=sub,
+            price=price,
+            quantity=quantity,
+            now=now,
+            metadata=merge_metadata({}, node),
+        )
         if behavior != "none" and quantity:
-            prorate(store, sub, item, (price, 0, price, quantity), _proration_time(params, item, now))
+            prorate(
+                store, sub, item, (price, 0, price, quantity), _proration_time(params, item, now)
+            )
         return
     item = store.get("subscription_item", item_id, name("id"))
     if item["subscription"] != sub["id"]:
@@ -351,7 +399,13 @@ def apply_item_change(
     old_qty = item["quantity"] or 0
     if get_bool(node, "deleted"):
         if behavior != "none":
-            prorate(store, sub, item, (old_price, old_qty, old_price, 0), _proration_time(params, item, now))
+            prorate(
+                store,
+                sub,
+                item,
+                (old_price, old_qty, old_price, 0),
+                _proration_time(params, item, now),
+            )
         item["deleted"] = True
         sub["_items"].remove(item_id)
         return
@@ -360,13 +414,21 @@ def apply_item_change(
         new_price = _recurring_price(store, get_str(node, "price"), name("price"))
     quantity = _quantity(node, new_price, name("quantity"), item["quantity"])
     if behavior != "none":
-        prorate(store, sub, item, (old_price, old_qty, new_price, quantity or 0), _proration_time(params, item, now))
+        prorate(
+            store,
+            sub,
+            item,
+            (old_price, old_qty, new_price, quantity or 0),
+            _proration_time(params, item, now),
+        )
     item["price"] = new_price["id"]
     item["quantity"] = quantity
     item["metadata"] = merge_metadata(item["metadata"], node)
 
 
-def update_items(store: Store, sub: dict[str, Any], entries: list[tuple[Params, str]], params: Params) -> None:
+def update_items(
+    store: Store, sub: dict[str, Any], entries: list[tuple[Params, str]], params: Params
+) -> None:
     behavior = get_enum(params, "proration_behavior", BEHAVIORS, "create_prorations")
     assert behavior is not None
     now = store.customer_now(sub["customer"])
@@ -374,7 +436,9 @@ def update_items(store: Store, sub: dict[str, Any], entries: list[tuple[Params, 
         raise invalid("A canceled subscription can only update its metadata.", "subscription")
     before = render_subscription(store, sub, set())["items"]
     for node, param in entries:
-        apply_item_change(store, sub, node, param, behavior, params, now)
+        apply_item_change(
+            store, sub=sub, node=node, param=param, behavior=behavior, params=params, now=now
+        )
     if behavior == "always_invoice" and entries:
         invoice_now(store, sub, now, get_int(params, "proration_date") or now)
     if entries:
@@ -403,7 +467,9 @@ def update_subscription(store: Store, params: Params, sub_id: str) -> dict[str, 
             previous[key] = sub[key]
             sub[key] = get_int(params, key) if key == "days_until_due" else get_str(params, key)
     if previous:
-        store.emit("customer.subscription.updated", sub, store.customer_now(sub["customer"]), previous)
+        store.emit(
+            "customer.subscription.updated", sub, store.customer_now(sub["customer"]), previous
+        )
     return store.render(sub, get_list(params, "expand"))
 
 
@@ -414,13 +480,18 @@ def cancel_subscription(store: Store, params: Params, sub_id: str) -> dict[str, 
         raise invalid("This subscription is already canceled.", "subscription")
     now = store.customer_now(sub["customer"])
     if get_bool(params, "invoice_now"):
-        from stripe_emulator.cycles import metered_lines
+        from stripe_emulator.cycles import metered_lines  # noqa: PLC0415 - import cycle
 
         lines = metered_lines(store, sub, items_of(store, sub), now)
         invoice = new_invoice(
-            store, customer_id=sub["customer"], subscription=sub, billing_reason="subscription_cycle",
-            lines=lines, period=(min(i["current_period_start"] for i in items_of(store, sub)), now),
-            now=now, currency=sub["currency"],
+            store,
+            customer_id=sub["customer"],
+            subscription=sub,
+            billing_reason="subscription_cycle",
+            lines=lines,
+            period=(min(i["current_period_start"] for i in items_of(store, sub)), now),
+            now=now,
+            currency=sub["currency"],
         )
         sub["latest_invoice"] = invoice["id"]
         finalize(store, invoice, now)
@@ -439,7 +510,11 @@ def list_subscriptions(store: Store, params: Params) -> dict[str, Any]:
         s
         for s in store.table("subscription").values()
         if customer in (None, s["customer"])
-        and (status == "all" or (status is None and s["status"] != "canceled") or status == s["status"])
+        and (
+            status == "all"
+            or (status is None and s["status"] != "canceled")
+            or status == s["status"]
+        )
         and (price is None or any(i["price"] == price for i in items_of(store, s)))
     ]
     return store.list_response("/v1/subscriptions", items, params)

@@ -61,7 +61,7 @@ class Traffic:
             return True
         return False
 
-    def admit(self, method: str, path: str, route_key: str) -> tuple[Verdict, Verdict]:
+    def admit(self, _method: str, path: str, route_key: str) -> tuple[Verdict, Verdict]:
         """Count the request and return (verdict now, fault to apply after execution)."""
         now = time.monotonic()
         with self._lock:

@@ -39,7 +39,9 @@ def create_endpoint(store: Store, params: Params) -> dict[str, Any]:
     url = req_str(params, "url")
     events = [str(e) for e in get_list(params, "enabled_events")]
     if not events:
-        raise invalid("Missing required param: enabled_events.", "enabled_events", "parameter_missing")
+        raise invalid(
+            "Missing required param: enabled_events.", "enabled_events", "parameter_missing"
+        )
     endpoint = {
         "id": new_id("we"),
         "object": "webhook_endpoint",
@@ -61,7 +63,7 @@ def create_endpoint(store: Store, params: Params) -> dict[str, Any]:
 
 
 @route("GET", "/v1/webhook_endpoints/{id}")
-def retrieve_endpoint(store: Store, params: Params, endpoint_id: str) -> dict[str, Any]:
+def retrieve_endpoint(store: Store, _params: Params, endpoint_id: str) -> dict[str, Any]:
     return store.render(store.get("webhook_endpoint", endpoint_id), [])
 
 
@@ -79,7 +81,7 @@ def update_endpoint(store: Store, params: Params, endpoint_id: str) -> dict[str,
 
 
 @route("DELETE", "/v1/webhook_endpoints/{id}")
-def delete_endpoint(store: Store, params: Params, endpoint_id: str) -> dict[str, Any]:
+def delete_endpoint(store: Store, _params: Params, endpoint_id: str) -> dict[str, Any]:
     endpoint = store.get("webhook_endpoint", endpoint_id)
     endpoint["deleted"] = True
     return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
@@ -92,7 +94,7 @@ def list_endpoints(store: Store, params: Params) -> dict[str, Any]:
 
 
 @route("GET", "/v1/events/{id}")
-def retrieve_event(store: Store, params: Params, event_id: str) -> dict[str, Any]:
+def retrieve_event(store: Store, _params: Params, event_id: str) -> dict[str, Any]:
     return store.render(store.get("event", event_id), [])
 
 
@@ -104,7 +106,11 @@ def list_events(store: Store, params: Params) -> dict[str, Any]:
     items = [
         e
         for e in store.table("event").values()
-        if (type_ is None or e["type"] == type_ or (type_.endswith("*") and e["type"].startswith(type_[:-1])))
+        if (
+            type_ is None
+            or e["type"] == type_
+            or (type_.endswith("*") and e["type"].startswith(type_[:-1]))
+        )
         and (not types or e["type"] in types)
         and created(e["created"])
     ]
@@ -140,7 +146,9 @@ class Dispatcher:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="stripe-emulator-webhooks", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="stripe-emulator-webhooks", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -152,19 +160,26 @@ class Dispatcher:
 
     def enqueue_events(self, store: Store, events: list[dict[str, Any]]) -> None:
         endpoints = [
-            e for e in store.table("webhook_endpoint").values()
+            e
+            for e in store.table("webhook_endpoint").values()
             if not e.get("deleted") and e["status"] == "enabled"
         ]
         for event in events:
             targets = [
-                e for e in endpoints if "*" in e["enabled_events"] or event["type"] in e["enabled_events"]
+                e
+                for e in endpoints
+                if "*" in e["enabled_events"] or event["type"] in e["enabled_events"]
             ]
             event["pending_webhooks"] = len(targets)
             payload = json.dumps(event, indent=2).encode()
             for endpoint in targets:
                 with self._idle:
                     self._pending += 1
-                self.queue.put(Delivery(event["id"], event["type"], endpoint["url"], endpoint["_secret"], payload))
+                self.queue.put(
+                    Delivery(
+                        event["id"], event["type"], endpoint["url"], endpoint["_secret"], payload
+                    )
+                )
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every queued delivery has been attempted to completion."""
@@ -203,7 +218,9 @@ class Dispatcher:
                 },
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.config.webhook_timeout_seconds) as resp:  # noqa: S310
+                with urllib.request.urlopen(  # noqa: S310 - http(s) endpoint URLs only
+                    request, timeout=self.config.webhook_timeout_seconds
+                ) as resp:
                     delivery.status = resp.status
                     if 200 <= resp.status < 300:
                         delivery.delivered = True

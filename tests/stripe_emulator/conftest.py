@@ -45,7 +45,9 @@ class Builders:
 
     def clock_customer(self, frozen_time: int = JAN_1_2026) -> tuple[str, str]:
         clock = self.client.v1.test_helpers.test_clocks.create({"frozen_time": frozen_time})
-        customer = self.client.v1.customers.create({"test_clock": clock.id, "email": "org@example.com"})
+        customer = self.client.v1.customers.create(
+            {"test_clock": clock.id, "email": "org@example.com"}
+        )
         return clock.id, customer.id
 
     def meter(self, event_name: str, **extra: Any) -> str:
@@ -83,7 +85,14 @@ class Builders:
         )
         return price.id
 
-    def usage(self, event_name: str, customer_id: str, value: int, timestamp: int, identifier: str | None = None) -> None:
+    def usage(
+        self,
+        event_name: str,
+        customer_id: str,
+        value: int,
+        timestamp: int,
+        identifier: str | None = None,
+    ) -> None:
         params: dict[str, Any] = {
             "event_name": event_name,
             "payload": {"stripe_customer_id": customer_id, "value": str(value)},

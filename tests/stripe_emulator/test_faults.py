@@ -20,14 +20,20 @@ def fresh() -> Iterator[EmulatorServer]:
 
 
 def _stats(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/_emulator/stats", timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{url}/_emulator/stats", timeout=5) as resp:
         return json.loads(resp.read())
 
 
-def test_same_key_replays_and_different_params_raise_idempotency_error(fresh: EmulatorServer) -> None:
+def test_same_key_replays_and_different_params_raise_idempotency_error(
+    fresh: EmulatorServer,
+) -> None:
     client = make_client(fresh.url)
-    first = client.v1.customers.create({"email": "a@x.example"}, {"idempotency_key": "cus-create-1"})
-    again = client.v1.customers.create({"email": "a@x.example"}, {"idempotency_key": "cus-create-1"})
+    first = client.v1.customers.create(
+        {"email": "a@x.example"}, {"idempotency_key": "cus-create-1"}
+    )
+    again = client.v1.customers.create(
+        {"email": "a@x.example"}, {"idempotency_key": "cus-create-1"}
+    )
     assert again.id == first.id
     assert len(client.v1.customers.list().data) == 1
     with pytest.raises(stripe.IdempotencyError):
@@ -46,14 +52,15 @@ def test_validation_failures_are_not_saved_under_the_key(fresh: EmulatorServer) 
 def test_rate_limit_answers_429_and_is_counted(fresh: EmulatorServer) -> None:
     client = make_client(fresh.url)
     fresh.state.configure(rate_limit_rps=1.0)
-    limited = 0
+    errors: list[stripe.RateLimitError] = []
     for _ in range(6):
         try:
             client.v1.customers.list()
         except stripe.RateLimitError as exc:
-            assert exc.http_status == 429
-            assert exc.json_body["error"]["code"] == "rate_limit"
-            limited += 1
+            errors.append(exc)
+    assert all(e.http_status == 429 for e in errors)
+    assert all(e.json_body["error"]["code"] == "rate_limit" for e in errors)
+    limited = len(errors)
     assert limited >= 3
     stats = _stats(fresh.url)
     assert stats["rate_limited_total"] == limited
@@ -62,14 +69,21 @@ def test_rate_limit_answers_429_and_is_counted(fresh: EmulatorServer) -> None:
 
 
 @pytest.mark.parametrize("phase", ["before", "after"])
-def test_injected_500_is_retried_with_the_same_key_and_creates_one_object(fresh: EmulatorServer, phase: str) -> None:
-    request = urllib.request.Request(  # noqa: S310
-        f"{fresh.url}/_emulator/config", method="POST",
-        data=json.dumps({"fail_next": 1, "fault_phase": phase, "fault_path_prefix": "/v1/customers"}).encode(),
+def test_injected_500_is_retried_with_the_same_key_and_creates_one_object(
+    fresh: EmulatorServer, phase: str
+) -> None:
+    request = urllib.request.Request(
+        f"{fresh.url}/_emulator/config",
+        method="POST",
+        data=json.dumps(
+            {"fail_next": 1, "fault_phase": phase, "fault_path_prefix": "/v1/customers"}
+        ).encode(),
     )
-    urllib.request.urlopen(request, timeout=5).close()  # noqa: S310
+    urllib.request.urlopen(request, timeout=5).close()
     client = make_client(fresh.url, retries=1)
-    customer = client.v1.customers.create({"email": "retry@x.example"}, {"idempotency_key": "retry-1"})
+    customer = client.v1.customers.create(
+        {"email": "retry@x.example"}, {"idempotency_key": "retry-1"}
+    )
     customers = make_client(fresh.url).v1.customers.list().data
     assert [c.id for c in customers] == [customer.id]
     stats = _stats(fresh.url)

@@ -18,12 +18,16 @@ def test_duplicate_identifier_is_refused_and_counted_once(
     _, customer = build.clock_customer()
     build.usage("dup_messages", customer, 42, JAN_1_2026 - 60, identifier="org1:messages:2025-12")
     with pytest.raises(stripe.InvalidRequestError) as info:
-        build.usage("dup_messages", customer, 42, JAN_1_2026 - 60, identifier="org1:messages:2025-12")
+        build.usage(
+            "dup_messages", customer, 42, JAN_1_2026 - 60, identifier="org1:messages:2025-12"
+        )
     assert info.value.code == "duplicate_meter_event"
     assert emulator.state.meter_total(customer, "dup_messages", 0, JAN_1_2026) == Decimal(42)
 
 
-def test_timestamp_window_is_relative_to_the_test_clock(client: stripe.StripeClient, build: Builders) -> None:
+def test_timestamp_window_is_relative_to_the_test_clock(
+    client: stripe.StripeClient, build: Builders
+) -> None:
     build.meter("old_messages")
     _, customer = build.clock_customer()
     build.usage("old_messages", customer, 1, JAN_1_2026 - 34 * DAY)
@@ -60,10 +64,14 @@ def test_pre_aggregated_day_meter_keeps_only_the_newest_event_per_day(
     build.usage("daily_totals", customer, 100, day1 + 3600)
     build.usage("daily_totals", customer, 130, day1 + 7200)  # corrected total for day 1
     build.usage("daily_totals", customer, 50, day1 + DAY + 60)
-    assert emulator.state.meter_total(customer, "daily_totals", day1, day1 + 2 * DAY) == Decimal(180)
+    assert emulator.state.meter_total(customer, "daily_totals", day1, day1 + 2 * DAY) == Decimal(
+        180
+    )
 
 
-def test_cancel_adjustment_removes_the_event(client: stripe.StripeClient, build: Builders, emulator: EmulatorServer) -> None:
+def test_cancel_adjustment_removes_the_event(
+    client: stripe.StripeClient, build: Builders, emulator: EmulatorServer
+) -> None:
     build.meter("cancel_me")
     _, customer = build.clock_customer()
     build.usage("cancel_me", customer, 7, JAN_1_2026 - 60, identifier="c-1")
@@ -83,18 +91,32 @@ def test_event_summaries_group_by_day(client: stripe.StripeClient, build: Builde
     build.usage("summ", customer, 5, start + DAY + 10)
     build.usage("summ", customer, 6, start + DAY + 20)
     page = client.v1.billing.meters.event_summaries.list(
-        meter_id, {"customer": customer, "start_time": start, "end_time": JAN_1_2026, "value_grouping_window": "day"}
+        meter_id,
+        {
+            "customer": customer,
+            "start_time": start,
+            "end_time": JAN_1_2026,
+            "value_grouping_window": "day",
+        },
     )
-    assert [(s.start_time, s.aggregated_value) for s in page.data] == [(start, 10.0), (start + DAY, 11.0)]
+    assert [(s.start_time, s.aggregated_value) for s in page.data] == [
+        (start, 10.0),
+        (start + DAY, 11.0),
+    ]
     total = client.v1.billing.meters.event_summaries.list(
         meter_id, {"customer": customer, "start_time": start, "end_time": JAN_1_2026}
     )
     assert total.data[0].aggregated_value == 21.0
 
 
-def test_meter_display_name_update_and_deactivation(client: stripe.StripeClient, build: Builders) -> None:
+def test_meter_display_name_update_and_deactivation(
+    client: stripe.StripeClient, build: Builders
+) -> None:
     meter_id = build.meter("deact")
-    assert client.v1.billing.meters.update(meter_id, {"display_name": "Renamed"}).display_name == "Renamed"
+    assert (
+        client.v1.billing.meters.update(meter_id, {"display_name": "Renamed"}).display_name
+        == "Renamed"
+    )
     assert client.v1.billing.meters.deactivate(meter_id).status == "inactive"
     _, customer = build.clock_customer()
     with pytest.raises(stripe.InvalidRequestError):
