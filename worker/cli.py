@@ -10,6 +10,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from worker.commands.common import CliError
+from worker.commands.ledger import ingest_command, preview_command
 from worker.commands.quote import quote_command
 
 app = typer.Typer(
@@ -27,6 +28,8 @@ def _root() -> None:
 
 
 app.command("quote")(quote_command)
+app.command("ingest")(ingest_command)
+app.command("preview")(preview_command)
 
 
 def main(argv: list[str] | None = None) -> int:
