@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from stripe_emulator import catalog, clocks, invoicing, metering, preview, subscriptions, webhooks
+from stripe_emulator import (
+    catalog,
+    clocks,
+    invoice_items,
+    invoicing,
+    metering,
+    preview,
+    subscriptions,
+    webhooks,
+)
 from stripe_emulator.config import EmulatorConfig
 from stripe_emulator.cycles import run_due
 from stripe_emulator.errors import ApiError
@@ -30,7 +39,16 @@ from stripe_emulator.routing import Route, call
 from stripe_emulator.store import Store
 from stripe_emulator.traffic import Traffic
 
-_MODULES = (catalog, clocks, invoicing, metering, preview, subscriptions, webhooks)  # routes
+_MODULES = (
+    catalog,
+    clocks,
+    invoice_items,
+    invoicing,
+    metering,
+    preview,
+    subscriptions,
+    webhooks,
+)  # routes
 IDEMPOTENCY_TTL = 86_400
 
 
