@@ -28,6 +28,7 @@ from stripe_emulator import (
     invoicing,
     metering,
     preview,
+    subscription_items,
     subscriptions,
     webhooks,
 )
@@ -46,6 +47,7 @@ _MODULES = (
     invoicing,
     metering,
     preview,
+    subscription_items,
     subscriptions,
     webhooks,
 )  # routes
