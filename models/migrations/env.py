@@ -7,11 +7,13 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import models.ledger
+import models.push_records
 import models.stripe_records
 
 config = context.config
 target_metadata = SQLModel.metadata
-_ = (models.ledger, models.stripe_records)  # imported to register tables on the metadata
+# Imported to register their tables on the metadata.
+_ = (models.ledger, models.push_records, models.stripe_records)
 
 
 def run_migrations_online() -> None:

@@ -1,0 +1,130 @@
+"""Local records of the worker's Stripe side effects: seat pushes, usage pushes, adjustments.
+
+Every Stripe write is a row here first (status `started`, with its deterministic idempotency
+key), then updated with the outcome (`done` or `failed`). A row left `started` by a crash is
+resolved by reading Stripe (seats) or by re-sending the identical request (usage), never by
+inventing a new one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.ledger import ExactDecimal, UtcDateTime
+
+
+class PushStatus(StrEnum):
+    STARTED = "started"  # written before the Stripe call
+    DONE = "done"  # Stripe answered success
+    FAILED = "failed"  # Stripe refused for good (permanent error); see `error`
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
+class SeatPush(SQLModel, table=True):
+    """One Stripe quantity update of an org's seat item."""
+
+    __tablename__ = "seat_pushes"
+
+    id: int | None = Field(default=None, sa_column=_id())
+    org_id: str = Field(max_length=200, index=True)
+    kind: str = Field(max_length=20)  # step | renewal | correction
+    term_start_at: datetime = Field(sa_type=UtcDateTime)
+    window_start_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    proration_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    from_quantity: int
+    to_quantity: int
+    proration_behavior: str = Field(max_length=30)
+    expected_amount: int  # the local model's charge for this step, in minor units
+    stripe_subscription_item_id: str = Field(max_length=100)
+    idempotency_key: str = Field(max_length=255, unique=True)
+    status: str = Field(max_length=10)
+    error: str | None = Field(default=None, max_length=2000)
+    stripe_request_id: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class UsagePeriod(SQLModel, table=True):
+    """Per org, meter and usage period: what the ledger says, what was sent, what Stripe has."""
+
+    __tablename__ = "usage_periods"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "meter", "period_start_at", name="uq_usage_periods"),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    org_id: str = Field(max_length=200, index=True)
+    meter: str = Field(max_length=100)
+    period_start_at: datetime = Field(sa_type=UtcDateTime)
+    period_end_at: datetime = Field(sa_type=UtcDateTime)
+    ledger_quantity: Decimal = Field(sa_type=ExactDecimal)  # at the last push run
+    sent_quantity: Decimal | None = Field(default=None, sa_type=ExactDecimal)
+    sent_revision: int = 0
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    confirmed_quantity: Decimal | None = Field(default=None, sa_type=ExactDecimal)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # Set once the period's Stripe invoice is final: later usage becomes an adjustment.
+    invoice_final_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    stripe_invoice_id: str | None = Field(default=None, max_length=100)
+    invoiced_quantity: Decimal | None = Field(default=None, sa_type=ExactDecimal)
+    adjusted_quantity: Decimal = Field(default=Decimal(0), sa_type=ExactDecimal)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class UsagePush(SQLModel, table=True):
+    """One meter event: the cumulative period total at a revision (the audit trail)."""
+
+    __tablename__ = "usage_pushes"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "org_id", "meter", "period_start_at", "revision", name="uq_usage_pushes_revision"
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    org_id: str = Field(max_length=200, index=True)
+    meter: str = Field(max_length=100)
+    period_start_at: datetime = Field(sa_type=UtcDateTime)
+    revision: int
+    quantity: Decimal = Field(sa_type=ExactDecimal)
+    identifier: str = Field(max_length=255, unique=True)  # meter event identifier = idem. key
+    event_timestamp_at: datetime = Field(sa_type=UtcDateTime)
+    status: str = Field(max_length=10)
+    error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class UsageAdjustment(SQLModel, table=True):
+    """Usage that arrived after its period's invoice was final, billed on the next invoice."""
+
+    __tablename__ = "usage_adjustments"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "org_id", "meter", "period_start_at", "sequence", name="uq_usage_adjustments_sequence"
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    org_id: str = Field(max_length=200, index=True)
+    meter: str = Field(max_length=100)
+    period_start_at: datetime = Field(sa_type=UtcDateTime)
+    sequence: int
+    quantity_delta: Decimal = Field(sa_type=ExactDecimal)
+    amount: int  # minor units: priced difference of the period's meter line
+    idempotency_key: str = Field(max_length=255, unique=True)
+    stripe_invoice_item_id: str | None = Field(default=None, max_length=100)
+    status: str = Field(max_length=10)
+    error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
