@@ -12,6 +12,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from worker.commands.common import CliError
 from worker.commands.ledger import ingest_command, preview_command
 from worker.commands.quote import quote_command
+from worker.commands.stripe import stripe_app, stripe_emulator_command
 
 app = typer.Typer(
     name="billing",
@@ -30,6 +31,8 @@ def _root() -> None:
 app.command("quote")(quote_command)
 app.command("ingest")(ingest_command)
 app.command("preview")(preview_command)
+app.add_typer(stripe_app, name="stripe")
+app.command("stripe-emulator")(stripe_emulator_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -206,7 +206,12 @@ class StripeGateway:
         return [convert.product(row) for row in rows]
 
     def create_meter(
-        self, *, display_name: str, event_name: str, event_time_window: str, idempotency_key: str
+        self,
+        *,
+        display_name: str,
+        event_name: str,
+        event_time_window: str | None,
+        idempotency_key: str,
     ) -> StripeMeter:
         """A `sum` meter keyed by `stripe_customer_id` with value key `value`, pre-aggregated."""
         params: MeterCreateParams = {
@@ -501,6 +506,7 @@ def price_create_params(spec: PriceSpec) -> PriceCreateParams:
         "lookup_key": spec.lookup_key,
         "nickname": spec.nickname,
         "metadata": dict(spec.metadata),
+        "expand": ["tiers"],  # tiers are only rendered when expanded, even on create
     }
     if spec.transfer_lookup_key:
         params["transfer_lookup_key"] = True

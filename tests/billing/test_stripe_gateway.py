@@ -200,6 +200,7 @@ def test_create_metered_price_sends_graduated_tiers_without_scientific_notation(
                     "tiers[0][unit_amount]": "0",
                     "tiers[1][up_to]": "inf",
                     "tiers[1][unit_amount_decimal]": "0.0000001",
+                    "expand[0]": "tiers",
                 }
             ),
             key("catalog:price:devtools:team:copilot_messages:v1"),
@@ -241,6 +242,7 @@ def test_create_seat_price_uses_integer_unit_amount(
                     "transfer_lookup_key": "true",
                     "billing_scheme": "per_unit",
                     "unit_amount": "900",
+                    "expand[0]": "tiers",
                 }
             )
         ],

@@ -1,0 +1,133 @@
+"""`billing stripe …` and `billing stripe-emulator`: catalog sync and the local Stripe emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from billing.catalog import CatalogAction, CatalogSyncReport
+from billing.errors import BillingError
+from worker.commands.common import CliError, load_book_or_fail
+from worker.composition import ConfigurationError, catalog_sync
+from worker.logging import configure_logging
+from worker.settings import get_settings
+
+stripe_app = typer.Typer(
+    name="stripe",
+    help="Stripe objects: catalog sync (products, meters, prices).",
+    no_args_is_help=True,
+)
+
+_STYLE = {
+    CatalogAction.CREATED: "green",
+    CatalogAction.VERIFIED: "dim",
+    CatalogAction.DRIFTED: "bold red",
+    CatalogAction.REPAIRED: "yellow",
+}
+
+
+def report_json(report: CatalogSyncReport) -> dict[str, Any]:
+    return {
+        "book": report.book,
+        "drift": report.has_drift,
+        "counts": {action.value: report.count(action) for action in CatalogAction},
+        "objects": [
+            {
+                "catalog_key": r.catalog_key,
+                "kind": r.kind.value,
+                "action": r.action.value,
+                "stripe_id": r.stripe_id,
+                "approximate": r.approximate,
+                "note": r.note or None,
+                "book_terms": r.book_terms,
+                "stripe_terms": r.stripe_terms,
+            }
+            for r in report.results
+        ],
+    }
+
+
+def render_report(report: CatalogSyncReport) -> Table:
+    counts = ", ".join(f"{report.count(a)} {a.value}" for a in CatalogAction if report.count(a))
+    table = Table(title=f"Stripe catalog · {report.book} · {counts}")
+    for header in ("kind", "catalog key", "result", "stripe id", "note"):
+        table.add_column(header)
+    for r in report.results:
+        note = r.note
+        if r.action in (CatalogAction.DRIFTED, CatalogAction.REPAIRED):
+            note = f"{note}\nbook:   {r.book_terms}\nstripe: {r.stripe_terms}"
+        table.add_row(
+            r.kind.value,
+            r.catalog_key,
+            f"[{_STYLE[r.action]}]{r.action.value}[/]",
+            r.stripe_id,
+            note,
+        )
+    return table
+
+
+@stripe_app.command("sync-catalog")
+def sync_catalog_command(
+    book_name: Annotated[
+        str | None,
+        typer.Option(
+            "--book", help="Bundled book name or path to a TOML book [default: BILLING_BOOK]."
+        ),
+    ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Replace drifted prices with a new version that takes over the lookup key.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create or verify the Stripe products, meters and prices of a book; exit 1 on drift."""
+    settings = get_settings()
+    configure_logging(settings, logging.WARNING)  # logs on stderr; stdout is the report
+    book = load_book_or_fail(book_name or settings.book)
+    try:
+        report = catalog_sync().sync(book, datetime.now(UTC), repair=repair)
+    except ConfigurationError as exc:
+        raise CliError(str(exc)) from None
+    except BillingError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report_json(report)))
+    else:
+        Console().print(render_report(report))
+        if report.has_drift:
+            typer.echo(
+                "billing: drift: Stripe prices differ from the book; "
+                "fix with `billing stripe sync-catalog --repair`",
+                err=True,
+            )
+    if report.has_drift:
+        raise typer.Exit(1)
+
+
+def stripe_emulator_command(
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 12111,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    rate_limit_rps: Annotated[
+        float | None,
+        typer.Option("--rate-limit", help="Requests per second before 429s (default: none)."),
+    ] = None,
+) -> None:
+    """Run the local Stripe emulator until interrupted (offline demo, tests, benchmarks)."""
+    from stripe_emulator import serve  # noqa: PLC0415 - only this command needs the emulator
+
+    url = f"http://{host}:{port}"
+    typer.echo(f"Stripe emulator listening on {url} (Ctrl-C to stop)")
+    typer.echo(f"  export BILLING_STRIPE_API_BASE={url}")
+    config: dict[str, Any] = {}
+    if rate_limit_rps is not None:
+        config["rate_limit_rps"] = rate_limit_rps
+    serve(port=port, host=host, **config)

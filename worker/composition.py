@@ -1,0 +1,64 @@
+"""The composition root: builds the Stripe gateway and Stripe services from settings."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy.engine import Engine
+
+from billing.catalog import CatalogSync
+from billing.provisioning import Provisioner
+from billing.stripe_gateway import StripeConfig, StripeGateway
+from models.db import engine_for
+from worker.settings import Settings, get_settings
+
+STRIPE_API_BASE = "https://api.stripe.com"
+# Any key is accepted by the local emulator; a real Stripe URL needs STRIPE_API_KEY.
+EMULATOR_API_KEY = "sk_test_emulator"
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot build what was asked for (e.g. no Stripe key for real Stripe)."""
+
+
+def stripe_config(settings: Settings) -> StripeConfig:
+    """Translate settings into the gateway's config; the key is only read here."""
+    key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None
+    if not key:
+        if settings.stripe_api_base.rstrip("/") == STRIPE_API_BASE:
+            raise ConfigurationError(
+                "STRIPE_API_KEY is not set (or point BILLING_STRIPE_API_BASE at the emulator, "
+                "see `billing stripe-emulator`)"
+            )
+        key = EMULATOR_API_KEY
+    return StripeConfig(
+        api_key=key,
+        api_base=settings.stripe_api_base.rstrip("/"),
+        meter_events_base=(settings.stripe_meter_events_base or "").rstrip("/") or None,
+        max_network_retries=settings.stripe_max_network_retries,
+        timeout_seconds=settings.stripe_timeout_seconds,
+    )
+
+
+@cache
+def _gateway(config: StripeConfig) -> StripeGateway:
+    return StripeGateway(config)
+
+
+def stripe_gateway(settings: Settings | None = None) -> StripeGateway:
+    """One gateway per config per process; its StripeClient is built lazily on first use."""
+    return _gateway(stripe_config(settings or get_settings()))
+
+
+def database(settings: Settings | None = None) -> Engine:
+    return engine_for((settings or get_settings()).database_url)
+
+
+def catalog_sync(settings: Settings | None = None) -> CatalogSync:
+    settings = settings or get_settings()
+    return CatalogSync(stripe_gateway(settings), database(settings))
+
+
+def provisioner(settings: Settings | None = None) -> Provisioner:
+    settings = settings or get_settings()
+    return Provisioner(stripe_gateway(settings), database(settings))
