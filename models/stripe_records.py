@@ -60,7 +60,7 @@ class StripeCatalogEntry(SQLModel, table=True):
     stripe_product_id: str | None = Field(default=None, max_length=255)
     stripe_meter_id: str | None = Field(default=None, max_length=255)
     stripe_price_id: str | None = Field(default=None, max_length=255)
-    terms_json: str | None = None  # the price terms as synced (exact decimal strings)
+    terms_json: str | None = Field(default=None, sa_type=sa.Text)  # terms as synced (exact)
     approximate: bool = False  # the Stripe unit price is the book's price rounded to 12 places
     synced_at: datetime = _at()
 
@@ -75,7 +75,7 @@ class StripeCustomerRecord(SQLModel, table=True):
     idempotency_key: str = Field(max_length=255)
     stripe_customer_id: str | None = Field(default=None, max_length=255, unique=True)
     stripe_test_clock_id: str | None = Field(default=None, max_length=255)
-    error: str | None = None
+    error: str | None = Field(default=None, sa_type=sa.Text)
     started_at: datetime | None = _at(default=None)
     updated_at: datetime = _at()
 
@@ -94,7 +94,7 @@ class StripeSubscriptionRecord(SQLModel, table=True):
     term_start_at: datetime = _at()
     stripe_customer_id: str | None = Field(default=None, max_length=255)
     stripe_subscription_id: str | None = Field(default=None, max_length=255, unique=True)
-    error: str | None = None
+    error: str | None = Field(default=None, sa_type=sa.Text)
     started_at: datetime | None = _at(default=None)
     updated_at: datetime = _at()
 

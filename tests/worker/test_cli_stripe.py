@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from billing.errors import TransientBillingError
 from billing.meters import Interval
 from billing.provisioning import OrgToProvision, ProvisionAction
+from billing.stripe_gateway import StripeConfig, StripeCustomer, StripeGateway
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from tests.stripe_params import RecordedCall, checking_stripe_params
 from worker import composition
@@ -134,3 +140,39 @@ def test_provisioning_against_the_emulator_twice(
     assert seat_item.current_period_end_at > usage_item.current_period_end_at  # year vs month
     creates = [c for c in env if c.method == "post" and c.path == "/v1/subscriptions"]
     assert len(creates) == 1
+
+
+def test_stripe_emulator_command_serves_the_api() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "worker.cli", "stripe-emulator", "--port", str(port)]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            banner = process.stdout.readline() if process.stdout else ""
+            assert f"http://127.0.0.1:{port}" in banner
+            gateway = StripeGateway(
+                StripeConfig(
+                    "sk_test_x", api_base=f"http://127.0.0.1:{port}", max_network_retries=0
+                )
+            )
+            customer = _create_when_up(gateway, deadline=time.monotonic() + 10)
+            fetched = gateway.retrieve_customer(customer.stripe_customer_id)
+            assert fetched.metadata == {"org_id": "org_cli"}
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _create_when_up(gateway: StripeGateway, deadline: float) -> StripeCustomer:
+    while True:
+        try:
+            return gateway.create_customer(
+                metadata={"org_id": "org_cli"}, idempotency_key="provision:customer:org_cli"
+            )
+        except TransientBillingError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
