@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -31,7 +31,11 @@ from models.stripe_records import CatalogKind, StripeCatalogEntry
 log = structlog.get_logger(__name__)
 
 SEATS = "seats"
-EVENT_TIME_WINDOW = "day"  # pre-aggregated daily totals: a corrected total replaces the earlier
+# Usage push reports each org's cumulative period-to-date total; Stripe bills "the final meter
+# event received in a billing period" of a `last` meter, so a retried or corrected total
+# replaces the earlier one and nothing can be counted twice (billing/usage_push.py).
+METER_FORMULA: Literal["last"] = "last"
+EVENT_TIME_WINDOW: Literal["day", "hour"] | None = None
 _CONTEXT = Context(prec=60, rounding=ROUND_HALF_UP)
 _QUANTUM = Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
 
@@ -52,7 +56,8 @@ class CatalogGateway(Protocol):
         *,
         display_name: str,
         event_name: str,
-        event_time_window: str | None,
+        formula: Literal["count", "last", "sum"],
+        event_time_window: Literal["day", "hour"] | None,
         idempotency_key: str,
     ) -> StripeMeter: ...
 
@@ -417,12 +422,15 @@ class CatalogSync:
                 found = self.gateway.create_meter(
                     display_name=item.display_name,
                     event_name=item.event_name,
+                    formula=METER_FORMULA,
                     event_time_window=EVENT_TIME_WINDOW,
                     idempotency_key=f"catalog:{item.catalog_key}:v1",
                 )
                 action = CatalogAction.CREATED
             else:
-                expected = _meter_shape("sum", EVENT_TIME_WINDOW, "stripe_customer_id", "value")
+                expected = _meter_shape(
+                    METER_FORMULA, EVENT_TIME_WINDOW, "stripe_customer_id", "value"
+                )
                 actual = _meter_shape(
                     found.formula,
                     found.event_time_window,

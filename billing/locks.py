@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import redis
 from redis.exceptions import LockNotOwnedError
@@ -14,23 +14,31 @@ class LockBusyError(RuntimeError):
 
 
 @contextmanager
-def org_lock(client: redis.Redis, scope: str, org_id: str, *, timeout_seconds: float = 120,
-             wait_seconds: float = 10) -> Iterator[None]:
+def org_lock(
+    client: redis.Redis,
+    scope: str,
+    org_id: str,
+    *,
+    timeout_seconds: float = 120,
+    wait_seconds: float = 10,
+) -> Iterator[None]:
     """Hold `billing:lock:{scope}:{org_id}` while the block runs.
 
     The lock expires after `timeout_seconds` so a killed worker cannot hold it forever; that
     must exceed the longest critical section (a few Stripe calls). Raises LockBusyError when
     it cannot be had within `wait_seconds`.
     """
-    lock = client.lock(f"billing:lock:{scope}:{org_id}", timeout=timeout_seconds,
-                       blocking_timeout=wait_seconds, thread_local=False)
+    lock = client.lock(
+        f"billing:lock:{scope}:{org_id}",
+        timeout=timeout_seconds,
+        blocking_timeout=wait_seconds,
+        thread_local=False,
+    )
     if not lock.acquire():
         raise LockBusyError(f"{scope} lock for org {org_id!r} is held by another worker")
     try:
         yield
     finally:
-        try:
+        # Expired and possibly taken by another worker: then nothing of ours to release.
+        with suppress(LockNotOwnedError):
             lock.release()
-        except LockNotOwnedError:
-            # Expired and possibly taken by another worker: nothing of ours to release.
-            pass

@@ -210,14 +210,15 @@ class StripeGateway:
         *,
         display_name: str,
         event_name: str,
-        event_time_window: str | None,
+        formula: Literal["count", "last", "sum"],
+        event_time_window: Literal["day", "hour"] | None,
         idempotency_key: str,
     ) -> StripeMeter:
-        """A `sum` meter keyed by `stripe_customer_id` with value key `value`, pre-aggregated."""
+        """A meter keyed by `stripe_customer_id` with value key `value`."""
         params: MeterCreateParams = {
             "display_name": display_name,
             "event_name": event_name,
-            "default_aggregation": {"formula": "sum"},
+            "default_aggregation": {"formula": formula},
             "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
             "value_settings": {"event_payload_key": "value"},
         }

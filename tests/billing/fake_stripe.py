@@ -82,6 +82,7 @@ class FakeStripe:
         *,
         display_name: str,
         event_name: str,
+        formula: str,
         event_time_window: str | None,
         idempotency_key: str,
     ) -> StripeMeter:
@@ -90,7 +91,7 @@ class FakeStripe:
                 self._new("mtr"),
                 event_name,
                 display_name,
-                "sum",
+                formula,
                 event_time_window,
                 "stripe_customer_id",
                 "value",

@@ -189,9 +189,9 @@ def test_meter_with_another_shape_is_drift(engine: Engine) -> None:
     fake = FakeStripe()
     CatalogSync(fake, engine).sync(load_book("zenaton"), NOW)
     (meter,) = fake.meters.values()
-    fake.meters[meter.stripe_meter_id] = replace(meter, event_time_window=None)
+    fake.meters[meter.stripe_meter_id] = replace(meter, formula="sum", event_time_window="day")
     report = CatalogSync(fake, engine).sync(load_book("zenaton"), NOW)
     (drift,) = [r for r in report.results if r.action is CatalogAction.DRIFTED]
     assert drift.catalog_key == "meter:zenaton:execution_time"
-    assert "window=day" in (drift.book_terms or "")
-    assert "window=None" in (drift.stripe_terms or "")
+    assert "formula=last window=None" in (drift.book_terms or "")
+    assert "formula=sum window=day" in (drift.stripe_terms or "")

@@ -251,18 +251,18 @@ def test_create_seat_price_uses_integer_unit_amount(
     assert price.terms == spec.terms
 
 
-def test_create_meter_is_a_pre_aggregated_daily_sum(
+def test_create_meter_sends_formula_and_window(
     gateway: StripeGateway, sent: list[RecordedCall]
 ) -> None:
     responses.post(
         f"{API}/v1/billing/meters",
-        json=o.meter(),
+        json=o.meter(formula="last", event_time_window="day"),
         match=[
             matchers.urlencoded_params_matcher(
                 {
                     "display_name": "Copilot messages",
                     "event_name": "devtools.copilot_messages",
-                    "default_aggregation[formula]": "sum",
+                    "default_aggregation[formula]": "last",
                     "customer_mapping[type]": "by_id",
                     "customer_mapping[event_payload_key]": "stripe_customer_id",
                     "value_settings[event_payload_key]": "value",
@@ -275,11 +275,12 @@ def test_create_meter_is_a_pre_aggregated_daily_sum(
     meter = gateway.create_meter(
         display_name="Copilot messages",
         event_name="devtools.copilot_messages",
+        formula="last",
         event_time_window="day",
         idempotency_key="catalog:meter:devtools:copilot_messages:v1",
     )
     assert meter.event_time_window == "day"
-    assert meter.formula == "sum"
+    assert meter.formula == "last"
     assert sent[0].params_type == "billing.MeterCreateParams"
 
 
