@@ -83,9 +83,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_METER_CODES = frozenset(meter.value for meter in Meter)
+
+
 def parse_json_line(text: str) -> object:
     """JSON with exact decimals (`1.5` becomes Decimal('1.5'), never a float)."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    return _DECODER.decode(text)
 
 
 class _Fields:
@@ -132,6 +136,8 @@ class _Fields:
 
     def quantity(self, field: str) -> Decimal | None:
         value = self.record.get(field)
+        if type(value) is int and 0 <= value < MAX_QUANTITY:  # the common case, fast
+            return Decimal(value)
         if value is None:
             self.problem(field, "is required")
             return None
@@ -185,6 +191,10 @@ def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine |
         errors.append(LineError(line, "(json)", "must be a JSON object"))
         return None
     kind = raw.get("type")
+    if kind == "usage":
+        fast = _well_formed_usage(line, raw)
+        if fast is not None:
+            return fast
     if kind not in _FIELDS:
         errors.append(
             LineError(line, "type", f"unknown type {kind!r} (known: {', '.join(EVENT_TYPES)})")
@@ -217,7 +227,7 @@ def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine |
         meter_code = fields.text("meter")
         meter: Meter | None = None
         if meter_code is not None:
-            if meter_code in set(Meter):
+            if meter_code in _METER_CODES:
                 meter = Meter(meter_code)
             else:
                 known = ", ".join(m.value for m in Meter)
@@ -231,3 +241,35 @@ def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine |
         if org_id and stack and resources is not None and at:
             result = ResourcesLine(line, org_id, stack, resources, at)
     return result if len(errors) == before else None
+
+
+_USAGE_FIELDS = _FIELDS["usage"]
+
+
+def _well_formed_usage(line: int, raw: Mapping[str, Any]) -> UsageLine | None:
+    """The common case of a clean usage event, checked without collecting errors (backfills
+    are millions of these); anything unusual returns None and takes the full path."""
+    event_id = raw.get("id")
+    org_id = raw.get("org")
+    meter = raw.get("meter")
+    quantity = raw.get("quantity")
+    at = raw.get("at")
+    if (
+        len(raw) != len(_USAGE_FIELDS)
+        or type(event_id) is not str
+        or type(org_id) is not str
+        or not 0 < len(event_id) <= MAX_ID_LENGTH
+        or not 0 < len(org_id) <= MAX_ID_LENGTH
+        or event_id.isspace()
+        or org_id.isspace()
+        or meter not in _METER_CODES
+        or type(quantity) is not int
+        or not 0 <= quantity < MAX_QUANTITY
+        or type(at) is not str
+    ):
+        return None
+    try:
+        instant = parse_instant(at)
+    except PeriodError:
+        return None
+    return UsageLine(line, event_id, org_id, Meter(meter), Decimal(quantity), instant)

@@ -139,8 +139,9 @@ class UsageEvent(SQLModel, table=True):
     __tablename__ = "usage_events"
     __table_args__ = (
         sa.UniqueConstraint("org_id", "event_id", name="uq_usage_events_org_event"),
-        sa.Index("ix_usage_events_at_org_meter", "at", "org_id", "meter"),
-        sa.Index("ix_usage_events_org_meter_at", "org_id", "meter", "at"),
+        # BRIN on PostgreSQL: events arrive roughly in time order, so a block-range index
+        # serves the period scans at a fraction of a B-tree's cost on the ingest path.
+        sa.Index("ix_usage_events_at", "at", postgresql_using="brin"),
     )
 
     id: int | None = Field(default=None, sa_column=_big_id())
@@ -236,8 +237,11 @@ def insert_ignoring_duplicates(
                 stage, column_list, target
             )
         )
-        copy_statement = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, column_list)
+        copy_statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            stage, column_list
+        )
         with cursor.copy(copy_statement) as copy:
+            copy.set_types([_binary_type(table.c[name].type) for name in columns])
             for index, row in enumerate(rows, start=1):
                 copy.write_row([row[name] for name in columns])
                 if progress is not None and index % 10_000 == 0:
@@ -252,3 +256,20 @@ def insert_ignoring_duplicates(
     if progress is not None:
         progress(len(rows))
     return inserted
+
+
+def _binary_type(column_type: sa.types.TypeEngine[Any]) -> str:
+    """The PostgreSQL type name psycopg dumps a column's values as in a binary COPY."""
+    if isinstance(column_type, UtcDateTime):
+        return "timestamptz"
+    if isinstance(column_type, ExactDecimal | sa.Numeric):
+        return "numeric"
+    if isinstance(column_type, sa.types.TypeDecorator):  # sqlmodel's AutoString, …
+        return _binary_type(column_type.impl_instance)
+    if isinstance(column_type, sa.BigInteger):
+        return "int8"
+    if isinstance(column_type, sa.Integer):
+        return "int4"
+    if isinstance(column_type, sa.String):
+        return "text"
+    raise TypeError(f"no binary COPY type for {column_type!r}")

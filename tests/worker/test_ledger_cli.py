@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,19 @@ import pytest
 from worker.cli import main
 from worker.settings import get_settings
 
+_USAGE = {
+    "type": "usage",
+    "id": "e1",
+    "org": "acme",
+    "meter": "copilot_messages",
+    "quantity": 700,
+    "at": "2026-02-04T12:00:00Z",
+}
 EVENTS = "\n".join(
     [
         '{"type": "org", "org": "acme", "plan": "team", "seats": 10, "at": "2026-01-15T09:00:00Z"}',
-        '{"type": "usage", "id": "e1", "org": "acme", "meter": "copilot_messages", "quantity": 700, "at": "2026-02-04T12:00:00Z"}',
-        '{"type": "usage", "id": "e1", "org": "acme", "meter": "copilot_messages", "quantity": 700, "at": "2026-02-04T12:00:00Z"}',
+        json.dumps(_USAGE),
+        json.dumps(_USAGE),
     ]
 )
 
