@@ -6,7 +6,11 @@ from celery import Celery
 
 from worker.settings import Settings, get_settings
 
-TASK_MODULES = ["worker.tasks"]
+TASK_MODULES = [
+    "worker.tasks.seats",
+    "worker.tasks.usage",
+    "worker.tasks.reconciliation",
+]
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

@@ -8,12 +8,20 @@ from sqlmodel import SQLModel
 
 import models.ledger
 import models.push_records
+import models.quota_records
+import models.reconciliation
 import models.stripe_records
 
 config = context.config
 target_metadata = SQLModel.metadata
 # Imported to register their tables on the metadata.
-_ = (models.ledger, models.push_records, models.stripe_records)
+_ = (
+    models.ledger,
+    models.push_records,
+    models.quota_records,
+    models.reconciliation,
+    models.stripe_records,
+)
 
 
 def run_migrations_online() -> None:

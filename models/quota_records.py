@@ -1,0 +1,1 @@
+"""Quota records: denials and first crossings of a limit, kept for support."""

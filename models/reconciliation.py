@@ -1,0 +1,1 @@
+"""Reconciliation results, their lines and traces, and the Stripe webhook inbox."""

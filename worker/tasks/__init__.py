@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers (ids and ISO dates in, one service call, out)."""

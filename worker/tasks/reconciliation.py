@@ -1,0 +1,1 @@
+"""Celery tasks of reconciliation: webhook handling, invoice reconciliation, sweeps."""

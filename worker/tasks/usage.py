@@ -1,0 +1,1 @@
+"""Celery tasks of usage push and month close."""
