@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from functools import cache
 
+import redis
 from sqlalchemy.engine import Engine
 
 from billing.catalog import CatalogSync
 from billing.provisioning import Provisioner
+from billing.ratelimit import (
+    LocalRequestBudget,
+    RedisRequestBudget,
+    RequestBudget,
+    UnlimitedBudget,
+)
 from billing.stripe_gateway import StripeConfig, StripeGateway
+from billing.stripe_gateway.http import BudgetedRequestsClient
 from models.db import engine_for
 from worker.settings import Settings, get_settings
 
@@ -40,14 +48,43 @@ def stripe_config(settings: Settings) -> StripeConfig:
     )
 
 
+def request_budget(settings: Settings) -> RequestBudget:
+    """The account-wide Stripe request budget: shared through Redis by every process, or
+    process-local when the settings say no broker is in use (the in-process demo)."""
+    rate = settings.stripe_requests_per_second
+    if settings.stripe_budget == "local":
+        return LocalRequestBudget(rate)
+    if settings.stripe_budget == "none":
+        return UnlimitedBudget()
+    return RedisRequestBudget(redis.Redis.from_url(settings.redis_url), rate=rate)
+
+
 @cache
-def _gateway(config: StripeConfig) -> StripeGateway:
-    return StripeGateway(config)
+def _gateway(config: StripeConfig, budget_kind: str, rate: int, redis_url: str) -> StripeGateway:
+    settings = get_settings().model_copy(
+        update={
+            "stripe_budget": budget_kind,
+            "stripe_requests_per_second": rate,
+            "redis_url": redis_url,
+        }
+    )
+
+    def http_client() -> BudgetedRequestsClient:
+        return BudgetedRequestsClient(request_budget(settings), timeout=config.timeout_seconds)
+
+    return StripeGateway(config, http_client_factory=http_client)
 
 
 def stripe_gateway(settings: Settings | None = None) -> StripeGateway:
-    """One gateway per config per process; its StripeClient is built lazily on first use."""
-    return _gateway(stripe_config(settings or get_settings()))
+    """One gateway per config per process; its StripeClient (and its HTTP client, with the
+    shared request budget) is built lazily on first use in each process."""
+    settings = settings or get_settings()
+    return _gateway(
+        stripe_config(settings),
+        settings.stripe_budget,
+        settings.stripe_requests_per_second,
+        settings.redis_url,
+    )
 
 
 def database(settings: Settings | None = None) -> Engine:

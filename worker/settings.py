@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = 30.0
     stripe_webhook_secret: SecretStr | None = None
     stripe_requests_per_second: int = 25  # Stripe's test-mode limit; 100 in live mode
+    # Where the request budget lives: "redis" (shared by every process), "local" (one process,
+    # the in-process demo), "none" (unit tests).
+    stripe_budget: Literal["redis", "local", "none"] = "redis"
 
     # Seconds before the Redis broker hands an unacknowledged task (its worker died) to another
     # worker. Must exceed the longest task's hard time limit, or a slow task runs twice at once.

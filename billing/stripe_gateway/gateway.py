@@ -93,9 +93,17 @@ def _mapped_errors() -> Iterator[None]:
 class StripeGateway:
     """Typed Stripe operations; every POST takes the caller's deterministic idempotency key."""
 
-    def __init__(self, config: StripeConfig, *, http_client: Any | None = None) -> None:
+    def __init__(
+        self,
+        config: StripeConfig,
+        *,
+        http_client: Any | None = None,
+        http_client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        """`http_client_factory` builds the HTTP client anew in each process (after a fork)."""
         self.config = config
         self._http_client = http_client
+        self._http_client_factory = http_client_factory
         self._client: stripe.StripeClient | None = None
         self._client_pid: int | None = None
 
@@ -105,9 +113,12 @@ class StripeGateway:
     def client(self) -> stripe.StripeClient:
         """The StripeClient, built on first use in each process (safe across Celery forks)."""
         if self._client is None or self._client_pid != os.getpid():
-            http_client = self._http_client or stripe.RequestsClient(
-                timeout=self.config.timeout_seconds
-            )
+            if self._http_client is not None:
+                http_client = self._http_client
+            elif self._http_client_factory is not None:
+                http_client = self._http_client_factory()
+            else:
+                http_client = stripe.RequestsClient(timeout=self.config.timeout_seconds)
             self._client = stripe.StripeClient(
                 self.config.api_key,
                 base_addresses={
