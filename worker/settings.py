@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     task_soft_time_limit: int = 240
     task_time_limit: int = 300
 
+    # Quota checks: a monthly counter is checkpointed to the database every this many units;
+    # a lost Redis key forgets fewer than this many (1 = write-through, see billing/quotas.py).
+    quota_checkpoint_units: int = 100
+    quota_key_prefix: str = "billing:quota"
+
     @model_validator(mode="after")
     def _refuse_live_key_outside_production(self) -> Settings:
         key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else ""
