@@ -7,8 +7,10 @@ from functools import cache
 import redis
 from sqlalchemy.engine import Engine
 
+from billing.book_cache import BookCache
 from billing.catalog import CatalogSync
 from billing.provisioning import Provisioner
+from billing.quotas import QuotaService
 from billing.ratelimit import (
     LocalRequestBudget,
     RedisRequestBudget,
@@ -99,3 +101,27 @@ def catalog_sync(settings: Settings | None = None) -> CatalogSync:
 def provisioner(settings: Settings | None = None) -> Provisioner:
     settings = settings or get_settings()
     return Provisioner(stripe_gateway(settings), database(settings))
+
+
+@cache
+def _quota_service(
+    database_url: str, redis_url: str, key_prefix: str, checkpoint_units: int
+) -> QuotaService:
+    return QuotaService(
+        redis.Redis.from_url(redis_url),
+        engine_for(database_url),
+        BookCache(),
+        key_prefix=key_prefix,
+        checkpoint_units=checkpoint_units,
+    )
+
+
+def quota_service(settings: Settings | None = None) -> QuotaService:
+    """One quota service per configuration per process (it caches org terms for a minute)."""
+    settings = settings or get_settings()
+    return _quota_service(
+        settings.database_url,
+        settings.redis_url,
+        settings.quota_key_prefix,
+        settings.quota_checkpoint_units,
+    )
