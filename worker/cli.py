@@ -11,6 +11,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from worker.commands.common import CliError
 from worker.commands.ledger import ingest_command, preview_command
+from worker.commands.quota import quota_app
 from worker.commands.quote import quote_command
 from worker.commands.stripe import stripe_app, stripe_emulator_command
 
@@ -32,6 +33,7 @@ app.command("quote")(quote_command)
 app.command("ingest")(ingest_command)
 app.command("preview")(preview_command)
 app.add_typer(stripe_app, name="stripe")
+app.add_typer(quota_app, name="quota")
 app.command("stripe-emulator")(stripe_emulator_command)
 
 
