@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.ledger import ExactDecimal, UtcDateTime
-
-
-class ReconciliationStatus(StrEnum):
-    """A line's (and, as the worst of its lines, an invoice's) verdict, best first."""
-
-    MATCHED = "matched"
-    ROUNDING = "rounding"  # within one cent per line: Stripe rounds proration halves apart
-    MISMATCHED = "mismatched"
-    MISSING_IN_STRIPE = "missing_in_stripe"
-    UNEXPECTED_IN_STRIPE = "unexpected_in_stripe"
-    ERROR = "error"  # the invoice could not be reconciled (unknown customer, no ledger)
 
 
 def _id() -> Any:
@@ -50,7 +38,7 @@ class Reconciliation(SQLModel, table=True):
     period_start_at: datetime | None = _at(default=None)
     period_end_at: datetime | None = _at(default=None)
     currency: str = Field(max_length=10)
-    status: str = Field(max_length=30, index=True)
+    status: str = Field(max_length=30, index=True)  # billing.reconciliation_match.Status
     expected_total_amount: int
     stripe_total_amount: int
     trigger: str = Field(max_length=50)  # invoice.created | invoice.finalized | sweep | cli
