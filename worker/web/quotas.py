@@ -1,0 +1,78 @@
+"""The quota check over HTTP: `POST /api/quotas/check`, for the product before it starts a task.
+
+The web app mounts `routes` behind its authentication; the handler itself only validates the
+body and calls `QuotaService.check` (blocking Redis and SQL work, so in a worker thread).
+
+Request: `{"org": ID, "quota": NAME, "amount": N}` (`amount` optional, default 1; optional
+`"consume": false` asks without counting). Answers 200 with
+`{"allowed", "limit", "used", "remaining", "mode"}` whether the check was allowed or denied
+(`limit`/`remaining` are null when unlimited); 400 for a body that is not a JSON object; 404 for
+an unknown org; 422 for a bad or unknown field. Errors are `{"error": TEXT, "field": NAME}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from billing.quotas import QuotaDecision, QuotaRequestError, QuotaService
+from worker.composition import quota_service
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field}, status_code=status)
+
+
+def decision_body(decision: QuotaDecision) -> dict[str, object]:
+    return {
+        "allowed": decision.allowed,
+        "limit": decision.limit,
+        "used": decision.used,
+        "remaining": decision.remaining,
+        "mode": decision.mode.value,
+    }
+
+
+def make_routes(service: Callable[[], QuotaService]) -> list[Route]:
+    """The quota routes, calling the service `service()` returns (built on first request)."""
+
+    async def check_quota(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the body must be a JSON object")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object")
+        for field in ("org", "quota"):
+            if not isinstance(body.get(field), str) or not body[field]:
+                return _error(422, f"{field} must be a non-empty string", field)
+        amount = body.get("amount", 1)
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            return _error(422, f"amount must be a positive integer, got {amount!r}", "amount")
+        consume = body.get("consume", True)
+        if not isinstance(consume, bool):
+            return _error(422, "consume must be true or false", "consume")
+        quota_service = service()
+        try:
+            decision = await run_in_threadpool(
+                quota_service.check,
+                body["org"],
+                body["quota"],
+                datetime.now(UTC),
+                amount=amount,
+                consume=consume,
+            )
+        except QuotaRequestError as exc:
+            return _error(404 if exc.field == "org" else 422, str(exc), exc.field)
+        return JSONResponse(decision_body(decision))
+
+    return [Route("/api/quotas/check", check_quota, methods=["POST"])]
+
+
+routes: list[Route] = make_routes(quota_service)
