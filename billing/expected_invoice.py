@@ -338,3 +338,9 @@ def _t(model: type[Any]) -> sa.Table:
     table = model.__table__
     assert isinstance(table, sa.Table)
     return table
+
+
+def org_ledger(session: Session, org_id: str, period: Period) -> OrgLedger | None:
+    """One org's ledger for `period` (plan segments and seat changes before its end, usage
+    totals and resource-hours within it), or None when it has no plan before the period ends."""
+    return next(_load_ledgers(session.connection(), period, org_id), None)

@@ -17,8 +17,10 @@ from billing.ratelimit import (
     RequestBudget,
     UnlimitedBudget,
 )
+from billing.seat_sync import SeatSync
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.http import BudgetedRequestsClient
+from billing.usage_push import UsagePusher
 from models.db import engine_for
 from worker.settings import Settings, get_settings
 
@@ -101,6 +103,26 @@ def catalog_sync(settings: Settings | None = None) -> CatalogSync:
 def provisioner(settings: Settings | None = None) -> Provisioner:
     settings = settings or get_settings()
     return Provisioner(stripe_gateway(settings), database(settings))
+
+
+def seat_sync(settings: Settings | None = None) -> SeatSync:
+    settings = settings or get_settings()
+    return SeatSync(database(settings), stripe_gateway(settings))
+
+
+def usage_pusher(settings: Settings | None = None) -> UsagePusher:
+    settings = settings or get_settings()
+    return UsagePusher(database(settings), stripe_gateway(settings))
+
+
+@cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def redis_client(settings: Settings | None = None) -> redis.Redis:
+    """One Redis client (connection pool) per URL per process."""
+    return _redis((settings or get_settings()).redis_url)
 
 
 @cache

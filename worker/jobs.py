@@ -1,0 +1,181 @@
+"""The worker's jobs as plain functions: what tasks run, and what `--now` and the demo run inline.
+
+Each job takes ids and an instant, opens what it needs through the composition root, holds the
+per-org Redis lock where two runs must not interleave, calls one service and returns a
+JSON-ready summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from billing.locks import org_lock
+from billing.meters import Interval
+from billing.periods import Period
+from billing.proration import SeatChange, seat_count_at
+from billing.provisioning import OrgToProvision
+from billing.seat_sync import SeatSyncOutcome
+from billing.usage_push import UsagePushOutcome
+from models.ledger import Org, SeatChangeRecord, UsageEvent
+from models.stripe_records import StripeSubscriptionRecord, WriteStatus
+from worker import composition
+from worker.settings import Settings
+
+LockFactory = Callable[[str, str], AbstractContextManager[None]]
+
+
+def redis_locks(settings: Settings | None = None) -> LockFactory:
+    client = composition.redis_client(settings)
+
+    def lock(scope: str, org_id: str) -> AbstractContextManager[None]:
+        return org_lock(client, scope, org_id)
+
+    return lock
+
+
+def no_locks(_scope: str, _org_id: str) -> AbstractContextManager[None]:
+    """Single-process runs (the in-process demo) need no cross-process lock."""
+    return nullcontext()
+
+
+def provision_org(
+    org_id: str,
+    now: datetime,
+    *,
+    stripe_test_clock_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Create (or find) the org's Stripe customer and subscription from its ledger row."""
+    engine = composition.database(settings)
+    with Session(engine) as session:
+        org = session.get(Org, org_id)
+        if org is None:
+            raise LookupError(f"unknown org {org_id!r}")
+        changes = [
+            SeatChange(row.at, row.seat_count)
+            for row in session.exec(
+                select(SeatChangeRecord)
+                .where(SeatChangeRecord.org_id == org_id)
+                .order_by(col(SeatChangeRecord.at), col(SeatChangeRecord.id))
+            )
+        ]
+    outcome = composition.provisioner(settings).provision(
+        OrgToProvision(
+            org_id=org.id,
+            book=org.book,
+            plan=org.plan,
+            interval=Interval(org.interval),
+            term_start_at=org.term_start_at,
+            seat_count=seat_count_at(changes, max(org.term_start_at, now)),
+            stripe_test_clock_id=stripe_test_clock_id,
+        ),
+        now,
+    )
+    return {
+        "org_id": org_id,
+        "stripe_customer_id": outcome.stripe_customer_id,
+        "stripe_subscription_id": outcome.stripe_subscription_id,
+        "customer": outcome.customer_action.value,
+        "subscription": outcome.subscription_action.value,
+    }
+
+
+def sync_seats(
+    org_id: str,
+    now: datetime,
+    *,
+    locks: LockFactory | None = None,
+    settings: Settings | None = None,
+) -> SeatSyncOutcome:
+    with (locks or redis_locks(settings))("seats", org_id):
+        return composition.seat_sync(settings).sync(org_id, now)
+
+
+def push_usage(
+    org_id: str,
+    now: datetime,
+    *,
+    verify: bool = False,
+    locks: LockFactory | None = None,
+    settings: Settings | None = None,
+) -> UsagePushOutcome:
+    with (locks or redis_locks(settings))("usage", org_id):
+        return composition.usage_pusher(settings).push_org(org_id, now, verify=verify)
+
+
+def outcome_json(outcome: SeatSyncOutcome | UsagePushOutcome) -> dict[str, Any]:
+    """A JSON-ready dict (datetimes and decimals as strings)."""
+    result: dict[str, Any] = _jsonable(asdict(outcome))
+    return result
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)  # Decimal, enums
+
+
+# --------------------------------------------------------------------------- selections
+
+
+def provisioned_orgs(settings: Settings | None = None) -> list[str]:
+    with Session(composition.database(settings)) as session:
+        return list(
+            session.exec(
+                select(StripeSubscriptionRecord.org_id)
+                .where(StripeSubscriptionRecord.status == WriteStatus.DONE)
+                .order_by(col(StripeSubscriptionRecord.org_id))
+            ).all()
+        )
+
+
+def unprovisioned_orgs(settings: Settings | None = None) -> list[str]:
+    with Session(composition.database(settings)) as session:
+        done = select(StripeSubscriptionRecord.org_id).where(
+            StripeSubscriptionRecord.status == WriteStatus.DONE
+        )
+        return list(
+            session.exec(select(Org.id).where(col(Org.id).not_in(done)).order_by(col(Org.id))).all()
+        )
+
+
+def orgs_with_usage_since(since: datetime, settings: Settings | None = None) -> list[str]:
+    with Session(composition.database(settings)) as session:
+        return list(
+            session.exec(
+                select(UsageEvent.org_id).where(UsageEvent.received_at >= since).distinct()
+            ).all()
+        )
+
+
+def orgs_with_seat_changes_since(since: datetime, settings: Settings | None = None) -> list[str]:
+    with Session(composition.database(settings)) as session:
+        return list(
+            session.exec(
+                select(SeatChangeRecord.org_id)
+                .where(SeatChangeRecord.recorded_at >= since)
+                .distinct()
+            ).all()
+        )
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for offset in range(0, len(items), size):
+        yield list(items[offset : offset + size])
+
+
+def period_close_instant(period: Period, grace: timedelta = timedelta(minutes=5)) -> datetime:
+    """When a scheduled close of `period` runs: just after it ends, inside Stripe's grace."""
+    return period.period_end + grace
