@@ -169,7 +169,7 @@ class Reconciler:
         note: str | None = None
         period: Period | None = None
         with Session(self.engine) as session:
-            org_id = _org_of(session, invoice.stripe_customer_id)
+            org_id = org_of(session, invoice.stripe_customer_id)
             if org_id is None:
                 comparison = None
                 note = f"customer {invoice.stripe_customer_id} is not one of our orgs"
@@ -230,7 +230,7 @@ class Reconciler:
         outcomes = []
         for invoice in sorted(invoices, key=lambda i: (i.created_at or now, i.stripe_invoice_id)):
             with Session(self.engine) as session:
-                org_id = _org_of(session, invoice.stripe_customer_id)
+                org_id = org_of(session, invoice.stripe_customer_id)
                 target = None if org_id is None else self._period_of(session, invoice, org_id)
             if target is not None and target.label() == period.label():
                 outcomes.append(self.reconcile(invoice, now, trigger="cli"))
@@ -447,7 +447,7 @@ class Reconciler:
 # --------------------------------------------------------------------------- queries
 
 
-def _org_of(session: Session, stripe_customer_id: str) -> str | None:
+def org_of(session: Session, stripe_customer_id: str) -> str | None:
     return session.exec(
         select(StripeCustomerRecord.org_id).where(
             StripeCustomerRecord.stripe_customer_id == stripe_customer_id

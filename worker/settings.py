@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     quota_checkpoint_units: int = 100
     quota_key_prefix: str = "billing:quota"
 
+    # Web process (`billing serve`): comma-separated bearer tokens. Support tokens read the
+    # reconciliation pages; admin tokens also trigger re-syncs. Empty = nobody gets in.
+    support_tokens: SecretStr = SecretStr("")
+    admin_tokens: SecretStr = SecretStr("")
+    # Run webhook handling and admin re-syncs inside the web process instead of sending them to
+    # Celery (tests and the offline demo, where there is no broker).
+    web_inline_tasks: bool = False
+    # A draft invoice whose reconciliation has one of these statuses is held (auto_advance off).
+    reconciliation_hold_on: str = "mismatched,missing_in_stripe,unexpected_in_stripe"
+    # The periodic sweep re-reads invoices created this many hours back (missed webhooks).
+    reconciliation_sweep_hours: int = 72
+
     @model_validator(mode="after")
     def _refuse_live_key_outside_production(self) -> Settings:
         key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else ""
@@ -62,6 +74,11 @@ class Settings(BaseSettings):
                 f"{self.environment.value!r}: live keys are refused outside production"
             )
         return self
+
+
+def split_tokens(value: SecretStr) -> tuple[str, ...]:
+    """`a, b,,c` → ("a", "b", "c"): the configured tokens, blanks dropped."""
+    return tuple(part.strip() for part in value.get_secret_value().split(",") if part.strip())
 
 
 @lru_cache(maxsize=1)
