@@ -1,0 +1,1 @@
+"""The web process: Stripe webhooks, usage ingestion, support pages and admin actions."""
