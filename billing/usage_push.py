@@ -172,12 +172,18 @@ class UsagePusher:
         self.gateway = gateway
         self.books = books or BookCache()
 
-    def push_org(self, org_id: str, now: datetime, *, verify: bool = False) -> UsagePushOutcome:
+    def push_org(
+        self, org_id: str, now: datetime, *, verify: bool = False, within: Period | None = None
+    ) -> UsagePushOutcome:
+        """Push every open usage period of the org (only those overlapping `within`, if given);
+        `verify` also reads back Stripe's aggregate for each period."""
         subscription = self._subscription(org_id)
         terms = self._terms(org_id, now)
         if subscription is None or terms is None or not subscription.items:
             return UsagePushOutcome(org_id, "not_provisioned")
         periods = self._open_periods(org_id, subscription, now)
+        if within is not None:
+            periods = [p for p in periods if p.overlaps(within)]
         invoices = self._invoices_by_period(subscription, periods, now)
         results: list[MeterPushResult] = []
         for period in periods:

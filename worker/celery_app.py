@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker.beat import beat_schedule
 from worker.settings import Settings, get_settings
 
 TASK_MODULES = [
+    "worker.tasks.orgs",
     "worker.tasks.seats",
     "worker.tasks.usage",
     "worker.tasks.reconciliation",
@@ -56,4 +58,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         task_default_queue="billing",
     )
+    app.conf.beat_schedule = beat_schedule()
     return app
+
+
+app = make_celery()

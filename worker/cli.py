@@ -11,6 +11,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from worker.commands.common import CliError
 from worker.commands.ledger import ingest_command, preview_command
+from worker.commands.ops import beat_command, close_command, db_app, sync_app, worker_command
 from worker.commands.quota import quota_app
 from worker.commands.quote import quote_command
 from worker.commands.stripe import stripe_app, stripe_emulator_command
@@ -35,6 +36,11 @@ app.command("preview")(preview_command)
 app.add_typer(stripe_app, name="stripe")
 app.add_typer(quota_app, name="quota")
 app.command("stripe-emulator")(stripe_emulator_command)
+app.add_typer(sync_app, name="sync")
+app.add_typer(db_app, name="db")
+app.command("close")(close_command)
+app.command("worker")(worker_command)
+app.command("beat")(beat_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,11 +102,14 @@ def push_usage(
     now: datetime,
     *,
     verify: bool = False,
+    within: Period | None = None,
     locks: LockFactory | None = None,
     settings: Settings | None = None,
 ) -> UsagePushOutcome:
     with (locks or redis_locks(settings))("usage", org_id):
-        return composition.usage_pusher(settings).push_org(org_id, now, verify=verify)
+        return composition.usage_pusher(settings).push_org(
+            org_id, now, verify=verify, within=within
+        )
 
 
 def outcome_json(outcome: SeatSyncOutcome | UsagePushOutcome) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def stripe_emulator_command(
     ] = None,
 ) -> None:
     """Run the local Stripe emulator until interrupted (offline demo, tests, benchmarks)."""
-    from stripe_emulator import serve  # noqa: PLC0415 - only this command needs the emulator
+    from stripe_emulator import serve
 
     url = f"http://{host}:{port}"
     typer.echo(f"Stripe emulator listening on {url} (Ctrl-C to stop)")

@@ -1,1 +1,42 @@
-"""Celery tasks of seat sync."""
+"""Celery tasks of seat sync: one org at a time, coalesced, serialised by the org's lock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from billing.periods import to_unix
+from worker import composition, jobs
+from worker.celery_app import app
+from worker.tasks.common import TASK_OPTIONS, instant
+
+SWEEP_LOOKBACK = timedelta(minutes=15)
+
+
+@app.task(name="billing.seats.sync_org", **TASK_OPTIONS)
+def sync_org(org_id: str, now: str | None = None) -> dict[str, Any]:
+    at = instant(now)
+    outcome = jobs.sync_seats(org_id, at)
+    if outcome.next_window_at is not None and now is None:
+        schedule(org_id, outcome.next_window_at)
+    return jobs.outcome_json(outcome)
+
+
+def schedule(org_id: str, eta: Any) -> bool:
+    """Sync the org once its coalescing window has closed; many seat changes in a window
+    schedule one task (a Redis SET NX per org and window end)."""
+    key = f"billing:seats:scheduled:{org_id}:{to_unix(eta)}"
+    if not composition.redis_client().set(key, 1, nx=True, ex=3600):
+        return False
+    sync_org.apply_async(args=[org_id], eta=eta + timedelta(seconds=2))
+    return True
+
+
+@app.task(name="billing.seats.sweep", **TASK_OPTIONS)
+def sweep(now: str | None = None) -> int:
+    """Sync every org whose seats changed recently (a missed schedule loses nothing)."""
+    at = instant(now)
+    orgs = jobs.orgs_with_seat_changes_since(at - SWEEP_LOOKBACK)
+    for org_id in orgs:
+        sync_org.delay(org_id, now)
+    return len(orgs)

@@ -1,0 +1,31 @@
+"""The beat schedule: the recurring work, each entry with why it runs when it does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # New orgs of the ledger get their Stripe customer and subscription within a minute.
+    "provision-new-orgs": {"task": "billing.orgs.sweep", "schedule": 60.0},
+    # Seat changes are normally scheduled at the end of their coalescing window; the sweep
+    # catches any schedule lost to a restart, and brings renewals into their lead window.
+    "seat-sync-sweep": {"task": "billing.seats.sweep", "schedule": 300.0},
+    # Orgs with new usage have their period-to-date totals pushed every hour.
+    "usage-sweep": {"task": "billing.usage.sweep", "schedule": crontab(minute=15)},
+    # Every org once an hour: resource-hours grow without new reports, and a usage period
+    # that just ended gets its final total inside Stripe's one-hour finalization grace.
+    "usage-close-due": {"task": "billing.usage.close_due", "schedule": crontab(minute=5)},
+    # The calendar month close, just after midnight UTC on the 1st, inside the grace period.
+    "month-close": {
+        "task": "billing.usage.close_period",
+        "schedule": crontab(day_of_month="1", hour="0", minute="2"),
+    },
+}
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    """The schedule of the seat, usage and provisioning work; task modules that own other
+    recurring work (reconciliation) add their entries when Celery imports them."""
+    return dict(BEAT_SCHEDULE)
