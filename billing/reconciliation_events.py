@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,11 +89,12 @@ class EventHandler:
                 return HandleOutcome(stripe_event_id, row.type, "already_handled")
             row.attempts += 1
             event_type, invoice_id = row.type, row.stripe_object_id
+            customer_id = _customer_of(row.payload_json)
         outcome = HandleOutcome(stripe_event_id, event_type, "ignored")
         if event_type in HANDLED_TYPES and invoice_id:
             created = event_type == INVOICE_CREATED
             if created:
-                self._push_usage(invoice_id, now)
+                self._push_usage(customer_id, now)
             result = self.reconciler.reconcile_invoice(
                 invoice_id, now, trigger=event_type, hold=created
             )
@@ -116,14 +118,27 @@ class EventHandler:
         )
         return outcome
 
-    def _push_usage(self, invoice_id: str, now: datetime) -> None:
+    def _push_usage(self, stripe_customer_id: str | None, now: datetime) -> None:
         """Usage can still be reported in the draft's grace period: push the org's totals."""
-        invoice = self.reconciler.gateway.retrieve_invoice(invoice_id)
+        if stripe_customer_id is None:
+            return
         with Session(self.engine) as session:
-            org_id = org_of(session, invoice.stripe_customer_id)
+            org_id = org_of(session, stripe_customer_id)
         if org_id is None:
             return
         if self.push_usage is None:
             log.info("reconciliation.usage_push_skipped", org_id=org_id, reason="no usage pusher")
             return
         self.push_usage(org_id, now)
+
+
+def _customer_of(payload_json: str) -> str | None:
+    """`data.object.customer` of a stored event body (an id, or an expanded object)."""
+    try:
+        body = json.loads(payload_json)
+    except ValueError:
+        return None
+    customer = body.get("data", {}).get("object", {}).get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    return customer if isinstance(customer, str) else None

@@ -1,0 +1,236 @@
+"""The web process: webhook signature and inbox, usage ingestion, authentication and roles."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from billing.reconciliation_events import EventHandler
+from billing.reconciliation_match import Status
+from models.ledger import UsageEvent
+from models.reconciliation import WebhookEvent
+from stripe_emulator.webhooks import sign
+from tests.worker.web_server import serving
+from worker.web.app import create_app
+from worker.web.services import HANDLE_EVENT, PUSH_USAGE, WebServices
+
+SECRET = "whsec_test_secret"
+SUPPORT = "support-token-1"
+ADMIN = "admin-token-1"
+NOW = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+class FakeOutcome:
+    def __init__(self) -> None:
+        self.reconciliation_id = 7
+        self.status = Status.MATCHED
+        self.held = False
+
+
+class FakeReconciler:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bool]] = []
+
+    def reconcile_invoice(self, invoice_id: str, _now: datetime, *, trigger: str, hold: bool):
+        self.calls.append((invoice_id, trigger, hold))
+        return FakeOutcome()
+
+
+class Dispatcher:
+    """Runs handle_event inline with a real EventHandler; records every send."""
+
+    def __init__(self, handler: EventHandler) -> None:
+        self.handler = handler
+        self.sent: list[tuple[str, list[Any]]] = []
+
+    def send(self, name: str, args: Sequence[Any]) -> str:
+        self.sent.append((name, list(args)))
+        if name == HANDLE_EVENT:
+            return self.handler.handle(args[0], NOW).action
+        return "ok"
+
+
+@pytest.fixture
+def setup(engine: Engine) -> Iterator[tuple[httpx.Client, Dispatcher, FakeReconciler]]:
+    reconciler = FakeReconciler()
+    dispatcher = Dispatcher(EventHandler(engine, reconciler, None))  # type: ignore[arg-type]
+    services = WebServices(
+        engine=engine,
+        webhook_secret=SECRET,
+        support_tokens=(SUPPORT,),
+        admin_tokens=(ADMIN,),
+        dispatcher=dispatcher,
+        clock=lambda: NOW,
+    )
+    with serving(create_app(services=services)) as url, httpx.Client(base_url=url) as client:
+        yield client, dispatcher, reconciler
+
+
+def _event(event_id: str, event_type: str = "invoice.finalized") -> bytes:
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "created": 1_769_904_000,
+            "livemode": False,
+            "api_version": "2026-10-28.endive",
+            "data": {"object": {"id": "in_123", "object": "invoice", "status": "open"}},
+        }
+    ).encode()
+
+
+def _post(client: httpx.Client, body: bytes, signature: str) -> Any:
+    return client.post(
+        "/stripe/webhook",
+        content=body,
+        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+    )
+
+
+def test_a_valid_event_is_stored_and_handled(setup: Any, engine: Engine) -> None:
+    client, _dispatcher, reconciler = setup
+    body = _event("evt_1")
+    response = _post(client, body, sign(body, SECRET, int(time.time())))
+    assert response.status_code == 200
+    assert response.json() == {"received": True, "duplicate": False}
+    assert reconciler.calls == [("in_123", "invoice.finalized", False)]
+    with Session(engine) as session:
+        row = session.get(WebhookEvent, "evt_1")
+    assert row is not None
+    assert row.handled_at is not None
+    assert row.outcome == "reconciliation 7: matched"
+
+
+def test_a_replayed_event_is_acknowledged_stored_once_and_handled_once(
+    setup: Any, engine: Engine
+) -> None:
+    client, dispatcher, reconciler = setup
+    body = _event("evt_2", "invoice.created")
+    for _ in range(3):
+        response = _post(client, body, sign(body, SECRET, int(time.time())))
+        assert response.status_code == 200
+    assert response.json()["duplicate"] is True
+    assert reconciler.calls == [("in_123", "invoice.created", True)]  # a draft: may be held
+    assert dispatcher.sent == [(HANDLE_EVENT, ["evt_2"])]
+    with Session(engine) as session:
+        assert len(session.exec(select(WebhookEvent)).all()) == 1
+    # A redelivered task (worker died after handling) does not handle it again either.
+    assert dispatcher.handler.handle("evt_2", NOW).action == "already_handled"
+    assert len(reconciler.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("signature", "problem"),
+    [
+        (lambda body: sign(body, "whsec_wrong", int(time.time())), "bad signature"),
+        (lambda body: sign(body, SECRET, int(time.time()) - 301), "stale timestamp"),
+        (lambda body: sign(body + b" ", SECRET, int(time.time())), "body changed"),
+        (lambda _body: "", "no signature"),
+    ],
+)
+def test_bad_webhooks_get_400_and_nothing_is_stored(
+    setup: Any, engine: Engine, signature: Any, problem: str
+) -> None:
+    client, dispatcher, reconciler = setup
+    body = _event("evt_bad")
+    response = _post(client, body, signature(body))
+    assert response.status_code == 400, problem
+    assert dispatcher.sent == []
+    assert reconciler.calls == []
+    with Session(engine) as session:
+        assert session.exec(select(WebhookEvent)).all() == []
+
+
+def test_other_event_types_are_recorded_and_ignored(setup: Any) -> None:
+    client, _, reconciler = setup
+    body = _event("evt_3", "customer.subscription.updated")
+    assert _post(client, body, sign(body, SECRET, int(time.time()))).status_code == 200
+    assert reconciler.calls == []
+
+
+ORG = {"type": "org", "org": "org_web", "plan": "free", "at": "2026-01-01T00:00:00Z"}
+
+
+def _usage(event_id: str, quantity: Any) -> dict[str, Any]:
+    return {
+        "type": "usage",
+        "id": event_id,
+        "org": "org_web",
+        "meter": "copilot_messages",
+        "quantity": quantity,
+        "at": "2026-01-02T00:00:00Z",
+    }
+
+
+def test_usage_ingestion_accepts_json_lines_and_arrays(setup: Any, engine: Engine) -> None:
+    client, _, _ = setup
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    lines = "\n".join(json.dumps(r) for r in (ORG, _usage("u1", 5)))
+    response = client.post("/api/usage", content=lines, headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["stored"]["usage"] == 1
+    again = client.post("/api/usage", json=[_usage("u1", 5), _usage("u2", 3)], headers=auth)
+    assert again.json() == {
+        "stored": {"org": 0, "seats": 0, "usage": 1, "resources": 0},
+        "duplicates": {"org": 0, "seats": 0, "usage": 1, "resources": 0},
+    }
+
+
+def test_usage_ingestion_is_all_or_nothing_with_line_errors(setup: Any, engine: Engine) -> None:
+    client, _, _ = setup
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    response = client.post(
+        "/api/usage", json=[ORG, _usage("ok", 1), _usage("bad", -4)], headers=auth
+    )
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert errors
+    assert errors[0].startswith("line 3: quantity:")
+    with Session(engine) as session:
+        assert session.exec(select(UsageEvent)).all() == []
+
+
+def test_authentication_and_roles(setup: Any) -> None:
+    client, dispatcher, _ = setup
+    assert client.get("/api/reconciliations").status_code == 401
+    bad = {"Authorization": "Bearer nope"}
+    assert client.get("/api/reconciliations", headers=bad).status_code == 401
+    support = {"Authorization": f"Bearer {SUPPORT}"}
+    assert client.get("/api/reconciliations", headers=support).status_code == 200
+    assert client.post("/api/usage", json=[ORG], headers=support).status_code == 403
+    resync = "/api/admin/orgs/org_web/resync/usage"
+    assert client.post(resync).status_code == 401
+    assert client.post(resync, headers=support).status_code == 403
+    assert dispatcher.sent == []
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    assert client.post(resync, headers=admin).status_code == 202
+    assert dispatcher.sent == [(PUSH_USAGE, ["org_web"])]
+    page = client.get("/reconciliations")
+    assert page.status_code == 401
+    assert 'name="token"' in page.text  # the login form
+
+
+def test_login_sets_an_httponly_cookie_for_the_pages(setup: Any) -> None:
+    client, _, _ = setup
+    refused = client.post("/login", content="token=wrong")
+    assert refused.status_code == 401
+    response = client.post(
+        "/login",
+        content=f"token={SUPPORT}&next=/reconciliations",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert client.get("/reconciliations").status_code == 200
+    assert client.post("/admin/resync", content="org=o&what=seats").status_code == 403
