@@ -14,6 +14,8 @@ from worker.commands.ledger import ingest_command, preview_command
 from worker.commands.ops import beat_command, close_command, db_app, sync_app, worker_command
 from worker.commands.quota import quota_app
 from worker.commands.quote import quote_command
+from worker.commands.reconcile import reconcile_command, reconciliations_app
+from worker.commands.serve import serve_command
 from worker.commands.stripe import stripe_app, stripe_emulator_command
 
 app = typer.Typer(
@@ -36,6 +38,9 @@ app.command("preview")(preview_command)
 app.add_typer(stripe_app, name="stripe")
 app.add_typer(quota_app, name="quota")
 app.command("stripe-emulator")(stripe_emulator_command)
+app.command("reconcile")(reconcile_command)
+app.add_typer(reconciliations_app, name="reconciliations")
+app.command("serve")(serve_command)
 app.add_typer(sync_app, name="sync")
 app.add_typer(db_app, name="db")
 app.command("close")(close_command)

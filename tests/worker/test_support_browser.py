@@ -1,0 +1,185 @@
+"""The support pages in a real headless Chromium: log in, list, filter, open one, screenshot."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from sqlalchemy.engine import Engine
+
+from billing.reconciliation import Reconciler
+from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
+from models.db import make_engine, migrate, unit_of_work
+from models.stripe_records import StripeCustomerRecord
+from tests.worker.web_server import serving
+from worker.web.app import create_app
+from worker.web.services import InlineDispatcher, WebServices
+
+SUPPORT = "support-browser-token"
+NOW = datetime(2026, 2, 1, 1, tzinfo=UTC)
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromedriver") is None and not Path("/usr/bin/chromedriver").exists(),
+    reason="chromium-driver is not installed (apt-get install -y chromium chromium-driver)",
+)
+
+
+class StubGateway:
+    """Serves fixed invoices; reconciliation only reads them here."""
+
+    def __init__(self, invoices: dict[str, StripeInvoice]) -> None:
+        self.invoices = invoices
+
+    def retrieve_invoice(self, stripe_invoice_id: str) -> StripeInvoice:
+        return self.invoices[stripe_invoice_id]
+
+
+def _invoice(invoice_id: str, customer: str, lines: list[tuple[str, int]]) -> StripeInvoice:
+    return StripeInvoice(
+        stripe_invoice_id=invoice_id,
+        stripe_customer_id=customer,
+        stripe_subscription_id=None,
+        status="open",
+        billing_reason="manual",
+        currency="usd",
+        subtotal_amount=sum(a for _, a in lines),
+        total_amount=sum(a for _, a in lines),
+        amount_due=0,
+        auto_advance=True,
+        period_start_at=NOW,
+        period_end_at=NOW,
+        created_at=NOW,
+        lines=tuple(
+            StripeInvoiceLine(
+                stripe_invoice_line_id=f"il_{invoice_id}_{n}",
+                amount=amount,
+                currency="usd",
+                description=description,
+                quantity_decimal=None,
+                stripe_price_id=None,
+                proration=False,
+                stripe_subscription_item_id=None,
+                stripe_invoice_item_id=f"ii_{n}",
+                period_start_at=NOW,
+                period_end_at=NOW,
+            )
+            for n, (description, amount) in enumerate(lines)
+        ),
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    migrate(url)
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def site(engine: Engine) -> Iterator[str]:
+    with unit_of_work(engine) as session:
+        for org, cus in (("org_alpha", "cus_alpha"), ("org_beta", "cus_beta")):
+            session.add(
+                StripeCustomerRecord(
+                    org_id=org,
+                    status="done",
+                    idempotency_key=f"k-{org}",
+                    stripe_customer_id=cus,
+                    updated_at=NOW,
+                )
+            )
+    gateway = StubGateway(
+        {
+            "in_alpha": _invoice("in_alpha", "cus_alpha", [("Goodwill fee", 1234)]),
+            "in_beta": _invoice("in_beta", "cus_beta", []),
+        }
+    )
+    reconciler = Reconciler(engine, gateway)  # type: ignore[arg-type]
+    for invoice_id in ("in_alpha", "in_beta"):
+        reconciler.reconcile_invoice(invoice_id, NOW, trigger="cli")
+    services = WebServices(
+        engine=engine,
+        webhook_secret="whsec_x",
+        support_tokens=(SUPPORT,),
+        admin_tokens=(),
+        dispatcher=InlineDispatcher({}),
+        clock=lambda: NOW,
+    )
+    with serving(create_app(services=services)) as url:
+        yield url
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_support_staff_log_in_filter_and_open_a_reconciliation(
+    site: str, browser: Any, tmp_path: Path
+) -> None:
+    browser.get(f"{site}/reconciliations")
+    assert "Log in" in browser.page_source  # refused: the login form instead of the data
+    assert "in_alpha" not in browser.page_source
+
+    browser.find_element(By.ID, "token").send_keys("wrong-token")
+    browser.find_element(By.ID, "login-button").click()
+    assert "not valid" in browser.find_element(By.ID, "message").text
+
+    browser.find_element(By.ID, "token").send_keys(SUPPORT)
+    browser.find_element(By.ID, "login-button").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#reconciliations tr.rec-row")
+    assert len(rows) == 2
+    assert "unexpected_in_stripe" in browser.find_element(By.ID, "counts").text
+
+    browser.find_element(By.ID, "org").send_keys("org_alpha")
+    browser.find_element(By.ID, "filter-button").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#reconciliations tr.rec-row")
+    assert len(rows) == 1
+    assert "in_alpha" in rows[0].text
+
+    browser.find_element(By.LINK_TEXT, "in_alpha").click()
+    assert browser.find_element(By.ID, "rec-status").text == "unexpected_in_stripe"
+    line = browser.find_element(By.CSS_SELECTOR, "#lines tr.line-row")
+    assert "Goodwill fee" in line.text
+    assert "12.34" in line.text
+
+    shot = tmp_path / "reconciliation.png"
+    assert browser.save_screenshot(str(shot))
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 10_000
+    keep = Path("/tmp/billing-support-screenshot.png")
+    keep.write_bytes(data)  # for a human look after the run
+
+
+def test_an_unauthenticated_visit_to_a_reconciliation_is_refused(site: str, browser: Any) -> None:
+    browser.get(f"{site}/reconciliations/1")
+    assert "Log in" in browser.page_source
+    assert "Goodwill" not in browser.page_source
