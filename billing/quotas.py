@@ -10,9 +10,12 @@ and record. How each quota is counted:
   `quota_usage` and re-seeded from it when the key is missing (Redis flushed or restarted).
   Guarantee: `quota_usage.used` never exceeds the true count, and after every consuming check
   that takes the count across a multiple of `checkpoint_units` the stored count is at least
-  that multiple; so a lost Redis key forgets fewer than `checkpoint_units` units of the month
-  (none with `checkpoint_units=1`, which is write-through) and never resets it to zero, and a
-  seed never double counts (the script installs it at most once).
+  that multiple (a failed write is logged and caught up by the next); so a lost Redis key
+  forgets fewer than `checkpoint_units` units of the month (none with `checkpoint_units=1`,
+  which is write-through; none counted before the last `checkpoint_all` run) and never resets
+  it to zero, and a seed never double counts (the script installs it at most once). The count
+  may run ahead of tasks actually started (an allowed check whose task then fails is still
+  counted): it is a limit, not a bill.
 - `environments`: the org's live environments in `quota_environments`;
   `environment_created` checks and records one under a per-org lock, `check` only answers
   whether `amount` more would fit (it never consumes).
@@ -220,8 +223,32 @@ class QuotaService:
         if outcome.allowed and consume:
             units = self._checkpoint_units
             if outcome.used // units > (outcome.used - amount) // units:
-                self._checkpoint(org_id, quota, period, outcome.used, now)
+                try:
+                    self._checkpoint(org_id, quota, period, outcome.used, now)
+                except SQLAlchemyError:
+                    # The check stands (Redis counted it); the next checkpoint catches up.
+                    log.exception("quota.checkpoint_failed", org_id=org_id, used=outcome.used)
         return outcome.allowed, outcome.used
+
+    def checkpoint_all(self, now: datetime) -> int:
+        """Store every Redis monthly counter of `now`'s month; returns how many were stored.
+
+        For a periodic task: after it runs, a lost Redis key forgets only what was counted
+        since (and still fewer than `checkpoint_units` units).
+        """
+        period = month_period_of(require_aware(now, "now"))
+        head, tail = f"{self._prefix}:{{", f"}}:tpm:{period.label()}"
+        stored = 0
+        for raw_key in self._redis.scan_iter(match=f"{head}*{tail}", count=1_000):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            value = self._redis.get(key)
+            if value is None or not key.startswith(head) or not key.endswith(tail):
+                continue
+            org_id = key[len(head) : -len(tail)]
+            self._checkpoint(org_id, Quota.TASKS_PER_MONTH, period, int(value), now)
+            stored += 1
+        log.info("quota.counters_checkpointed", period=period.label(), counters=stored)
+        return stored
 
     def stored_usage(self, org_id: str, quota: Quota, period: Period) -> int:
         """The checkpointed count of `quota` for the org and period (0 when none)."""

@@ -181,6 +181,24 @@ def test_redis_flush_does_not_reset_the_monthly_count(
     assert other.check("org_a", Quota.TASKS_PER_MONTH, NOW).used == resumed_from + 2
 
 
+def test_checkpoint_all_stores_every_counter_of_the_month(
+    engine: Engine, client: redis.Redis, prefix: str
+) -> None:
+    add_org(engine, "org_a", "free")
+    add_org(engine, "org:b", "payg")
+    service = make_service(engine, prefix, checkpoint_units=1_000)
+    service.check("org_a", Quota.TASKS_PER_MONTH, NOW, amount=7)
+    service.check("org:b", Quota.TASKS_PER_MONTH, NOW, amount=3)
+    service.check("org_a", Quota.TASKS_PER_MONTH, datetime(2026, 4, 2, tzinfo=UTC))
+    assert service.checkpoint_all(NOW) == 2
+    drop_prefix(client, prefix)
+    assert service.check("org_a", Quota.TASKS_PER_MONTH, NOW, consume=False).used == 7
+    assert service.check("org:b", Quota.TASKS_PER_MONTH, NOW, consume=False).used == 3
+    # April was not checkpointed (not its month), so it resumes from zero.
+    april = datetime(2026, 4, 2, tzinfo=UTC)
+    assert service.check("org_a", Quota.TASKS_PER_MONTH, april, consume=False).used == 0
+
+
 def test_limit_still_holds_after_a_flush(
     engine: Engine, client: redis.Redis, service: QuotaService, prefix: str
 ) -> None:
