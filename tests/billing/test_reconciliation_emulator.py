@@ -23,6 +23,7 @@ from billing.pricebook import load_book
 from billing.provisioning import OrgToProvision, Provisioner
 from billing.reconciliation import Reconciler, ReconciliationOutcome, statuses_of
 from billing.reconciliation_match import Status
+from billing.reconciliation_prices import PriceDriftCheck
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from models.db import unit_of_work
 from models.reconciliation import Reconciliation, ReconciliationLine
@@ -305,3 +306,38 @@ def test_reconciling_a_period_finds_its_invoices(world: World) -> None:
             select(Reconciliation).where(Reconciliation.org_id == "org_period")
         ).all()
     assert {row.period for row in rows} == {"2026-01"}
+
+
+def test_price_drift_check_reports_an_edited_price_and_creates_nothing(world: World) -> None:
+    check = PriceDriftCheck(world.engine, world.gateway)
+    clean = check.check(load_book("devtools"), JAN_1)
+    assert (clean.drift_count, clean.verified_count) == (0, 16)
+    with Session(world.engine) as session:
+        seat = session.exec(
+            select(StripeCatalogEntry).where(
+                StripeCatalogEntry.catalog_key == "price:devtools:team:seats:year"
+            )
+        ).one()
+    assert seat.stripe_price_id
+    prices_before = len(world.client.v1.prices.list({"limit": 100}).data)
+    world.emulator.state.set_price_amount(seat.stripe_price_id, Decimal(1000))
+    drifted = check.check(load_book("devtools"), JAN_20)
+    assert drifted.drift_count == 1
+    assert len(world.client.v1.prices.list({"limit": 100}).data) == prices_before
+
+
+def test_the_sweep_reconciles_missed_invoices_once_per_status(world: World) -> None:
+    org = world.org("org_sweep")
+    org.push_usage()
+    org.advance(FEB_1 + timedelta(seconds=10))
+    first = world.reconciler.sweep(FEB_1 + timedelta(seconds=10), timedelta(days=40))
+    mine = [o for o in first.reconciled if o.org_id == "org_sweep"]
+    assert {o.status for o in mine} == {Status.MATCHED}
+    assert len(mine) == 2  # the first invoice and the new draft
+    again = world.reconciler.sweep(FEB_1 + timedelta(seconds=20), timedelta(days=40))
+    assert [o for o in again.reconciled if o.org_id == "org_sweep"] == []
+    org.advance(FEB_1 + GRACE + timedelta(seconds=10))
+    after = world.reconciler.sweep(FEB_1 + GRACE + timedelta(seconds=10), timedelta(days=40))
+    assert [o.stripe_invoice_id for o in after.reconciled if o.org_id == "org_sweep"] == [
+        org.invoice("subscription_cycle", FEB_1)["id"]
+    ]
