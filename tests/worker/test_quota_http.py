@@ -1,4 +1,4 @@
-"""`POST /api/quotas/check` on a bare Starlette app (the web app adds authentication)."""
+"""`POST /api/quotas/check`: the handler on a bare Starlette app, then mounted in the web app."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from starlette.applications import Starlette
 from billing.quotas import QuotaService
 from tests.conftest import REDIS_TEST_URL
 from tests.fixtures.quotas import add_org, drop_prefix, make_service, new_prefix
+from worker.settings import get_settings
 from worker.web import quotas
+from worker.web.app import create_app
+from worker.web.services import InlineDispatcher, WebServices
 
 pytestmark = pytest.mark.redis
 
@@ -117,3 +120,55 @@ def test_malformed_json_and_wrong_method(http: Http) -> None:
 
 def test_module_exposes_the_route_list() -> None:
     assert [route.path for route in quotas.routes] == ["/api/quotas/check"]
+
+
+# --------------------------------------------------------------------------- in the web app
+
+ADMIN = "admin-token-q"
+SUPPORT = "support-token-q"
+
+
+@pytest.fixture
+def app_http(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Http]:
+    """`create_app` as `billing serve` builds it; the quota service comes from the settings."""
+    prefix = new_prefix()
+    monkeypatch.setenv("BILLING_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLING_REDIS_URL", REDIS_TEST_URL)
+    monkeypatch.setenv("BILLING_QUOTA_KEY_PREFIX", prefix)
+    get_settings.cache_clear()
+    services = WebServices(
+        engine=engine,
+        webhook_secret="whsec_unused",
+        support_tokens=(SUPPORT,),
+        admin_tokens=(ADMIN,),
+        dispatcher=InlineDispatcher({}),
+    )
+    yield Http(create_app(services=services))
+    get_settings.cache_clear()
+    drop_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"authorization": "Bearer wrong"}, 401),
+        ({"authorization": f"Bearer {SUPPORT}"}, 403),
+        ({"authorization": f"Bearer {ADMIN}"}, 200),
+    ],
+)
+def test_the_web_app_mounts_the_route_behind_admin_tokens(
+    engine: Engine, app_http: Http, headers: dict[str, str], status: int
+) -> None:
+    add_org(engine, "org_a", "free")
+    body = {"org": "org_a", "quota": "environments", "amount": 3}
+    response = app_http.post("/api/quotas/check", json=body, headers=headers)
+    assert response.status_code == status
+    if status == 200:
+        assert response.json() == {
+            "allowed": True,
+            "limit": 3,
+            "used": 0,
+            "remaining": 3,
+            "mode": "hard",
+        }

@@ -1,7 +1,9 @@
 """The quota check over HTTP: `POST /api/quotas/check`, for the product before it starts a task.
 
-The web app mounts `routes` behind its authentication; the handler itself only validates the
-body and calls `QuotaService.check` (blocking Redis and SQL work, so in a worker thread).
+`make_routes` builds the handler without authentication (it validates the body and calls
+`QuotaService.check`, blocking Redis and SQL work, in a worker thread); the module's `routes`,
+which `worker/web/app.py` mounts, first require an admin bearer token, as the usage ingestion
+endpoint does: a consuming check counts usage. 401 without a token, 403 with a support token.
 
 Request: `{"org": ID, "quota": NAME, "amount": N}` (`amount` optional, default 1; optional
 `"consume": false` asks without counting). Answers 200 with
@@ -15,14 +17,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from billing.quotas import QuotaDecision, QuotaRequestError, QuotaService
 from worker.composition import quota_service
+from worker.web.auth import Role, bearer_role
+from worker.web.common import json_error, services_of
+
+# Returns the refusal to send, or None to let the request through.
+Authorize: TypeAlias = Callable[[Request], Response | None]
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -39,10 +47,14 @@ def decision_body(decision: QuotaDecision) -> dict[str, object]:
     }
 
 
-def make_routes(service: Callable[[], QuotaService]) -> list[Route]:
+def make_routes(
+    service: Callable[[], QuotaService], *, authorize: Authorize | None = None
+) -> list[Route]:
     """The quota routes, calling the service `service()` returns (built on first request)."""
 
-    async def check_quota(request: Request) -> JSONResponse:
+    async def check_quota(request: Request) -> Response:
+        if authorize is not None and (refusal := authorize(request)) is not None:
+            return refusal
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -75,4 +87,14 @@ def make_routes(service: Callable[[], QuotaService]) -> list[Route]:
     return [Route("/api/quotas/check", check_quota, methods=["POST"])]
 
 
-routes: list[Route] = make_routes(quota_service)
+def require_admin_token(request: Request) -> Response | None:
+    """The web app's bearer-token check (`worker/web/auth.py`): admin tokens only."""
+    role = bearer_role(request, services_of(request))
+    if role is None:
+        return json_error(401, "authentication required (Authorization: Bearer TOKEN)")
+    if role is not Role.ADMIN:
+        return json_error(403, "quota checks count usage: an admin token is required")
+    return None
+
+
+routes: list[Route] = make_routes(quota_service, authorize=require_admin_token)
