@@ -11,16 +11,15 @@ append-only: reconciling again adds a new row.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from billing.book_cache import BookCache
 from billing.catalog import SEATS
@@ -31,29 +30,27 @@ from billing.expected_invoice import (
     UnknownOrgError,
     expected_invoice,
 )
-from billing.meters import Interval
-from billing.periods import Period, add_months, month_period_of, term_containing
+from billing.periods import Period, add_months, month_period_of
 from billing.pricebook import PriceBookError, UnknownTermsError
 from billing.reconciliation_match import (
-    ComponentMap,
-    ExpectedAdjustment,
     InvoiceComparison,
     LineComparison,
     MeterFacts,
     Status,
     compare_invoice,
 )
+from billing.reconciliation_records import (
+    adjustments,
+    component_map,
+    latest_statuses,
+    meter_facts,
+    meter_ids,
+    org_of,
+    usage_period_ending,
+)
 from billing.stripe_gateway.records import StripeInvoice, StripeMeterEventSummary
 from models.db import unit_of_work
-from models.ledger import Org, ResourceReport, UsageEvent, decimal_sum
-from models.push_records import UsageAdjustment
 from models.reconciliation import Reconciliation, ReconciliationLine
-from models.stripe_records import (
-    StripeCatalogEntry,
-    StripeCustomerRecord,
-    StripeSubscriptionItemRecord,
-    StripeSubscriptionRecord,
-)
 
 log = structlog.get_logger(__name__)
 
@@ -244,7 +241,7 @@ class Reconciler:
         )
         done = []
         with Session(self.engine) as session:
-            seen = _latest_statuses(session, [i.stripe_invoice_id or "" for i in invoices])
+            seen = latest_statuses(session, [i.stripe_invoice_id or "" for i in invoices])
         for invoice in invoices:
             invoice_id = invoice.stripe_invoice_id or ""
             if invoice_id in seen and seen[invoice_id] == invoice.status:
@@ -262,7 +259,7 @@ class Reconciler:
             start = invoice.period_start_at or invoice.created_at
             return None if start is None else Period(start, add_months(start, 1))
         if invoice.billing_reason == "subscription_cycle" and invoice.period_end_at:
-            return _usage_period_ending(session, org_id, invoice.period_end_at)
+            return usage_period_ending(session, org_id, invoice.period_end_at)
         return None
 
     def _select(self, session: Session, invoice: StripeInvoice, org_id: str) -> _Selection:
@@ -317,20 +314,20 @@ class Reconciler:
     def _compare(
         self, session: Session, invoice: StripeInvoice, org_id: str, selection: _Selection
     ) -> InvoiceComparison:
-        components = _component_map(session, org_id)
+        components = component_map(session, org_id)
         terms = None
         facts: dict[str, MeterFacts] = {}
         if selection.expected is not None and selection.period is not None:
             exp = selection.expected
             terms = self.books.terms(exp.book, exp.plan, exp.interval, org_id)
-            facts = _meter_facts(session, org_id, selection.period)
+            facts = meter_facts(session, org_id, selection.period)
         comparison = compare_invoice(
             invoice,
             selection.lines,
             components,
             terms=terms,
             meter_facts=facts,
-            adjustments=_adjustments(session, invoice),
+            adjustments=adjustments(session, invoice),
         )
         if invoice.status == "draft" and selection.period is not None:
             comparison = self._refreshed_draft(session, invoice, comparison, selection.period)
@@ -345,10 +342,10 @@ class Reconciler:
     ) -> InvoiceComparison:
         """A draft's metered lines are refreshed from the meter at finalization: a quantity
         the meter already holds (pushed during the grace period) is not a discrepancy."""
-        meter_ids = _meter_ids(session)
+        ids = meter_ids(session)
         lines = []
         for line in comparison.lines:
-            meter_id = meter_ids.get(line.component)
+            meter_id = ids.get(line.component)
             if (
                 line.status is Status.MISMATCHED
                 and meter_id is not None
@@ -442,133 +439,6 @@ class Reconciler:
                     )
                 )
             return row.id
-
-
-# --------------------------------------------------------------------------- queries
-
-
-def org_of(session: Session, stripe_customer_id: str) -> str | None:
-    return session.exec(
-        select(StripeCustomerRecord.org_id).where(
-            StripeCustomerRecord.stripe_customer_id == stripe_customer_id
-        )
-    ).first()
-
-
-def _usage_period_ending(session: Session, org_id: str, boundary: datetime) -> Period:
-    """The monthly usage period that ends at `boundary`, on the subscription's anchor."""
-    sub = session.get(StripeSubscriptionRecord, org_id)
-    org = session.get(Org, org_id)
-    anchor = sub.term_start_at if sub else (org.term_start_at if org else None)
-    last_second = boundary - timedelta(seconds=1)
-    if anchor is None or anchor > last_second:
-        return month_period_of(last_second)
-    return term_containing(anchor, Interval.MONTH, last_second)
-
-
-def _component_map(session: Session, org_id: str) -> ComponentMap:
-    seat_prices: set[str] = set()
-    meters: dict[str, str] = {}
-    entries = session.exec(
-        select(StripeCatalogEntry).where(StripeCatalogEntry.kind == "price")
-    ).all()
-    for entry in entries:
-        if entry.stripe_price_id is None:
-            continue
-        if entry.meter is None:
-            seat_prices.add(entry.stripe_price_id)
-        else:
-            meters[entry.stripe_price_id] = entry.meter
-    seat_items: set[str] = set()
-    items = session.exec(
-        select(StripeSubscriptionItemRecord).where(StripeSubscriptionItemRecord.org_id == org_id)
-    ).all()
-    for item in items:
-        if item.component == SEATS:
-            seat_items.add(item.stripe_subscription_item_id)
-            seat_prices.add(item.stripe_price_id)
-        else:
-            meters[item.stripe_price_id] = item.component
-    return ComponentMap(frozenset(seat_prices), frozenset(seat_items), meters)
-
-
-def _meter_ids(session: Session) -> dict[str, str]:
-    rows = session.exec(select(StripeCatalogEntry).where(StripeCatalogEntry.kind == "meter")).all()
-    return {row.meter: row.stripe_meter_id for row in rows if row.meter and row.stripe_meter_id}
-
-
-def _meter_facts(session: Session, org_id: str, period: Period) -> dict[str, MeterFacts]:
-    connection = session.connection()
-    usage = _table(UsageEvent)
-    rows = connection.execute(
-        sa.select(usage.c.meter, sa.func.count(), decimal_sum(connection, usage.c.quantity))
-        .where(
-            usage.c.org_id == org_id,
-            usage.c.at >= period.period_start,
-            usage.c.at < period.period_end,
-        )
-        .group_by(usage.c.meter)
-    )
-    facts = {
-        meter: MeterFacts(int(count), Decimal(total or 0), "usage events")
-        for meter, count, total in rows
-    }
-    reports = _table(ResourceReport)
-    count = connection.execute(
-        sa.select(sa.func.count()).where(
-            reports.c.org_id == org_id,
-            reports.c.at >= period.period_start,
-            reports.c.at < period.period_end,
-        )
-    ).scalar_one()
-    if count:
-        facts["iac_resource_hours"] = MeterFacts(
-            int(count), Decimal(0), "resource reports (peak per stack and hour, summed)"
-        )
-    return facts
-
-
-def _adjustments(session: Session, invoice: StripeInvoice) -> list[ExpectedAdjustment]:
-    item_ids = [
-        line.stripe_invoice_item_id for line in invoice.lines if line.stripe_invoice_item_id
-    ]
-    if not item_ids:
-        return []
-    rows = session.exec(
-        select(UsageAdjustment).where(col(UsageAdjustment.stripe_invoice_item_id).in_(item_ids))
-    ).all()
-    return [
-        ExpectedAdjustment(
-            stripe_invoice_item_id=row.stripe_invoice_item_id or "",
-            meter=row.meter,
-            period_start=row.period_start_at.isoformat(),
-            quantity_delta=row.quantity_delta,
-            amount=row.amount,
-        )
-        for row in rows
-    ]
-
-
-def _latest_statuses(session: Session, invoice_ids: Collection[str]) -> dict[str, str | None]:
-    if not invoice_ids:
-        return {}
-    latest = (
-        sa.select(sa.func.max(col(Reconciliation.id)))
-        .where(col(Reconciliation.stripe_invoice_id).in_(list(invoice_ids)))
-        .group_by(col(Reconciliation.stripe_invoice_id))
-    )
-    rows = session.exec(
-        select(Reconciliation.stripe_invoice_id, Reconciliation.invoice_status).where(
-            col(Reconciliation.id).in_(latest)
-        )
-    ).all()
-    return dict(rows)
-
-
-def _table(model: type[Any]) -> sa.Table:
-    table = model.__table__
-    assert isinstance(table, sa.Table)
-    return table
 
 
 def statuses_of(lines: Iterable[LineComparison]) -> Mapping[str, str]:

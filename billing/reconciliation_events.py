@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from billing.reconciliation import Reconciler, ReconciliationOutcome, org_of
+from billing.reconciliation import Reconciler, ReconciliationOutcome
+from billing.reconciliation_records import org_of
 from billing.stripe_gateway.webhooks import WebhookEvent
 from models.db import unit_of_work
 from models.reconciliation import WebhookEvent as InboxRow
