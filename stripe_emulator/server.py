@@ -27,6 +27,9 @@ from stripe_emulator.state import EmulatorState
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Keep-alive responses go out as headers then body; without TCP_NODELAY the client's
+    # delayed ACK stalls every request by ~40 ms (Nagle's algorithm).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: ARG002 - stdlib
