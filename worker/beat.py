@@ -22,10 +22,18 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "billing.usage.close_period",
         "schedule": crontab(day_of_month="1", hour="0", minute="2"),
     },
+    # Every Stripe invoice of the last days, so a missed webhook is caught within 15 minutes.
+    "reconciliation-sweep": {"task": "billing.reconciliation.sweep", "schedule": 15 * 60.0},
+    # Stripe's prices compared with the price book (read-only; drift is reported).
+    "reconciliation-check-prices": {
+        "task": "billing.reconciliation.check_prices",
+        "schedule": 6 * 3600.0,
+    },
+    # Monthly quota counters written to the database: a lost Redis forgets at most a minute.
+    "quota-checkpoint": {"task": "billing.quotas.checkpoint", "schedule": 60.0},
 }
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The schedule of the seat, usage and provisioning work; task modules that own other
-    recurring work (reconciliation) add their entries when Celery imports them."""
+    """Every recurring task of the worker (tasks are referenced by their fixed names)."""
     return dict(BEAT_SCHEDULE)

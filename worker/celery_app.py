@@ -12,6 +12,7 @@ TASK_MODULES = [
     "worker.tasks.seats",
     "worker.tasks.usage",
     "worker.tasks.reconciliation",
+    "worker.tasks.quotas",
 ]
 
 

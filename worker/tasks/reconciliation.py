@@ -29,18 +29,6 @@ _RETRY: dict[str, Any] = {
     "max_retries": 8,
 }
 
-# Merged into the Celery app's beat_schedule by worker/celery_app.py.
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "reconciliation-sweep": {
-        "task": "billing.reconciliation.sweep",
-        "schedule": 15 * 60.0,  # a missed webhook is caught within 15 minutes
-    },
-    "reconciliation-check-prices": {
-        "task": "billing.reconciliation.check_prices",
-        "schedule": 6 * 3600.0,
-    },
-}
-
 
 def reconciler(settings: Settings | None = None) -> Reconciler:
     settings = settings or get_settings()

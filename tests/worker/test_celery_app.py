@@ -1,0 +1,61 @@
+"""The Celery app's configuration: delivery guarantees and a beat schedule of real tasks."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+import worker.tasks.orgs
+import worker.tasks.quotas
+import worker.tasks.reconciliation
+import worker.tasks.seats
+import worker.tasks.usage
+from worker.celery_app import TASK_MODULES, app
+from worker.settings import Settings
+
+_ = (
+    worker.tasks.orgs,
+    worker.tasks.quotas,
+    worker.tasks.reconciliation,
+    worker.tasks.seats,
+    worker.tasks.usage,
+)
+
+
+def test_every_beat_entry_runs_a_registered_task() -> None:
+    schedule = app.conf.beat_schedule
+    assert {
+        "month-close",
+        "usage-close-due",
+        "seat-sync-sweep",
+        "reconciliation-sweep",
+        "reconciliation-check-prices",
+        "quota-checkpoint",
+    } <= set(schedule)
+    for name, entry in schedule.items():
+        assert entry["task"] in app.tasks, name
+
+
+def test_every_task_module_is_included() -> None:
+    names = {name for name in app.tasks if name.startswith("billing.")}
+    assert {task.rsplit(".", 1)[0].split(".", 1)[1] for task in names} == {
+        module.rsplit(".", 1)[1] for module in TASK_MODULES
+    }
+
+
+def test_delivery_settings_survive_a_killed_worker() -> None:
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_serializer == "json"
+    assert conf.accept_content == ["json"]
+    # A redelivered message must not overlap a still-running first attempt.
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert conf.task_soft_time_limit < conf.task_time_limit
+
+
+def test_live_key_is_refused_outside_production() -> None:
+    with pytest.raises(ValidationError, match="live keys are refused outside production"):
+        Settings(stripe_api_key="sk_live_x", environment="development")  # type: ignore[arg-type]
+    assert Settings(stripe_api_key="sk_live_x", environment="production")  # type: ignore[arg-type]
