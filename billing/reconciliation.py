@@ -11,7 +11,7 @@ append-only: reconciling again adds a new row.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -46,6 +46,7 @@ from billing.reconciliation_records import (
     meter_facts,
     meter_ids,
     org_of,
+    pushed_prorations,
     usage_period_ending,
 )
 from billing.stripe_gateway.records import StripeInvoice, StripeMeterEventSummary
@@ -269,9 +270,21 @@ class Reconciler:
             return _Selection(lines, period, None)
         if invoice.billing_reason == "subscription_cycle" and period is not None:
             usage = expected_invoice(session, org_id, period, self.books)
-            arrears = tuple(line for line in usage.lines if line.code != SEATS)
+            arrears = tuple(
+                line for line in usage.lines if line.code not in (SEATS, SEAT_PRORATION)
+            )
+            # Stripe sweeps a proration into the first invoice it creates after the quantity
+            # change reached it: a step of the period's last minutes, synced after the period
+            # ended, is billed (and expected) on the next invoice.
+            pushed = self._prorations_at(
+                session,
+                org_id,
+                pushed_prorations(
+                    session, org_id, period.period_start, invoice.created_at or period.period_end
+                ),
+            )
             renewal = self._upfront_seats(session, org_id, period.period_end)
-            return _Selection(arrears + renewal, period, usage)
+            return _Selection(arrears + pushed + renewal, period, usage)
         return _Selection(self._held_prorations(session, invoice, org_id), None, None)
 
     def _upfront_seats(
@@ -299,6 +312,12 @@ class Reconciler:
             for line in invoice.lines
             if line.proration and line.period_start_at
         }
+        return self._prorations_at(session, org_id, instants)
+
+    def _prorations_at(
+        self, session: Session, org_id: str, instants: Collection[datetime]
+    ) -> tuple[ExpectedLine, ...]:
+        """The expected seat steps (ledger lines) prorated at these instants."""
         lines: list[ExpectedLine] = []
         for month in sorted({month_period_of(at) for at in instants}):
             found = expected_invoice(session, org_id, month, self.books)

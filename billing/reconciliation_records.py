@@ -16,7 +16,7 @@ from billing.periods import Period, month_period_of, term_containing
 from billing.reconciliation_match import ComponentMap, ExpectedAdjustment, MeterFacts
 from billing.stripe_gateway.records import StripeInvoice
 from models.ledger import Org, ResourceReport, UsageEvent, decimal_sum
-from models.push_records import UsageAdjustment
+from models.push_records import PushStatus, SeatPush, UsageAdjustment
 from models.reconciliation import Reconciliation
 from models.stripe_records import (
     StripeCatalogEntry,
@@ -24,6 +24,24 @@ from models.stripe_records import (
     StripeSubscriptionItemRecord,
     StripeSubscriptionRecord,
 )
+
+
+def pushed_prorations(
+    session: Session, org_id: str, after: datetime, until: datetime
+) -> set[datetime]:
+    """`proration_at` of the org's seat steps that reached Stripe in `(after, until]` with a
+    prorated amount (the seat sync's records)."""
+    rows = session.exec(
+        select(SeatPush.proration_at).where(
+            SeatPush.org_id == org_id,
+            SeatPush.kind == "step",
+            SeatPush.status == PushStatus.DONE,
+            SeatPush.proration_behavior == "create_prorations",
+            col(SeatPush.finished_at) > after,
+            col(SeatPush.finished_at) <= until,
+        )
+    ).all()
+    return {at for at in rows if at is not None}
 
 
 def org_of(session: Session, stripe_customer_id: str) -> str | None:

@@ -14,9 +14,11 @@ import pytest
 from sqlmodel import Session, select
 
 from billing.expected_invoice import expected_invoice
-from billing.periods import month_period
+from billing.periods import Period, month_period
+from billing.proration import prorated_amount
+from billing.reconciliation import Reconciler
 from models.push_records import PushStatus, SeatPush, UsageAdjustment, UsagePeriod, UsagePush
-from models.stripe_records import StripeCustomerRecord
+from models.stripe_records import StripeCustomerRecord, StripeSubscriptionRecord
 from tests.e2e import World, world
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -151,6 +153,10 @@ def test_a_month_of_seats_and_usage_invoices_what_the_ledger_expects(w: World) -
         if line["parent"]["subscription_item_details"]["proration"]
     )
     assert abs(prorations - amounts["seat_proration"]) <= 1  # credit and debit rounded apart
+    outcome = Reconciler(w.engine, w.gateway, w.books).reconcile_invoice(
+        invoice["id"], w.now, trigger="test"
+    )
+    assert outcome.status.value in ("matched", "rounding")
 
     # After the invoice is final, a late event becomes an adjustment on the next invoice.
     w.ingest([usage("m5", "copilot_messages", 50, at(31, 23, 30))])
@@ -175,6 +181,39 @@ def test_a_month_of_seats_and_usage_invoices_what_the_ledger_expects(w: World) -
         ).one()
         assert period.invoiced_quantity == Decimal(1100)
         assert period.adjusted_quantity == Decimal(50)
+
+
+def test_a_seat_step_synced_after_the_period_end_is_expected_on_the_next_invoice(
+    w: World,
+) -> None:
+    w.advance(NOV - timedelta(minutes=1))
+    w.ingest([{"type": "seats", "org": "acme", "count": 13, "at": iso(at(31, 23, 58))}])
+    w.advance(NOV + timedelta(minutes=10))  # Stripe drafted October's invoice at midnight
+    synced = w.sync_seats("acme")
+    assert [(p.from_quantity, p.to_quantity) for p in synced.pushes] == [(10, 13)]
+    w.advance(NOV + timedelta(hours=2))
+    (october,) = [
+        inv for inv in w.emulator.state.invoices() if inv["billing_reason"] == "subscription_cycle"
+    ]
+    assert not any(
+        line["parent"]["subscription_item_details"]["proration"]
+        for line in october["lines"]["data"]
+    )
+    outcome = Reconciler(w.engine, w.gateway, w.books).reconcile_invoice(
+        october["id"], w.now, trigger="test"
+    )
+    assert outcome.status.value == "matched"
+    # Not lost: the proration waits for November's invoice.
+    with Session(w.engine) as session:
+        sub = session.get(StripeSubscriptionRecord, "acme")
+        assert sub is not None
+        assert sub.stripe_subscription_id is not None
+    upcoming = w.gateway.preview_invoice(
+        stripe_customer_id=_customer(w), stripe_subscription_id=sub.stripe_subscription_id
+    )
+    prorated = sum(line.amount for line in upcoming.lines if line.proration)
+    term = Period(OCT, datetime(2027, 10, 1, tzinfo=UTC))
+    assert abs(prorated - prorated_amount(3, 900, term, at(31, 23, 58))) <= 1
 
 
 def test_a_seat_push_left_started_is_resolved_by_reading_stripe(w: World) -> None:
