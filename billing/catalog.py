@@ -278,12 +278,17 @@ def plan_catalog(book: PriceBook) -> CatalogPlan:
 def _metered_price_plan(
     book: PriceBook, terms: Terms, meter_price: MeterPrice, key: str, nickname: str
 ) -> PricePlan:
+    # The meter receives quantities in the price's unit (billing.pricing.meter_value: hours
+    # for 13¢ per 3,600 s), so the book's unit amount is Stripe's, exactly; tier bounds are
+    # converted to that unit too (approximate only if a bound is not a whole number of them).
     tiers: list[PriceTier] = []
     approximate = False
+    per = meter_price.per
     for tier in meter_price.tiers:
-        unit = stripe_unit_price(tier.unit_amount_decimal, meter_price.per)
-        approximate = approximate or unit.approximate
-        tiers.append(PriceTier(tier.up_to, unit.stripe_amount_decimal, tier.flat_amount))
+        up_to = None if tier.up_to is None else tier.up_to // per
+        approximate = approximate or (tier.up_to is not None and tier.up_to % per != 0)
+        unit = stripe_unit_price(tier.unit_amount_decimal, 1)
+        tiers.append(PriceTier(up_to, unit.stripe_amount_decimal, tier.flat_amount))
     per_unit = len(tiers) == 1 and tiers[0].flat_amount == 0
     org = terms.contract_org
     return PricePlan(

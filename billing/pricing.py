@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from billing.meters import Meter
 from billing.money import line_amount, round_line_amount
@@ -12,6 +12,26 @@ from billing.pricebook import MeterPrice, Terms, UnknownTermsError
 
 SEATS = "seats"
 MINIMUM = "minimum"
+# Stripe refuses meter values with more than 15 significant digits.
+METER_VALUE_DIGITS = 15
+
+
+def meter_value(quantity: Decimal, per: int) -> Decimal:
+    """What Stripe's meter receives and its invoice shows for a ledger quantity: the quantity
+    in the price's unit (`per` base units: 803,520 seconds at `per` = 3,600 is 223.2 hours),
+    exact when possible, else rounded half up to 15 significant digits (at most 12 places)."""
+    value = line_amount(quantity, Decimal(1), per)
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    whole_digits = max(1, value.adjusted() + 1)
+    places = max(0, min(12, METER_VALUE_DIGITS - whole_digits))
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP).normalize()
+
+
+def ledger_quantity(value: Decimal, per: int) -> Decimal:
+    """The ledger quantity (base units) of a meter value Stripe shows (inverse of meter_value,
+    exact for values that were exact)."""
+    return value * per
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from billing.expected_invoice import SEAT_PRORATION, ExpectedLine
 from billing.money import format_decimal
 from billing.periods import isoformat_z
 from billing.pricebook import Terms
-from billing.pricing import MINIMUM, SEATS, price_meter
+from billing.pricing import MINIMUM, SEATS, meter_value, price_meter
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
 
 
@@ -201,6 +201,12 @@ def _expected_of(
         trace["steps"] = [line.description]
     else:
         trace.update(_meter_trace(line, terms, facts.get(line.code)))
+        # Stripe's meter and invoice count in the price's unit (hours of 3,600 seconds).
+        quantity = meter_value(line.quantity, line.per)
+        if line.per != 1:
+            trace["stripe_unit"] = (
+                f"{_num(line.quantity)} ledger units ÷ {line.per} = {_num(quantity)} on the invoice"
+            )
     return _Expected(quantity, line.amount, trace)
 
 

@@ -44,6 +44,7 @@ class AdjustmentGateway(Protocol):
         idempotency_key: str,
         stripe_subscription_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        stripe_invoice_id: str | None = None,
     ) -> StripeInvoiceItem: ...
 
 

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from billing.expected_invoice import org_ledger
 from billing.meters import Interval, Meter
 from billing.periods import Period, term_containing, term_period
+from billing.pricing import ledger_quantity
 from billing.stripe_gateway.records import StripeInvoice
 from models.push_records import UsagePeriod
 from models.stripe_records import (
@@ -92,20 +93,28 @@ def ledger_totals(
 
 
 def note_invoice(
-    state: UsagePeriod, invoice: StripeInvoice | None, stripe_item_id: str, now: datetime
+    state: UsagePeriod,
+    invoice: StripeInvoice | None,
+    stripe_item_id: str,
+    per: int,
+    now: datetime,
 ) -> None:
-    """Mark the period final once Stripe's invoice for it is past draft; keep what it billed."""
+    """Mark the period final once Stripe's invoice for it is past draft; keep what it billed
+    (in ledger units: Stripe shows the price's unit, `per` of them)."""
     if state.invoice_final_at is not None or invoice is None or invoice.status == "draft":
         return
     state.invoice_final_at = now
     state.stripe_invoice_id = invoice.stripe_invoice_id
-    state.invoiced_quantity = sum(
-        (
-            line.quantity_decimal or Decimal(0)
-            for line in invoice.lines
-            if line.stripe_subscription_item_id == stripe_item_id and not line.proration
+    state.invoiced_quantity = ledger_quantity(
+        sum(
+            (
+                line.quantity_decimal or Decimal(0)
+                for line in invoice.lines
+                if line.stripe_subscription_item_id == stripe_item_id and not line.proration
+            ),
+            Decimal(0),
         ),
-        Decimal(0),
+        per,
     )
 
 

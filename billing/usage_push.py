@@ -41,8 +41,10 @@ from billing.book_cache import BookCache
 from billing.catalog import catalog_entries, event_name, meter_key
 from billing.errors import PermanentBillingError
 from billing.meters import Meter
+from billing.minimum_commitment import ensure_minimum
 from billing.periods import Period, to_unix
 from billing.pricebook import Terms
+from billing.pricing import ledger_quantity, meter_value
 from billing.stripe_gateway.records import (
     StripeInvoice,
     StripeMeterEvent,
@@ -120,10 +122,20 @@ class MeterPushResult:
 
 
 @dataclass(frozen=True)
+class MinimumResult:
+    period_start_at: datetime
+    usage_amount: int
+    top_up_amount: int  # the period's whole top-up now on Stripe
+    changed_by: int  # added by this push (0 when it already was right)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class UsagePushOutcome:
     org_id: str
     action: str  # pushed | unchanged | not_provisioned | failed
     results: tuple[MeterPushResult, ...] = ()
+    minimums: tuple[MinimumResult, ...] = ()
 
     @property
     def meter_events_sent(self) -> int:
@@ -184,8 +196,10 @@ class UsagePusher:
             }
             results: list[MeterPushResult] = []
             sends: list[_Send] = []
+            period_totals: dict[datetime, dict[Meter, Decimal]] = {}
             for period in periods:
                 totals = ledger_totals(session, org_id, period, now)
+                period_totals[period.period_start] = totals
                 for meter, stripe_item_id in sub.items.items():
                     if meter not in terms.meters:
                         continue
@@ -193,7 +207,13 @@ class UsagePusher:
                     key = (meter.value, period.period_start)
                     state = states.get(key) or _new_state(session, org_id, meter, period, now)
                     states[key] = state
-                    note_invoice(state, invoices.get(period.period_start), stripe_item_id, now)
+                    note_invoice(
+                        state,
+                        invoices.get(period.period_start),
+                        stripe_item_id,
+                        terms.meters[meter].per,
+                        now,
+                    )
                     if state.invoice_final_at is not None:
                         target = AdjustmentTarget(
                             org_id,
@@ -254,6 +274,29 @@ class UsagePusher:
             if verify:
                 results = [self._verify(session, sub, terms, r, states) for r in results]
                 session.commit()
+            minimums = self._minimums(
+                session,
+                org_id=org_id,
+                sub=sub,
+                terms=terms,
+                periods=periods,
+                invoices=invoices,
+                states=states,
+                period_totals=period_totals,
+                now=now,
+            )
+        if any(m.error for m in minimums):
+            results.append(
+                MeterPushResult(
+                    "minimum",
+                    periods[0].period_start,
+                    periods[-1].period_end,
+                    Decimal(0),
+                    None,
+                    "failed",
+                    error="; ".join(m.error for m in minimums if m.error),
+                )
+            )
         action = (
             "failed"
             if any(r.action == "failed" for r in results)
@@ -268,9 +311,60 @@ class UsagePusher:
             meter_events=sum(1 for r in results if r.action == "sent"),
             adjustments=sum(1 for r in results if r.action == "adjusted"),
         )
-        return UsagePushOutcome(org_id, action, tuple(results))
+        return UsagePushOutcome(org_id, action, tuple(results), tuple(minimums))
 
     # ------------------------------------------------------------------ Stripe writes
+
+    def _minimums(
+        self,
+        session: Session,
+        *,
+        org_id: str,
+        sub: OrgSubscription,
+        terms: Terms,
+        periods: Sequence[Period],
+        invoices: Mapping[datetime, StripeInvoice],
+        states: Mapping[tuple[str, datetime], UsagePeriod],
+        period_totals: Mapping[datetime, Mapping[Meter, Decimal]],
+        now: datetime,
+    ) -> list[MinimumResult]:
+        """The minimum-commitment top-up of every ended period Stripe has invoiced: on the
+        draft during the grace period, pending for the next invoice once it is final."""
+        if terms.minimum_amount <= 0:
+            return []
+        found: list[MinimumResult] = []
+        for period in periods:
+            invoice = invoices.get(period.period_start)
+            if period.period_end > now or invoice is None:
+                continue  # not over yet, or Stripe has not drafted its invoice
+            final = any(
+                state.invoice_final_at is not None
+                for (_, start), state in states.items()
+                if start == period.period_start
+            )
+            done = ensure_minimum(
+                session,
+                self.gateway,
+                org_id=org_id,
+                stripe_customer_id=sub.stripe_customer_id,
+                stripe_subscription_id=sub.stripe_subscription_id,
+                stripe_invoice_id=None if final else invoice.stripe_invoice_id,
+                terms=terms,
+                period=period,
+                usage=period_totals.get(period.period_start, {}),
+                now=now,
+            )
+            if done is not None:
+                found.append(
+                    MinimumResult(
+                        period.period_start,
+                        done.usage_amount,
+                        done.amount,
+                        done.changed_by,
+                        done.error,
+                    )
+                )
+        return found
 
     def _send(self, send: _Send, sub: OrgSubscription, terms: Terms, now: datetime) -> None:
         push, state = send.push, send.state
@@ -278,7 +372,7 @@ class UsagePusher:
             self.gateway.create_meter_event(
                 event_name=event_name(terms.book, send.meter),
                 stripe_customer_id=sub.stripe_customer_id,
-                value=push.quantity,
+                value=meter_value(push.quantity, terms.meters[send.meter].per),
                 timestamp_at=aware(push.event_timestamp_at),
                 identifier=push.identifier,
             )
@@ -356,7 +450,8 @@ class UsagePusher:
             start_at=result.period_start_at.replace(second=0, microsecond=0),
             end_at=ceil_to(result.period_end_at, timedelta(minutes=1)),
         )
-        confirmed = summaries[0].aggregated_value if summaries else Decimal(0)
+        value = summaries[0].aggregated_value if summaries else Decimal(0)
+        confirmed = ledger_quantity(value, terms.meters[Meter(result.meter)].per)
         state.confirmed_quantity = confirmed
         state.confirmed_at = state.sent_at or datetime.now(UTC)
         session.add(state)

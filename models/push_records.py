@@ -128,3 +128,26 @@ class UsageAdjustment(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class MinimumTopUp(SQLModel, table=True):
+    """A minimum-commitment top-up added to a period's draft invoice (or a correction of one)."""
+
+    __tablename__ = "minimum_topups"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "period_start_at", "sequence", name="uq_minimum_topups"),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    org_id: str = Field(max_length=200, index=True)
+    period_start_at: datetime = Field(sa_type=UtcDateTime)
+    sequence: int
+    usage_amount: int  # the period's usage charge the top-up was computed from
+    amount: int  # this item's amount (a correction may be negative)
+    stripe_invoice_id: str | None = Field(default=None, max_length=100)
+    idempotency_key: str = Field(max_length=255, unique=True)
+    stripe_invoice_item_id: str | None = Field(default=None, max_length=100)
+    status: str = Field(max_length=10)
+    error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -392,7 +392,9 @@ class StripeGateway:
         idempotency_key: str,
         stripe_subscription_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        stripe_invoice_id: str | None = None,
     ) -> StripeInvoiceItem:
+        """An invoice item: pending (swept into the next invoice), or added to a draft."""
         params: InvoiceItemCreateParams = {
             "customer": stripe_customer_id,
             "amount": amount,
@@ -401,6 +403,8 @@ class StripeGateway:
         }
         if stripe_subscription_id:
             params["subscription"] = stripe_subscription_id
+        if stripe_invoice_id:
+            params["invoice"] = stripe_invoice_id
         if metadata:
             params["metadata"] = dict(metadata)
         options = self._options(idempotency_key)

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -82,12 +83,13 @@ def test_price_keys_for_a_contract_fall_back_to_plan_prices() -> None:
     assert keys["iac_resource_hours"] == "price:devtools:enterprise:iac_resource_hours"
 
 
-def test_zenaton_prices_are_per_second_approximations() -> None:
+def test_zenaton_prices_are_exact_per_hour() -> None:
+    # The meter receives hours (billing.pricing.meter_value), so 13¢ per 3,600 s is 13¢ exactly.
     plan = plan_catalog(load_book("zenaton"))
     prices = {p.catalog_key: p for p in plan.prices}
     payg = prices["price:zenaton:payg:execution_time"]
-    assert payg.unit_amount_decimal == Decimal("0.003611111111")
-    assert payg.approximate
+    assert payg.unit_amount_decimal == Decimal("13")
+    assert not payg.approximate
     assert payg.tiers == ()
     assert not prices["price:zenaton:free:execution_time"].approximate
     assert not any(p.usage_type == "licensed" for p in plan.prices)
@@ -127,11 +129,29 @@ def test_sync_twice_creates_once_then_verifies(engine: Engine) -> None:
     ]
 
 
-def test_sync_reports_approximate_prices(engine: Engine) -> None:
-    report = CatalogSync(FakeStripe(), engine).sync(load_book("zenaton"), NOW)
-    payg = next(r for r in report.results if r.catalog_key == "price:zenaton:payg:execution_time")
-    assert payg.approximate
-    assert "approximate" in payg.note
+APPROXIMATE_BOOK = """
+name = "hourly"
+currency = "usd"
+[meters.execution_time]
+display_name = "Execution time"
+unit = "second"
+[plans.basic.meters.execution_time]
+tiers = [
+  { up_to = 5_000, unit_amount_decimal = "0" },
+  { up_to = "inf", unit_amount_decimal = "13" },
+]
+per = 3_600
+"""
+
+
+def test_sync_reports_approximate_prices(engine: Engine, tmp_path: Path) -> None:
+    # 5,000 free seconds is not a whole number of hours: Stripe's tier stops at 1 hour.
+    path = tmp_path / "hourly.toml"
+    path.write_text(APPROXIMATE_BOOK, encoding="utf-8")
+    report = CatalogSync(FakeStripe(), engine).sync(load_book(path), NOW)
+    price = next(r for r in report.results if r.catalog_key == "price:hourly:basic:execution_time")
+    assert price.approximate
+    assert "approximate" in price.note
 
 
 def test_drift_is_reported_with_both_sides_and_never_reused(engine: Engine) -> None:

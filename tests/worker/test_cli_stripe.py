@@ -19,6 +19,7 @@ from billing.meters import Interval
 from billing.provisioning import OrgToProvision, ProvisionAction
 from billing.stripe_gateway import StripeConfig, StripeCustomer, StripeGateway
 from stripe_emulator import EmulatorConfig, EmulatorServer
+from tests.billing.test_catalog import APPROXIMATE_BOOK
 from tests.stripe_params import RecordedCall, checking_stripe_params
 from worker import composition
 from worker.cli import main
@@ -84,13 +85,18 @@ def test_sync_catalog_is_idempotent_and_reports_injected_drift(
 
 
 def test_sync_catalog_table_says_when_a_price_is_approximate(
-    env: list[RecordedCall], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env: list[RecordedCall],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "240")
-    assert main(["stripe", "sync-catalog", "--book", "zenaton"]) == 0
+    book = tmp_path / "hourly.toml"
+    book.write_text(APPROXIMATE_BOOK, encoding="utf-8")
+    assert main(["stripe", "sync-catalog", "--book", str(book)]) == 0
     out = capsys.readouterr().out
     assert "approximate" in out
-    assert "price:zenaton:payg:execution_time" in out
+    assert "price:hourly:basic:execution_time" in out
 
 
 def test_sync_catalog_without_key_for_real_stripe_is_a_one_line_error(

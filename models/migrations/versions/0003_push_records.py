@@ -1,4 +1,4 @@
-"""Push records: seat pushes, usage periods, usage pushes, usage adjustments.
+"""Push records: seat pushes, usage periods, usage pushes, usage adjustments, minimum top-ups.
 
 Revision ID: 0003_push_records
 Revises: 0002_stripe_records
@@ -106,8 +106,27 @@ def upgrade() -> None:
             "org_id", "meter", "period_start_at", "sequence", name="uq_usage_adjustments_sequence"
         ),
     )
+    op.create_table(
+        "minimum_topups",
+        *_common(
+            sa.Column("period_start_at", _AT, nullable=False),
+            sa.Column("sequence", sa.Integer(), nullable=False),
+            sa.Column("usage_amount", sa.Integer(), nullable=False),
+            sa.Column("amount", sa.Integer(), nullable=False),
+            sa.Column("stripe_invoice_id", sa.String(100)),
+            sa.Column("idempotency_key", sa.String(255), nullable=False, unique=True),
+            sa.Column("stripe_invoice_item_id", sa.String(100)),
+            sa.Column("status", sa.String(10), nullable=False),
+            sa.Column("error", sa.String(2000)),
+            sa.Column("created_at", _AT, nullable=False),
+            sa.Column("finished_at", _AT),
+        ),
+        sa.UniqueConstraint("org_id", "period_start_at", "sequence", name="uq_minimum_topups"),
+    )
 
 
 def downgrade() -> None:
-    for table in ("usage_adjustments", "usage_pushes", "usage_periods", "seat_pushes"):
+    for table in (
+        "minimum_topups", "usage_adjustments", "usage_pushes", "usage_periods", "seat_pushes"
+    ):
         op.drop_table(table)
