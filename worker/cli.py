@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import Annotated
 
 import typer
 
@@ -10,6 +12,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from worker.commands.common import CliError
+from worker.commands.demo import demo_command
 from worker.commands.ledger import ingest_command, preview_command
 from worker.commands.ops import beat_command, close_command, db_app, sync_app, worker_command
 from worker.commands.quota import quota_app
@@ -17,6 +20,8 @@ from worker.commands.quote import quote_command
 from worker.commands.reconcile import reconcile_command, reconciliations_app
 from worker.commands.serve import serve_command
 from worker.commands.stripe import stripe_app, stripe_emulator_command
+from worker.logging import configure_logging
+from worker.settings import get_settings
 
 app = typer.Typer(
     name="billing",
@@ -28,8 +33,12 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+) -> None:
     """Stripe billing worker: pricing, ledger, Stripe sync and reconciliation."""
+    # Logs go to stderr (stdout carries tables and JSON); warnings only unless asked.
+    configure_logging(get_settings(), logging.INFO if verbose else logging.WARNING)
 
 
 app.command("quote")(quote_command)
@@ -44,6 +53,7 @@ app.command("serve")(serve_command)
 app.add_typer(sync_app, name="sync")
 app.add_typer(db_app, name="db")
 app.command("close")(close_command)
+app.command("demo")(demo_command)
 app.command("worker")(worker_command)
 app.command("beat")(beat_command)
 

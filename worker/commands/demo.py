@@ -1,0 +1,80 @@
+"""`billing demo`: the main job offline — a real month of invoicing for N orgs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from billing.money import format_minor_units
+from billing.periods import PeriodError, month_period, month_period_of
+from worker.commands.common import CliError
+
+
+def demo_command(
+    orgs: Annotated[int, typer.Option("--orgs", min=1, max=5000, help="How many orgs.")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated month.")] = 7,
+    period: Annotated[
+        str | None,
+        typer.Option("--period", help="Month to simulate, YYYY-MM [default: last month]."),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir", help="Where the demo's SQLite database goes [default: a new temp dir]."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run a month of invoicing offline: emulator, embedded database, catalog sync, orgs,
+    seat changes and usage, month close, Stripe's drafts and finals, reconciliation."""
+    from worker.demo import default_workdir, run_demo
+
+    try:
+        month = (
+            month_period(period)
+            if period
+            else month_period_of(
+                month_period_of(datetime.now(UTC)).period_start - timedelta(days=1)
+            )
+        )
+    except PeriodError as exc:
+        raise CliError(str(exc)) from None
+    console = Console(stderr=True)
+    directory = workdir or default_workdir()
+    directory.mkdir(parents=True, exist_ok=True)
+    result = run_demo(
+        orgs,
+        seed,
+        month,
+        workdir=directory,
+        report=(lambda _text: None) if as_json else console.print,
+        show_progress=not as_json,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.as_json()))
+        return
+    table = Table(title=f"billing demo · {month.label()} · seed {seed}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("orgs", str(result.orgs))
+    for plan, count in sorted(result.plans.items()):
+        table.add_row(f"  {plan}", str(count))
+    table.add_row("invoices (finalized)", str(result.invoices))
+    table.add_row("invoiced in total", format_minor_units(result.invoiced_amount, "usd"))
+    table.add_row("meter events sent", str(result.meter_events_sent))
+    table.add_row("Stripe requests", str(result.stripe_requests))
+    for status, count in result.reconciliations.items():
+        table.add_row(f"reconciliations {status}", str(count))
+    table.add_row("seconds", str(result.seconds))
+    Console().print(table)
+    console.print(
+        f"database kept at {directory / 'billing-demo.db'} "
+        f"(try: BILLING_DATABASE_URL=sqlite:///{directory / 'billing-demo.db'} "
+        "billing reconciliations list)"
+    )
