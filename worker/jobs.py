@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from billing.locks import org_lock
@@ -172,6 +173,19 @@ def orgs_with_seat_changes_since(since: datetime, settings: Settings | None = No
                 .distinct()
             ).all()
         )
+
+
+def latest_seat_changes(
+    org_ids: Sequence[str], settings: Settings | None = None
+) -> dict[str, datetime]:
+    """The `at` of each org's latest seat change (orgs without any are left out)."""
+    with Session(composition.database(settings)) as session:
+        rows = session.exec(
+            select(SeatChangeRecord.org_id, sa.func.max(SeatChangeRecord.at))
+            .where(col(SeatChangeRecord.org_id).in_(list(org_ids)))
+            .group_by(col(SeatChangeRecord.org_id))
+        ).all()
+    return {org_id: at if at.tzinfo else at.replace(tzinfo=UTC) for org_id, at in rows}
 
 
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

@@ -185,6 +185,16 @@ def test_usage_ingestion_accepts_json_lines_and_arrays(setup: Any, engine: Engin
     }
 
 
+def test_seat_changes_schedule_a_coalesced_seat_sync_after_the_commit(setup: Any) -> None:
+    client, dispatcher, _ = setup
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    seats = {"type": "seats", "org": "org_web", "count": 4, "at": "2026-01-03T00:00:00Z"}
+    assert client.post("/api/usage", json=[ORG, _usage("u1", 5)], headers=auth).status_code == 200
+    assert [name for name, _ in dispatcher.sent] == []  # usage alone schedules nothing
+    assert client.post("/api/usage", json=[seats], headers=auth).status_code == 200
+    assert dispatcher.sent == [("billing.seats.schedule", [["org_web"]])]
+
+
 def test_usage_ingestion_is_all_or_nothing_with_line_errors(setup: Any, engine: Engine) -> None:
     client, _, _ = setup
     auth = {"Authorization": f"Bearer {ADMIN}"}

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from billing.periods import to_unix
+from billing.proration import SEAT_SYNC_WINDOW_SECONDS, window_start_of
 from worker import composition, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
@@ -30,6 +31,17 @@ def schedule(org_id: str, eta: Any) -> bool:
         return False
     sync_org.apply_async(args=[org_id], eta=eta + timedelta(seconds=2))
     return True
+
+
+@app.task(name="billing.seats.schedule", **TASK_OPTIONS)
+def schedule_orgs(org_ids: list[str], now: str | None = None) -> int:
+    """After seat changes were ingested: sync each org once its coalescing window closes."""
+    at = instant(now)
+    scheduled = 0
+    for org_id, latest_at in jobs.latest_seat_changes(org_ids).items():
+        window_end = window_start_of(latest_at) + timedelta(seconds=SEAT_SYNC_WINDOW_SECONDS)
+        scheduled += schedule(org_id, max(window_end, at))
+    return scheduled
 
 
 @app.task(name="billing.seats.sweep", **TASK_OPTIONS)

@@ -17,6 +17,7 @@ log = structlog.get_logger(__name__)
 HANDLE_EVENT = "billing.reconciliation.handle_event"
 SYNC_SEATS = "billing.seats.sync_org"
 PUSH_USAGE = "billing.usage.push_org"
+SCHEDULE_SEATS = "billing.seats.schedule"
 
 
 class TaskDispatcher(Protocol):
@@ -78,6 +79,11 @@ def inline_handlers(settings: Settings) -> dict[str, Callable[..., object]]:
     seat_sync = getattr(composition, "seat_sync", None)
     if seat_sync is not None:
         handlers[SYNC_SEATS] = lambda org_id: seat_sync(settings).sync(org_id, datetime.now(UTC))
+    if seat_sync is not None:
+        # Inline there is no coalescing window to wait for: sync the orgs now.
+        handlers[SCHEDULE_SEATS] = lambda org_ids: [
+            seat_sync(settings).sync(org_id, datetime.now(UTC)) for org_id in org_ids
+        ]
     pusher = getattr(composition, "usage_pusher", None)
     if pusher is not None:
         handlers[PUSH_USAGE] = lambda org_id: pusher(settings).push_org(org_id, datetime.now(UTC))

@@ -14,7 +14,7 @@ from billing.ingest import Ingestor, IngestOutcome
 from models.db import unit_of_work
 from worker.web.auth import Role, bearer_role
 from worker.web.common import json_error, services_of
-from worker.web.services import WebServices
+from worker.web.services import SCHEDULE_SEATS, WebServices
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -29,6 +29,16 @@ def _records(body: str) -> list[Any]:
             raise ValueError(f"line {exc.lineno}: body: not a JSON array: {exc.msg}") from None
         return [json.dumps(item) if not isinstance(item, str) else item for item in parsed]
     return body.splitlines()
+
+
+def _seat_orgs(records: list[Any]) -> list[str]:
+    """The orgs of the (already validated) seat events of a batch."""
+    orgs: set[str] = set()
+    for record in records:
+        event = json.loads(record) if isinstance(record, str) and record.strip() else record
+        if isinstance(event, dict) and event.get("type") == "seats":
+            orgs.add(str(event["org"]))
+    return sorted(orgs)
 
 
 def _ingest(services: WebServices, records: list[Any]) -> IngestOutcome:
@@ -55,6 +65,9 @@ async def ingest_usage(request: Request) -> Response:
     outcome = await run_in_threadpool(_ingest, services, records)
     if not outcome.ok:
         return json_error(422, "nothing stored", errors=[str(error) for error in outcome.errors])
+    if outcome.stored.get("seats"):
+        # After the commit: each org's seat sync runs once its coalescing window closes.
+        await run_in_threadpool(services.dispatcher.send, SCHEDULE_SEATS, [_seat_orgs(records)])
     return JSONResponse(
         {"stored": dict(outcome.stored), "duplicates": dict(outcome.duplicates)}, status_code=200
     )
