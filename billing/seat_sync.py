@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -32,7 +31,7 @@ from billing.book_cache import BookCache
 from billing.errors import PermanentBillingError
 from billing.meters import Interval
 from billing.periods import to_unix
-from billing.pricebook import SeatDecrease, SeatIncrease
+from billing.pricebook import SeatDecrease
 from billing.proration import (
     SEAT_SYNC_WINDOW_SECONDS,
     SeatChange,
@@ -101,7 +100,6 @@ class _Desired:
     billed_quantity: int  # after those steps
     count_now: int
     next_window_at: datetime | None
-    prorate_increases: bool
     credit_decreases: bool
 
 
@@ -159,7 +157,6 @@ class SeatSync:
             # high-water mark, so lowering (or raising) now needs no proration.
             target, kind = desired.count_now, "renewal"
         if quantity is not None and quantity != target:
-            done = self._count_pushes(org_id, desired.term_start_at, kind)
             push = _Push(
                 kind,
                 quantity,
@@ -168,7 +165,14 @@ class SeatSync:
                 "none",
                 0,
                 None,
-                f"{term_key}:{kind}:{done + 1}:{target}",
+                self._quantity_key(
+                    org_id,
+                    term_start_at=desired.term_start_at,
+                    kind=kind,
+                    target=target,
+                    term_key=term_key,
+                    now=now,
+                ),
             )
             if kind == "correction":
                 problems.append(
@@ -298,19 +302,39 @@ class SeatSync:
         session.add(row)
         session.commit()
 
-    def _count_pushes(self, org_id: str, term_start_at: datetime, kind: str) -> int:
+    def _quantity_key(
+        self,
+        org_id: str,
+        *,
+        term_start_at: datetime,
+        kind: str,
+        target: int,
+        term_key: str,
+        now: datetime,
+    ) -> str:
+        """The key of a renewal or correction push: an unfinished one to the same quantity is
+        resumed (same key); one to another quantity is settled as superseded."""
         with Session(self.engine) as session:
-            return int(
-                session.exec(
-                    select(sa.func.count())
-                    .select_from(SeatPush)
-                    .where(
-                        SeatPush.org_id == org_id,
-                        SeatPush.term_start_at == term_start_at,
-                        SeatPush.kind == kind,
-                    )
-                ).one()
-            )
+            rows = session.exec(
+                select(SeatPush).where(
+                    SeatPush.org_id == org_id,
+                    SeatPush.term_start_at == term_start_at,
+                    SeatPush.kind == kind,
+                )
+            ).all()
+            for row in rows:
+                if row.status != PushStatus.STARTED:
+                    continue
+                if row.to_quantity == target:
+                    return row.idempotency_key
+                self._finish(
+                    session,
+                    row,
+                    PushStatus.FAILED,
+                    now,
+                    error=f"superseded: the ledger now bills {target}",
+                )
+        return f"{term_key}:{kind}:{len(rows) + 1}:{target}"
 
     # ------------------------------------------------------------------ reads
 
@@ -355,7 +379,6 @@ class SeatSync:
             billed_quantity=closed[-1].to_quantity if closed else term.seat_count,
             count_now=seat_count_at(changes, now),
             next_window_at=open_steps[0].window_start + window if open_steps else None,
-            prorate_increases=terms.seat_policy.increase is SeatIncrease.PRORATE,
             credit_decreases=terms.seat_policy.decrease is SeatDecrease.IMMEDIATE,
         )
 

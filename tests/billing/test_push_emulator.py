@@ -14,11 +14,15 @@ import pytest
 from sqlmodel import Session, select
 
 from billing.expected_invoice import expected_invoice
-from billing.periods import Period, month_period
+from billing.periods import Period, month_period, to_unix
 from billing.proration import prorated_amount
 from billing.reconciliation import Reconciler
 from models.push_records import PushStatus, SeatPush, UsageAdjustment, UsagePeriod, UsagePush
-from models.stripe_records import StripeCustomerRecord, StripeSubscriptionRecord
+from models.stripe_records import (
+    StripeCustomerRecord,
+    StripeSubscriptionItemRecord,
+    StripeSubscriptionRecord,
+)
 from tests.e2e import World, world
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -264,3 +268,70 @@ def _customer(w: World) -> str:
         assert record is not None
         assert record.stripe_customer_id is not None
         return record.stripe_customer_id
+
+
+def test_a_quantity_changed_by_hand_in_stripe_is_corrected_and_reported(w: World) -> None:
+    w.advance(at(4))
+    item = _seat_item(w)
+    w.emulator.state.set_subscription_quantity(item, 25)
+    outcome = w.sync_seats("acme")
+    assert outcome.stripe_quantity_before == 25
+    assert outcome.stripe_quantity_after == 10
+    assert [(p.kind, p.from_quantity, p.to_quantity) for p in outcome.pushes] == [
+        ("correction", 25, 10)
+    ]
+    assert "Stripe held 25 seats where the ledger bills 10" in outcome.problems[0]
+    assert w.sync_seats("acme").action == "in_sync"
+
+
+def test_a_decrease_takes_effect_at_the_renewal(database_url: str) -> None:
+    with world(database_url, OCT) as w:
+        w.sync_catalog("devtools")
+        w.ingest(
+            [
+                {
+                    "type": "org",
+                    "org": "monthly",
+                    "book": "devtools",
+                    "plan": "free",
+                    "interval": "month",
+                    "seats": 8,
+                    "at": iso(OCT),
+                }
+            ]
+        )
+        w.provision("monthly", "devtools", "free", "month", 8)
+        w.advance(at(10))
+        w.ingest([{"type": "seats", "org": "monthly", "count": 5, "at": iso(at(9))}])
+        # Mid-term the billed quantity stays at the term's high-water mark.
+        assert w.sync_seats("monthly").stripe_quantity_after == 8
+        # Within the hour before the term renews, Stripe gets the count of the renewal.
+        w.advance(NOV - timedelta(minutes=30))
+        renewal = w.sync_seats("monthly")
+        assert [(p.kind, p.from_quantity, p.to_quantity) for p in renewal.pushes] == [
+            ("renewal", 8, 5)
+        ]
+        w.advance(NOV + timedelta(hours=2))
+        (november,) = [
+            inv
+            for inv in w.emulator.state.invoices()
+            if inv["billing_reason"] == "subscription_cycle"
+        ]
+        seat_lines = [
+            line
+            for line in november["lines"]["data"]
+            if line["quantity"] in (5, 8) and line["period"]["start"] == to_unix(NOV)
+        ]
+        assert [line["quantity"] for line in seat_lines] == [5]
+        assert w.sync_seats("monthly").action == "in_sync"
+
+
+def _seat_item(w: World) -> str:
+    with Session(w.engine) as session:
+        row = session.exec(
+            select(StripeSubscriptionItemRecord).where(
+                StripeSubscriptionItemRecord.org_id == "acme",
+                StripeSubscriptionItemRecord.component == "seats",
+            )
+        ).one()
+        return row.stripe_subscription_item_id
