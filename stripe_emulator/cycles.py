@@ -17,7 +17,8 @@ lines per ``pricing.price_details.price``.  Events: ``customer.subscription.upda
 
 from __future__ import annotations
 
-from decimal import Decimal
+import heapq
+import itertools
 from typing import Any
 
 from stripe_emulator.amounts import line_amount
@@ -105,49 +106,71 @@ def _on_clock(store: Store, customer_id: str, clock_id: str | None) -> bool:
     return store.customer_clock(customer_id) == clock_id
 
 
-def next_due(store: Store, clock_id: str | None) -> tuple[int, str, dict[str, Any]] | None:
-    """The earliest pending effect for objects on ``clock_id`` (None = account clock)."""
-    best: tuple[int, str, dict[str, Any]] | None = None
-    for sub in store.table("subscription").values():
-        if sub["status"] == "canceled" or not _on_clock(store, sub["customer"], clock_id):
-            continue
-        items = items_of(store, sub)
-        if not items:
-            continue
-        end = min(i["current_period_end"] for i in items)
-        if best is None or end < best[0]:
-            best = (end, "renew", sub)
-    for invoice in store.table("invoice").values():
-        at = invoice.get("automatically_finalizes_at")
-        if (
-            invoice["status"] == "draft"
-            and invoice["auto_advance"]
-            and at is not None
-            and not invoice.get("deleted")
-            and _on_clock(store, invoice["customer"], clock_id)
-            and (best is None or at < best[0])
-        ):
-            best = (at, "finalize", invoice)
-    return best
-
-
 def run_due(store: Store, clock_id: str | None, until: int) -> int:
-    """Run every effect due up to ``until`` in time order; returns how many ran."""
+    """Run every effect due up to ``until`` in time order; returns how many ran.
+
+    One pass over the subscriptions and invoices builds a queue of due effects ordered by
+    time (a renewal before a finalization at the same instant, then creation order);
+    running an effect queues the ones it creates (the draft it finalizes later, the item's
+    next period end). Popped effects are checked again, since an earlier effect may have
+    changed them.
+    """
     ran = 0
     clock = store.table("test_helpers.test_clock").get(clock_id) if clock_id else None
-    while True:
-        found = next_due(store, clock_id)
-        if found is None or found[0] > until:
-            return ran
-        at, kind, obj = found
+    queue: list[tuple[int, int, int, str, str]] = []
+    order = itertools.count()
+
+    def queue_subscription(sub: dict[str, Any]) -> None:
+        end = _renewal_at(store, sub, clock_id)
+        if end is not None and end <= until:
+            heapq.heappush(queue, (end, 0, next(order), "renew", sub["id"]))
+
+    def queue_invoice(invoice: dict[str, Any]) -> None:
+        at = _finalization_at(store, invoice, clock_id)
+        if at is not None and at <= until:
+            heapq.heappush(queue, (at, 1, next(order), "finalize", invoice["id"]))
+
+    for sub in list(store.table("subscription").values()):
+        queue_subscription(sub)
+    for invoice in list(store.table("invoice").values()):
+        queue_invoice(invoice)
+    while queue:
+        at, _, _, kind, object_id = heapq.heappop(queue)
+        if kind == "renew":
+            sub = store.table("subscription")[object_id]
+            if _renewal_at(store, sub, clock_id) != at:
+                continue  # changed since it was queued
+        else:
+            invoice = store.table("invoice")[object_id]
+            if _finalization_at(store, invoice, clock_id) != at:
+                continue
         if clock is not None:
             clock["frozen_time"] = max(clock["frozen_time"], at)
         if kind == "renew":
-            renew(store, obj, at)
+            drafted = renew(store, sub, at)
+            queue_invoice(drafted)
+            queue_subscription(sub)
         else:
-            finalize(store, obj, at)
+            finalize(store, invoice, at)
         ran += 1
+    return ran
 
 
-def quantity_of(item: dict[str, Any]) -> Decimal:
-    return Decimal(item["quantity"] or 0)
+def _renewal_at(store: Store, sub: dict[str, Any], clock_id: str | None) -> int | None:
+    if sub["status"] == "canceled" or not _on_clock(store, sub["customer"], clock_id):
+        return None
+    items = items_of(store, sub)
+    return min(i["current_period_end"] for i in items) if items else None
+
+
+def _finalization_at(store: Store, invoice: dict[str, Any], clock_id: str | None) -> int | None:
+    at = invoice.get("automatically_finalizes_at")
+    if (
+        invoice["status"] != "draft"
+        or not invoice["auto_advance"]
+        or at is None
+        or invoice.get("deleted")
+        or not _on_clock(store, invoice["customer"], clock_id)
+    ):
+        return None
+    return int(at)
