@@ -30,6 +30,10 @@ WORKER_START_SECONDS = 60.0
 TASK_SECONDS = 240.0
 
 
+class TaskFailedError(AssertionError):
+    """A task ended in failure (or gave no result in time)."""
+
+
 @dataclass
 class WorkerProcess:
     name: str
@@ -148,10 +152,15 @@ class Cluster:
             try:
                 values.append(result.get(timeout=TASK_SECONDS))
             except Exception as exc:
-                raise AssertionError(
+                raise TaskFailedError(
                     f"task {result.id} did not succeed: {exc!r}\n{self.logs()}"
                 ) from exc
         return values
+
+    def settle(self, results: Iterable[AsyncResult]) -> None:
+        """Wait until every task has ended, whether it succeeded or not."""
+        for result in results:
+            result.get(timeout=TASK_SECONDS, propagate=False)
 
     def run(self, calls: Sequence[tuple[str, list[Any]]], *, copies: int = 1) -> list[Any]:
         """Send every call `copies` times (copies side by side, so they run concurrently)

@@ -8,7 +8,10 @@ month close runs as `billing.usage.close_period` (a group of `push_chunk`).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,14 +30,15 @@ from billing.ingest import Ingestor
 from billing.meters import Meter
 from billing.periods import isoformat_z, month_period, to_unix
 from billing.pricebook import load_book
+from billing.pricing import meter_value
 from billing.proration import SeatChange, billed_quantity, seat_terms
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.ledger import Org, SeatChangeRecord, UsageEvent
 from models.push_records import PushStatus, SeatPush, UsagePush
 from models.stripe_records import StripeCustomerRecord, StripeSubscriptionItemRecord
-from stripe_emulator import EmulatorServer
-from tests.integration.cluster import Cluster
+from stripe_emulator import EmulatorConfig, EmulatorServer
+from tests.integration.cluster import TASK_SECONDS, Cluster
 from worker.demo_data import DemoOrg, daily_events, demo_orgs, opening_events
 from worker.jobs import chunks
 
@@ -54,6 +58,9 @@ class Month:
     org_count: int = 50
     seed: int = 7
     copies: int = 1  # every task is sent this many times, side by side
+    # Emulator settings (faults, rate limit, latency) in force while the workers run tasks;
+    # the test's own calls (catalog, clock) run without them.
+    worker_faults: dict[str, Any] = field(default_factory=dict)
     orgs: list[DemoOrg] = field(default_factory=list)
     clock: StripeTestClock | None = None
     now: datetime = PERIOD.period_start
@@ -77,9 +84,21 @@ class Month:
     def seat_org_ids(self) -> list[str]:
         return [org.org_id for org in self.orgs if org.seats is not None]
 
-    def open(self) -> None:
+    def open(self, *, provision_copies: int | None = None) -> None:
         """Catalog of both books, the test clock at the period start, the orgs in the ledger,
-        and their customers and subscriptions provisioned by the workers."""
+        and their customers and subscriptions provisioned by the workers (each provisioning
+        task sent `provision_copies` times, by default `copies`)."""
+        self.prepare()
+        assert self.clock is not None
+        calls = [
+            ("billing.orgs.provision", [o, self.iso, self.clock.stripe_test_clock_id])
+            for o in self.org_ids
+        ]
+        with self.faults():
+            self.cluster.run(calls, copies=provision_copies or self.copies)
+
+    def prepare(self) -> None:
+        """Catalog, test clock and the ledger's orgs (not yet provisioned)."""
         for name in BOOKS:
             report = CatalogSync(self.gateway, self.engine).sync(load_book(name), self.now)
             assert not report.has_drift, report
@@ -88,12 +107,6 @@ class Month:
         )
         self.orgs = demo_orgs(self.org_count, self.seed)
         self.ingest(opening_events(self.orgs, self.now))
-        self.run(
-            [
-                ("billing.orgs.provision", [o, self.iso, self.clock.stripe_test_clock_id])
-                for o in self.org_ids
-            ]
-        )
 
     def simulate(self, push_every_days: int = 5) -> None:
         """Every simulated day's events go into the ledger; every `push_every_days` days the
@@ -126,6 +139,7 @@ class Month:
     def start_close(self, chunk_size: int = 10) -> list[GroupResult]:
         """Send the month close (`copies` times); returns the groups of `push_chunk` it fans
         out to."""
+        self.emulator.state.configure(**self.worker_faults)  # wait_close turns them off
         closes = [
             self.cluster.send("billing.usage.close_period", PERIOD.label(), self.iso, chunk_size)
             for _ in range(self.copies)
@@ -140,8 +154,9 @@ class Month:
 
     def wait_close(self, groups: list[GroupResult]) -> list[dict[str, int]]:
         counts: list[dict[str, int]] = []
-        for group in groups:
-            counts.extend(self.cluster.wait(group.results))
+        with self.faults():
+            for group in groups:
+                counts.extend(self.cluster.wait(group.results))
         return counts
 
     # ------------------------------------------------------------------ steps
@@ -169,7 +184,21 @@ class Month:
             session.commit()
 
     def run(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        return self.cluster.run(calls, copies=self.copies)
+        with self.faults():
+            return self.cluster.run(calls, copies=self.copies)
+
+    @contextmanager
+    def faults(self) -> Iterator[None]:
+        state = self.emulator.state
+        if not self.worker_faults:
+            yield
+            return
+        calm = {name: getattr(EmulatorConfig(), name) for name in self.worker_faults}
+        state.configure(**self.worker_faults)
+        try:
+            yield
+        finally:
+            state.configure(**calm)
 
     def sync_seats(self, org_ids: list[str]) -> list[Any]:
         return self.run([("billing.seats.sync_org", [o, self.iso]) for o in org_ids])
@@ -259,6 +288,9 @@ def compare_with_ledger(month: Month) -> Exactness:
         if meter is not Meter.IAC_RESOURCE_HOURS:
             summed = sums.get((org.id, meter.value), Decimal(0))
             assert want_total == summed, (org.id, meter, want_total, summed)
+        # Stripe's meter counts in the price's unit (`per` base units, e.g. hours of seconds).
+        terms = month.books.terms(org.book, org.plan, org.interval, org.id)
+        want_total = meter_value(want_total, terms.meters[meter].per)
         have_total = state.meter_total(customers[org.id], event_name(org.book, meter), start, end)
         meters += 1
         with_usage += want_total > 0
@@ -292,11 +324,18 @@ def assert_nothing_doubled(month: Month) -> None:
     with Session(month.engine) as session:
         pushes = session.exec(select(UsagePush)).all()
         seat_pushes = session.exec(select(SeatPush)).all()
+        orgs = {org.id: org for org in session.exec(select(Org))}
     local = {p.identifier: p for p in pushes}
     for identifier, _name, value in records:
         push = local.get(identifier)
         assert push is not None, f"Stripe holds {identifier}, the push ledger does not"
-        assert Decimal(value) == push.quantity, (identifier, value, push.quantity)
+        org = orgs[push.org_id]
+        per = (
+            month.books.terms(org.book, org.plan, org.interval, org.id)
+            .meters[Meter(push.meter)]
+            .per
+        )
+        assert Decimal(value) == meter_value(push.quantity, per), (identifier, value, push)
     assert {p.status for p in pushes} == {PushStatus.DONE}, Counter(p.status for p in pushes)
     assert {p.identifier for p in pushes} == {i for i, _, _ in records}
     revisions: dict[tuple[str, str, datetime], list[UsagePush]] = {}
@@ -315,3 +354,10 @@ def assert_nothing_doubled(month: Month) -> None:
         (p.org_id, p.term_start_at, p.window_start_at) for p in seat_pushes if p.kind == "step"
     )
     assert not [w for w, n in windows.items() if n > 1], "a seat window was pushed twice"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = TASK_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout} s"
+        time.sleep(0.05)
