@@ -144,6 +144,7 @@ def run_demo(
                 org.org_id,
                 period.period_start,
                 stripe_test_clock_id=clock.stripe_test_clock_id,
+                locks=jobs.redis_locks(settings) if redis_url else jobs.no_locks,
                 settings=settings,
             )
         report(f"{len(orgs)} orgs provisioned: one customer and one subscription each")

@@ -50,9 +50,20 @@ def provision_org(
     now: datetime,
     *,
     stripe_test_clock_id: str | None = None,
+    locks: LockFactory | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Create (or find) the org's Stripe customer and subscription from its ledger row."""
+    """Create (or find) the org's Stripe customer and subscription from its ledger row.
+
+    Held under the org's lock: two deliveries at once would both read "nothing yet" and race
+    to record the same customer (the second then finds the first's rows instead)."""
+    with (locks or redis_locks(settings))("provision", org_id):
+        return _provision_org(org_id, now, stripe_test_clock_id, settings)
+
+
+def _provision_org(
+    org_id: str, now: datetime, stripe_test_clock_id: str | None, settings: Settings | None
+) -> dict[str, Any]:
     engine = composition.database(settings)
     with Session(engine) as session:
         org = session.get(Org, org_id)
