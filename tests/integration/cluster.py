@@ -157,11 +157,6 @@ class Cluster:
                 ) from exc
         return values
 
-    def settle(self, results: Iterable[AsyncResult]) -> None:
-        """Wait until every task has ended, whether it succeeded or not."""
-        for result in results:
-            result.get(timeout=TASK_SECONDS, propagate=False)
-
     def run(self, calls: Sequence[tuple[str, list[Any]]], *, copies: int = 1) -> list[Any]:
         """Send every call `copies` times (copies side by side, so they run concurrently)
         and wait for all of them; returns the first copy's results."""

@@ -84,18 +84,16 @@ class Month:
     def seat_org_ids(self) -> list[str]:
         return [org.org_id for org in self.orgs if org.seats is not None]
 
-    def open(self, *, provision_copies: int | None = None) -> None:
+    def open(self) -> None:
         """Catalog of both books, the test clock at the period start, the orgs in the ledger,
-        and their customers and subscriptions provisioned by the workers (each provisioning
-        task sent `provision_copies` times, by default `copies`)."""
+        and their customers and subscriptions provisioned by the workers."""
         self.prepare()
         assert self.clock is not None
         calls = [
             ("billing.orgs.provision", [o, self.iso, self.clock.stripe_test_clock_id])
             for o in self.org_ids
         ]
-        with self.faults():
-            self.cluster.run(calls, copies=provision_copies or self.copies)
+        self.run(calls)
 
     def prepare(self) -> None:
         """Catalog, test clock and the ledger's orgs (not yet provisioned)."""
