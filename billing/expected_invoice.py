@@ -318,14 +318,15 @@ def _resource_rows(
     ).where(ranked.c.rank == 1)
     inside = sa.select(*columns).where(reports.c.at >= start, reports.c.at < end, *org_filter)
     both = sa.union_all(carried, inside).subquery()
-    # Streamed (a server-side cursor on PostgreSQL). The options go on this statement only:
-    # Connection.execution_options() would change the caller's connection in place, and every
-    # later statement of the session (inserts included) would run through a cursor.
-    result = connection.execute(
-        sa.select(both.c.org_id, both.c.stack, both.c.at, both.c.resource_count)
-        .order_by(both.c.org_id, both.c.stack, both.c.at, both.c.id)
-        .execution_options(stream_results=True, yield_per=20_000)
+    query = sa.select(both.c.org_id, both.c.stack, both.c.at, both.c.resource_count).order_by(
+        both.c.org_id, both.c.stack, both.c.at, both.c.id
     )
+    if org_id is None:
+        # Every org's reports are streamed (a server-side cursor on PostgreSQL); one org's are
+        # few, and a cursor would cost extra round trips. The options go on this statement
+        # only: Connection.execution_options() would change the caller's connection in place.
+        query = query.execution_options(stream_results=True, yield_per=20_000)
+    result = connection.execute(query)
     for org, stack, at, count in result:
         yield org, stack, to_unix(at), count
 

@@ -367,9 +367,17 @@ def list_invoices(store: Store, params: Params) -> dict[str, Any]:
     created = created_filter(params)
     if status not in (None, "draft", "open", "paid", "void", "uncollectible"):
         raise invalid("Invalid status", "status")
+    if subscription is not None and customer is None:
+        owner = store.table("subscription").get(subscription)
+        customer = owner["customer"] if owner else ""
+    candidates = (
+        store.of_customer("invoice", customer)
+        if customer is not None
+        else list(store.table("invoice").values())
+    )
     items = [
         i
-        for i in store.table("invoice").values()
+        for i in candidates
         if not i.get("deleted")
         and customer in (None, i["customer"])
         and status in (None, i["status"])

@@ -78,6 +78,9 @@ class Store:
     # meter events by (meter_id, customer_id), and the identifier index (global per account)
     meter_events: dict[tuple[str, str], list[MeterEventRecord]] = field(default_factory=dict)
     identifiers: dict[str, MeterEventRecord] = field(default_factory=dict)
+    # ids of each kind's objects per customer, in creation order (lists filtered by customer
+    # must not scan every object of an account with thousands of customers)
+    by_customer: dict[str, dict[str, dict[str, None]]] = field(default_factory=dict)
     meter_event_seq: int = 0
     outbox: list[dict[str, Any]] = field(default_factory=list)  # events awaiting delivery
     request_id: str | None = None
@@ -109,7 +112,17 @@ class Store:
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.table(obj["object"])[obj["id"]] = obj
+        customer = obj.get("customer")
+        if isinstance(customer, str):
+            kinds = self.by_customer.setdefault(obj["object"], {})
+            kinds.setdefault(customer, {})[obj["id"]] = None
         return obj
+
+    def of_customer(self, kind: str, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's objects of `kind`, in creation order."""
+        table = self.table(kind)
+        ids = self.by_customer.get(kind, {}).get(customer_id, {})
+        return [table[object_id] for object_id in ids if object_id in table]
 
     def get(self, kind: str, object_id: str | None, param: str = "id") -> dict[str, Any]:
         obj = self.table(kind).get(object_id or "")
