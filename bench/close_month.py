@@ -7,7 +7,7 @@ sharing the Redis request budget set to the limit, against the Stripe emulator i
 process. Setup (catalog, orgs, subscriptions, a month of usage) runs without the limit and is
 not measured.
 
-Usage: uv run python bench/close_month.py [--orgs 10000] [--rps 100] [--workers 4]
+Usage: uv run python bench/close_month.py [--orgs 10000] [--rps 100] [--workers 12]
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orgs", type=int, default=10_000)
     parser.add_argument("--rps", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=4, help="Celery worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=12, help="Celery worker processes (they mostly wait on I/O)"
+    )
     parser.add_argument("--chunk-size", type=int, default=25)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
