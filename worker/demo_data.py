@@ -42,22 +42,39 @@ CONTRACT_ORGS = {
 
 
 def demo_orgs(count: int, seed: int) -> list[DemoOrg]:
-    """`count` orgs in the mix's proportions; the first enterprise org of a book is the
-    book's example contract (negotiated terms)."""
+    """`count` orgs in the mix's proportions; from 10 orgs on, the first two are the books'
+    example enterprise contracts (negotiated terms, minimum commitments)."""
     rng = random.Random(seed)  # noqa: S311 (a seeded simulation, not security)
     weights = [share for *_, share in _MIX]
     orgs: list[DemoOrg] = []
-    used_contracts: set[str] = set()
-    for index in range(count):
+    if count >= 10:
+        orgs.append(
+            DemoOrg(
+                CONTRACT_ORGS[("devtools", "enterprise")],
+                "devtools",
+                "enterprise",
+                "year",
+                120,
+                "heavy",
+            )
+        )
+        orgs.append(
+            DemoOrg(
+                CONTRACT_ORGS[("zenaton", "enterprise")],
+                "zenaton",
+                "enterprise",
+                None,
+                None,
+                "heavy",
+            )
+        )
+    for index in range(len(orgs), count):
         book, plan, interval, _ = rng.choices(_MIX, weights)[0]
-        org_id = f"demo-{index + 1:04d}"
-        contract = CONTRACT_ORGS.get((book, plan))
-        if contract and contract not in used_contracts:
-            org_id = contract
-            used_contracts.add(contract)
+        if plan == "enterprise":  # list terms only: the contracts above are the negotiated ones
+            plan = "team"
         seats = rng.randint(2, 40) if book == "devtools" else None
         profile = rng.choices(("light", "heavy", "idle"), (60, 30, 10))[0]
-        orgs.append(DemoOrg(org_id, book, plan, interval, seats, profile))
+        orgs.append(DemoOrg(f"demo-{index + 1:04d}", book, plan, interval, seats, profile))
     return orgs
 
 
