@@ -16,8 +16,13 @@ import models.reconciliation
 import models.stripe_records
 from models.db import make_engine, migrate
 
-_ = (models.ledger, models.push_records, models.quota_records, models.reconciliation,
-     models.stripe_records)
+_ = (
+    models.ledger,
+    models.push_records,
+    models.quota_records,
+    models.reconciliation,
+    models.stripe_records,
+)
 
 
 def test_migrate_twice_is_a_no_op(database_url: str) -> None:
@@ -37,6 +42,7 @@ def test_migrated_schema_matches_every_model(engine: Engine) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         diffs = compare_metadata(context, SQLModel.metadata)
     # Index-only differences are dialect details (e.g. a BRIN index on PostgreSQL only).
-    relevant = [d for d in diffs
-                if not (isinstance(d, tuple) and d[0] in ("add_index", "remove_index"))]
+    relevant = [
+        d for d in diffs if not (isinstance(d, tuple) and d[0] in ("add_index", "remove_index"))
+    ]
     assert relevant == []

@@ -127,6 +127,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "minimum_topups", "usage_adjustments", "usage_pushes", "usage_periods", "seat_pushes"
+        "minimum_topups",
+        "usage_adjustments",
+        "usage_pushes",
+        "usage_periods",
+        "seat_pushes",
     ):
         op.drop_table(table)
