@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 from billing.money import format_decimal
@@ -27,3 +29,26 @@ def decimal_json(value: Decimal) -> int | str:
     if value == value.to_integral_value():
         return int(value)
     return format_decimal(value)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Configuration problems and unknown records become one-line errors (exit 2)."""
+    from worker.composition import ConfigurationError
+
+    try:
+        yield
+    except (ConfigurationError, LookupError) as exc:
+        raise CliError(str(exc).strip("'\"")) from None
+
+
+def require_org(org_id: str) -> None:
+    """Fail with `unknown org 'X'` unless the ledger knows the org."""
+    from sqlmodel import Session
+
+    from models.ledger import Org
+    from worker.composition import database
+
+    with Session(database()) as session:
+        if session.get(Org, org_id) is None:
+            raise CliError(f"unknown org {org_id!r}")

@@ -15,7 +15,7 @@ from rich.table import Table
 from billing.periods import PeriodError, month_period, parse_instant
 from models.db import migrate
 from worker import jobs
-from worker.commands.common import CliError
+from worker.commands.common import CliError, require_org, user_errors
 from worker.logging import configure_logging
 from worker.settings import get_settings
 
@@ -92,10 +92,12 @@ def sync_seats(
     as_json: JsonOption = False,
 ) -> None:
     """Converge the org's Stripe seat quantity to the ledger; prints what changed."""
-    if now:
-        payload = jobs.outcome_json(jobs.sync_seats(org, _instant(at)))
-    else:
-        payload = _enqueue("billing.seats.sync_org", [org, at], wait)
+    with user_errors():
+        require_org(org)
+        if now:
+            payload = jobs.outcome_json(jobs.sync_seats(org, _instant(at)))
+        else:
+            payload = _enqueue("billing.seats.sync_org", [org, at], wait)
     _print(payload, as_json, f"seat sync · {org}")
 
 
@@ -119,11 +121,13 @@ def sync_usage(
         within = month_period(period) if period else None
     except PeriodError as exc:
         raise CliError(str(exc)) from None
-    if now:
-        outcome = jobs.push_usage(org, _instant(at), verify=verify, within=within)
-        payload = jobs.outcome_json(outcome)
-    else:
-        payload = _enqueue("billing.usage.push_org", [org, at, verify], wait)
+    with user_errors():
+        require_org(org)
+        if now:
+            outcome = jobs.push_usage(org, _instant(at), verify=verify, within=within)
+            payload = jobs.outcome_json(outcome)
+        else:
+            payload = _enqueue("billing.usage.push_org", [org, at, verify], wait)
     _print(payload, as_json, f"usage push · {org}")
 
 
@@ -136,10 +140,12 @@ def sync_org(
     as_json: JsonOption = False,
 ) -> None:
     """Create (or find) the org's Stripe customer and subscription."""
-    if now:
-        payload = jobs.provision_org(org, _instant(at))
-    else:
-        payload = _enqueue("billing.orgs.provision", [org, at], wait)
+    with user_errors():
+        require_org(org)
+        if now:
+            payload = jobs.provision_org(org, _instant(at))
+        else:
+            payload = _enqueue("billing.orgs.provision", [org, at], wait)
     _print(payload, as_json, f"provisioning · {org}")
 
 
