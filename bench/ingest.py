@@ -61,7 +61,13 @@ def main() -> None:
             task = progress.add_task("ingesting", total=args.runs)
             for run in range(args.runs):
                 lines, batch_ids = _batch(
-                    rng, run, args.events, orgs, args.duplicates, stored_ids, base
+                    rng,
+                    run=run,
+                    size=args.events,
+                    orgs=orgs,
+                    duplicate_share=args.duplicates,
+                    stored_ids=stored_ids,
+                    base=base,
                 )
                 started = time.perf_counter()
                 with unit_of_work(engine) as session:
