@@ -12,6 +12,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.engine import Engine
 
 from billing.reconciliation import Reconciler
@@ -150,21 +151,28 @@ def test_support_staff_log_in_filter_and_open_a_reconciliation(
 
     browser.find_element(By.ID, "token").send_keys("wrong-token")
     browser.find_element(By.ID, "login-button").click()
+    wait = WebDriverWait(browser, 15)
+    wait.until(lambda b: "not valid" in b.page_source)
     assert "not valid" in browser.find_element(By.ID, "message").text
 
     browser.find_element(By.ID, "token").send_keys(SUPPORT)
     browser.find_element(By.ID, "login-button").click()
+    # Each click loads a new page: wait for it before reading (never a fixed sleep).
+    wait.until(lambda b: b.find_elements(By.ID, "reconciliations"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#reconciliations tr.rec-row")
     assert len(rows) == 2
     assert "unexpected_in_stripe" in browser.find_element(By.ID, "counts").text
 
     browser.find_element(By.ID, "org").send_keys("org_alpha")
     browser.find_element(By.ID, "filter-button").click()
+    wait.until(lambda b: "org=org_alpha" in b.current_url)
+    wait.until(lambda b: b.find_elements(By.ID, "reconciliations"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#reconciliations tr.rec-row")
     assert len(rows) == 1
     assert "in_alpha" in rows[0].text
 
     browser.find_element(By.LINK_TEXT, "in_alpha").click()
+    wait.until(lambda b: b.find_elements(By.ID, "rec-status"))
     assert browser.find_element(By.ID, "rec-status").text == "unexpected_in_stripe"
     line = browser.find_element(By.CSS_SELECTOR, "#lines tr.line-row")
     assert "Goodwill fee" in line.text
