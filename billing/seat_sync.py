@@ -18,7 +18,6 @@ proration and recorded as a `correction`, so support sees it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -440,15 +439,3 @@ def _result(push: _Push, status: PushStatus) -> SeatPushResult:
         push.key,
         status.value,
     )
-
-
-def orgs_with_seat_activity(engine: Engine, since: datetime) -> Sequence[str]:
-    """Orgs whose seat ledger changed since `since` (the sweep's candidates)."""
-    with Session(engine) as session:
-        return list(
-            session.exec(
-                select(SeatChangeRecord.org_id)
-                .where(SeatChangeRecord.recorded_at >= since)
-                .distinct()
-            ).all()
-        )

@@ -50,8 +50,8 @@ def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
         if row.component in set(Meter):
             items[Meter(row.component)] = row.stripe_subscription_item_id
             if row.current_period_start_at is not None:
-                anchors.append(aware(row.current_period_start_at))
-    anchor = min(anchors) if anchors else aware(sub.term_start_at)
+                anchors.append(row.current_period_start_at)
+    anchor = min(anchors) if anchors else sub.term_start_at
     return OrgSubscription(customer.stripe_customer_id, sub.stripe_subscription_id, anchor, items)
 
 
@@ -61,8 +61,8 @@ def open_periods(
     """From the oldest usage period not known final up to the one containing `now`."""
     rows = list(states)
     current = term_containing(sub.anchor_at, Interval.MONTH, max(now, sub.anchor_at))
-    open_starts = [aware(r.period_start_at) for r in rows if r.invoice_final_at is None]
-    known_ends = [aware(r.period_end_at) for r in rows]
+    open_starts = [r.period_start_at for r in rows if r.invoice_final_at is None]
+    known_ends = [r.period_end_at for r in rows]
     # Periods never pushed start after the newest known one (or at the anchor).
     start = min([*open_starts, max(known_ends)]) if known_ends else sub.anchor_at
     periods: list[Period] = []
@@ -116,10 +116,6 @@ def note_invoice(
         ),
         per,
     )
-
-
-def aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def ceil_to(at: datetime, step: timedelta) -> datetime:

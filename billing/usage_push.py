@@ -53,7 +53,6 @@ from billing.stripe_gateway.records import (
 from billing.usage_adjustments import AdjustmentGateway, AdjustmentTarget, adjust_final_period
 from billing.usage_periods import (
     OrgSubscription,
-    aware,
     ceil_to,
     ledger_totals,
     note_invoice,
@@ -174,7 +173,7 @@ class UsagePusher:
             if sub is None or terms is None or not sub.items:
                 return UsagePushOutcome(org_id, "not_provisioned")
             states = {
-                (row.meter, aware(row.period_start_at)): row
+                (row.meter, row.period_start_at): row
                 for row in session.exec(
                     select(UsagePeriod).where(
                         UsagePeriod.org_id == org_id,
@@ -187,7 +186,7 @@ class UsagePusher:
                 periods = [p for p in periods if p.overlaps(within)]
             invoices = self._invoices_by_period(sub, periods, now)
             unfinished = {
-                (row.meter, aware(row.period_start_at)): row
+                (row.meter, row.period_start_at): row
                 for row in session.exec(
                     select(UsagePush).where(
                         UsagePush.org_id == org_id, UsagePush.status == PushStatus.STARTED
@@ -373,7 +372,7 @@ class UsagePusher:
                 event_name=event_name(terms.book, send.meter),
                 stripe_customer_id=sub.stripe_customer_id,
                 value=meter_value(push.quantity, terms.meters[send.meter].per),
-                timestamp_at=aware(push.event_timestamp_at),
+                timestamp_at=push.event_timestamp_at,
                 identifier=push.identifier,
             )
         except PermanentBillingError as exc:
@@ -490,13 +489,11 @@ def _new_state(
 
 def _new_push(session: Session, state: UsagePeriod, quantity: Decimal, now: datetime) -> UsagePush:
     org_id, meter = state.org_id, Meter(state.meter)
-    period = Period(aware(state.period_start_at), aware(state.period_end_at))
+    period = Period(state.period_start_at, state.period_end_at)
     revision = state.sent_revision + 1
     timestamp = min(now, period.period_end - timedelta(seconds=1))
     if state.sent_at is not None:
-        timestamp = max(
-            timestamp, min(aware(state.sent_at), period.period_end - timedelta(seconds=1))
-        )
+        timestamp = max(timestamp, min(state.sent_at, period.period_end - timedelta(seconds=1)))
     timestamp = max(timestamp, period.period_start).replace(microsecond=0)
     push = UsagePush(
         org_id=org_id,

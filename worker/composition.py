@@ -52,29 +52,21 @@ def stripe_config(settings: Settings) -> StripeConfig:
     )
 
 
-def request_budget(settings: Settings) -> RequestBudget:
-    """The account-wide Stripe request budget: shared through Redis by every process, or
-    process-local when the settings say no broker is in use (the in-process demo)."""
-    rate = settings.stripe_requests_per_second
-    if settings.stripe_budget == "local":
+def request_budget(kind: str, rate: int, redis_url: str) -> RequestBudget:
+    """The account-wide Stripe request budget (settings `stripe_budget`): shared through Redis
+    by every process, process-local (the in-process demo), or none (unit tests)."""
+    if kind == "local":
         return LocalRequestBudget(rate)
-    if settings.stripe_budget == "none":
+    if kind == "none":
         return UnlimitedBudget()
-    return RedisRequestBudget(redis.Redis.from_url(settings.redis_url), rate=rate)
+    return RedisRequestBudget(redis.Redis.from_url(redis_url), rate=rate)
 
 
 @cache
 def _gateway(config: StripeConfig, budget_kind: str, rate: int, redis_url: str) -> StripeGateway:
-    settings = get_settings().model_copy(
-        update={
-            "stripe_budget": budget_kind,
-            "stripe_requests_per_second": rate,
-            "redis_url": redis_url,
-        }
-    )
-
     def http_client() -> BudgetedRequestsClient:
-        return BudgetedRequestsClient(request_budget(settings), timeout=config.timeout_seconds)
+        budget = request_budget(budget_kind, rate, redis_url)
+        return BudgetedRequestsClient(budget, timeout=config.timeout_seconds)
 
     return StripeGateway(config, http_client_factory=http_client)
 

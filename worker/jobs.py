@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -196,14 +196,9 @@ def latest_seat_changes(
             .where(col(SeatChangeRecord.org_id).in_(list(org_ids)))
             .group_by(col(SeatChangeRecord.org_id))
         ).all()
-    return {org_id: at if at.tzinfo else at.replace(tzinfo=UTC) for org_id, at in rows}
+    return dict(rows)  # UtcDateTime: aware UTC values
 
 
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for offset in range(0, len(items), size):
         yield list(items[offset : offset + size])
-
-
-def period_close_instant(period: Period, grace: timedelta = timedelta(minutes=5)) -> datetime:
-    """When a scheduled close of `period` runs: just after it ends, inside Stripe's grace."""
-    return period.period_end + grace
