@@ -148,9 +148,9 @@ def main() -> None:
 def _setup(count: int, console: Console) -> list[str]:
     from sqlmodel import Session
 
-    from billing.catalog import CatalogSync
-    from billing.ingest import Ingestor
-    from billing.pricebook import load_book
+    from billing.ledger.ingest import Ingestor
+    from billing.pricing.book import load_book
+    from billing.setup.catalog import CatalogSync
     from worker import composition, jobs
 
     engine = composition.database()

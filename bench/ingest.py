@@ -20,7 +20,7 @@ import psycopg
 from rich.console import Console
 from rich.progress import Progress
 
-from billing.ingest import Ingestor
+from billing.ledger.ingest import Ingestor
 from models.db import make_engine, migrate, unit_of_work
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -25,9 +25,9 @@ import redis
 import structlog
 from rich.console import Console
 
-from billing.book_cache import BookCache
-from billing.meters import Quota
-from billing.quotas import QuotaService
+from billing.core.meters import Quota
+from billing.pricing.book_cache import BookCache
+from billing.quotas.service import QuotaService
 from models.db import make_engine, migrate, unit_of_work
 from models.ledger import Org
 

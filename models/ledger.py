@@ -212,7 +212,7 @@ def insert_ignoring_duplicates(
     `INSERT … SELECT … ON CONFLICT DO NOTHING` (the bulk path for backfills). SQLite:
     `executemany` of `INSERT OR IGNORE`. `progress(done)` is called as rows are sent.
     On PostgreSQL the values go to the driver as they are: datetimes must already be aware
-    UTC and quantities Decimal (billing.ingest validates both).
+    UTC and quantities Decimal (billing.ledger.ingest validates both).
     """
     if not rows:
         return 0

@@ -38,7 +38,7 @@ class Reconciliation(SQLModel, table=True):
     period_start_at: datetime | None = _at(default=None)
     period_end_at: datetime | None = _at(default=None)
     currency: str = Field(max_length=10)
-    status: str = Field(max_length=30, index=True)  # billing.reconciliation_match.Status
+    status: str = Field(max_length=30, index=True)  # billing.reconciliation.match.Status
     expected_total_amount: int
     stripe_total_amount: int
     trigger: str = Field(max_length=50)  # invoice.created | invoice.finalized | sweep | cli

@@ -7,20 +7,20 @@ from functools import cache
 import redis
 from sqlalchemy.engine import Engine
 
-from billing.book_cache import BookCache
-from billing.catalog import CatalogSync
-from billing.provisioning import Provisioner
-from billing.quotas import QuotaService
-from billing.ratelimit import (
+from billing.pricing.book_cache import BookCache
+from billing.quotas.service import QuotaService
+from billing.seats.sync import SeatSync
+from billing.setup.catalog import CatalogSync
+from billing.setup.provisioning import Provisioner
+from billing.stripe_gateway import StripeConfig, StripeGateway
+from billing.stripe_gateway.budget import (
     LocalRequestBudget,
     RedisRequestBudget,
     RequestBudget,
     UnlimitedBudget,
 )
-from billing.seat_sync import SeatSync
-from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.http import BudgetedRequestsClient
-from billing.usage_push import UsagePusher
+from billing.usage.push import UsagePusher
 from models.db import engine_for
 from worker.settings import Settings, get_settings
 

@@ -26,12 +26,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlmodel import Session
 
-from billing.catalog import CatalogSync
-from billing.ingest import Ingestor
-from billing.periods import Period, isoformat_z
-from billing.pricebook import load_book
-from billing.reconciliation import Reconciler
-from billing.reconciliation_queries import reconciliation_counts
+from billing.core.periods import Period, isoformat_z
+from billing.ledger.ingest import Ingestor
+from billing.pricing.book import load_book
+from billing.reconciliation.queries import reconciliation_counts
+from billing.reconciliation.reconciler import Reconciler
+from billing.setup.catalog import CatalogSync
 from billing.stripe_gateway.clocks import TestClocks
 from models.db import engine_for
 from stripe_emulator import EmulatorConfig, EmulatorServer

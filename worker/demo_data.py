@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from billing.periods import Period, isoformat_z
+from billing.core.periods import Period, isoformat_z
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from billing.locks import org_lock
-from billing.meters import Interval
-from billing.periods import Period
-from billing.proration import SeatChange, seat_count_at
-from billing.provisioning import OrgToProvision
-from billing.seat_sync import SeatSyncOutcome
-from billing.usage_push import UsagePushOutcome
+from billing.core.locks import org_lock
+from billing.core.meters import Interval
+from billing.core.periods import Period
+from billing.pricing.proration import SeatChange, seat_count_at
+from billing.seats.sync import SeatSyncOutcome
+from billing.setup.provisioning import OrgToProvision
+from billing.usage.push import UsagePushOutcome
 from models.ledger import Org, SeatChangeRecord, UsageEvent
 from models.stripe_records import StripeSubscriptionRecord, WriteStatus
 from worker import composition

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import stripe
 
-from billing.errors import BillingError, PermanentBillingError, TransientBillingError
-from billing.money import format_decimal
+from billing.core.errors import BillingError, PermanentBillingError, TransientBillingError
+from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
 from billing.stripe_gateway.records import (
     PriceSpec,

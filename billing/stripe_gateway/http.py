@@ -1,11 +1,11 @@
 """The HTTP client under stripe-python: the shared request budget and 429 back-off.
 
 Every HTTP attempt (stripe-python's own retries of 5xx and connection errors included) first
-takes a slot from the account-wide request budget (billing.ratelimit), so all worker processes
-together stay under Stripe's rate limit. A 429 that still comes back — the limit is shared with
-anything else using the account — is retried here after an exponential, jittered pause, with
-the identical request and so the identical `Idempotency-Key`; stripe-python itself does not
-retry 429s unless Stripe sends `Stripe-Should-Retry: true`.
+takes a slot from the account-wide request budget (billing.stripe_gateway.budget), so all worker
+processes together stay under Stripe's rate limit. A 429 that still comes back — the limit is
+shared with anything else using the account — is retried here after an exponential, jittered
+pause, with the identical request and so the identical `Idempotency-Key`; stripe-python itself
+does not retry 429s unless Stripe sends `Stripe-Should-Retry: true`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import stripe
 
-from billing.ratelimit import RequestBudget
+from billing.stripe_gateway.budget import RequestBudget
 
 
 class BudgetedRequestsClient(stripe.RequestsClient):

@@ -9,7 +9,7 @@ from typing import Any
 
 import stripe
 
-from billing.errors import PermanentBillingError
+from billing.core.errors import PermanentBillingError
 from billing.stripe_gateway.convert import attr, from_unix
 
 # Stripe's default: a signature older than five minutes is refused (replay protection).

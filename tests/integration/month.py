@@ -23,15 +23,15 @@ from celery.result import GroupResult
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from billing.book_cache import BookCache
-from billing.catalog import CatalogSync, event_name
-from billing.expected_invoice import expected_invoice
-from billing.ingest import Ingestor
-from billing.meters import Meter
-from billing.periods import isoformat_z, month_period, to_unix
-from billing.pricebook import load_book
-from billing.pricing import meter_value
-from billing.proration import SeatChange, billed_quantity, seat_terms
+from billing.core.meters import Meter
+from billing.core.periods import isoformat_z, month_period, to_unix
+from billing.ledger.expected_invoice import expected_invoice
+from billing.ledger.ingest import Ingestor
+from billing.pricing.book import load_book
+from billing.pricing.book_cache import BookCache
+from billing.pricing.charge import meter_value
+from billing.pricing.proration import SeatChange, billed_quantity, seat_terms
+from billing.setup.catalog import CatalogSync, event_name
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.ledger import Org, SeatChangeRecord, UsageEvent

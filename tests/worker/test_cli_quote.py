@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.pricebook import BOOKS_DIR
+from billing.pricing.book import BOOKS_DIR
 from worker.cli import main
 
 

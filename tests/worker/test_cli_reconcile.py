@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from billing.catalog import CatalogSync
-from billing.meters import Interval
-from billing.pricebook import load_book
-from billing.provisioning import OrgToProvision, Provisioner
+from billing.core.meters import Interval
+from billing.pricing.book import load_book
+from billing.setup.catalog import CatalogSync
+from billing.setup.provisioning import OrgToProvision, Provisioner
 from models.db import engine_for
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from worker import composition

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from billing.errors import TransientBillingError
-from billing.meters import Interval
-from billing.provisioning import OrgToProvision, ProvisionAction
+from billing.core.errors import TransientBillingError
+from billing.core.meters import Interval
+from billing.setup.provisioning import OrgToProvision, ProvisionAction
 from billing.stripe_gateway import StripeConfig, StripeCustomer, StripeGateway
 from stripe_emulator import EmulatorConfig, EmulatorServer
-from tests.billing.test_catalog import APPROXIMATE_BOOK
-from tests.stripe_params import RecordedCall, checking_stripe_params
+from tests.billing.setup.test_catalog import APPROXIMATE_BOOK
+from tests.fixtures.stripe_params import RecordedCall, checking_stripe_params
 from worker import composition
 from worker.cli import main
 from worker.settings import get_settings

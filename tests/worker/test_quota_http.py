@@ -12,7 +12,7 @@ import redis
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
-from billing.quotas import QuotaService
+from billing.quotas.service import QuotaService
 from tests.conftest import REDIS_TEST_URL
 from tests.fixtures.quotas import add_org, drop_prefix, make_service, new_prefix
 from worker.settings import get_settings

@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.engine import Engine
 
-from billing.reconciliation import Reconciler
+from billing.reconciliation.reconciler import Reconciler
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
 from models.db import make_engine, migrate, unit_of_work
 from models.stripe_records import StripeCustomerRecord

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from billing.reconciliation_events import EventHandler
-from billing.reconciliation_match import Status
+from billing.reconciliation.inbox import EventHandler
+from billing.reconciliation.match import Status
 from models.ledger import UsageEvent
 from models.reconciliation import WebhookEvent
 from stripe_emulator.webhooks import sign

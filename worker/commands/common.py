@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
-from billing.money import format_decimal
-from billing.pricebook import PriceBook, PriceBookError, UnknownTermsError, load_book
+from billing.core.money import format_decimal
+from billing.pricing.book import PriceBook, PriceBookError, UnknownTermsError, load_book
 
 
 class CliError(Exception):

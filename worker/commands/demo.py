@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing.money import format_minor_units
-from billing.periods import PeriodError, month_period, month_period_of
+from billing.core.money import format_minor_units
+from billing.core.periods import PeriodError, month_period, month_period_of
 from worker.commands.common import CliError
 
 

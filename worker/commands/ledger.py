@@ -13,15 +13,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billing.book_cache import BookCache
-from billing.expected_invoice import ExpectedInvoice, ExpectedLine, UnknownOrgError
-from billing.expected_invoice import expected_invoice as compute_expected_invoice
-from billing.ingest import Ingestor, IngestOutcome
-from billing.ingest_records import EVENT_TYPES
-from billing.meters import Meter
-from billing.money import format_decimal, format_minor_units
-from billing.periods import PeriodError, isoformat_z, month_period
-from billing.pricebook import PriceBookError, UnknownTermsError
+from billing.core.meters import Meter
+from billing.core.money import format_decimal, format_minor_units
+from billing.core.periods import PeriodError, isoformat_z, month_period
+from billing.ledger.expected_invoice import ExpectedInvoice, ExpectedLine, UnknownOrgError
+from billing.ledger.expected_invoice import expected_invoice as compute_expected_invoice
+from billing.ledger.formats import EVENT_TYPES
+from billing.ledger.ingest import Ingestor, IngestOutcome
+from billing.pricing.book import PriceBookError, UnknownTermsError
+from billing.pricing.book_cache import BookCache
 from models.db import engine_for, unit_of_work
 from worker.commands.common import CliError, decimal_json
 from worker.settings import get_settings

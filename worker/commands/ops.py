@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billing.periods import PeriodError, month_period, parse_instant
+from billing.core.periods import PeriodError, month_period, parse_instant
 from models.db import migrate
 from worker import jobs
 from worker.commands.common import CliError, require_org, user_errors

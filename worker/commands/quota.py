@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing.periods import isoformat_z
-from billing.quotas import QuotaDecision, QuotaRequestError, parse_quota
+from billing.core.periods import isoformat_z
+from billing.quotas.service import QuotaDecision, QuotaRequestError, parse_quota
 from models.quota_records import QuotaEvent
 from worker.commands.common import CliError
 from worker.composition import quota_service

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing.meters import Interval, Meter
-from billing.money import format_decimal, format_minor_units, parse_decimal
-from billing.pricebook import PriceBook
-from billing.pricing import Charge, ChargeLine, quote
+from billing.core.meters import Interval, Meter
+from billing.core.money import format_decimal, format_minor_units, parse_decimal
+from billing.pricing.book import PriceBook
+from billing.pricing.charge import Charge, ChargeLine, quote
 from worker.commands.common import CliError, decimal_json, load_book_or_fail
 from worker.settings import get_settings
 

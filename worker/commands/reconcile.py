@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
-from billing.errors import BillingError
-from billing.periods import PeriodError, month_period
-from billing.reconciliation_match import Status
-from billing.reconciliation_queries import (
+from billing.core.errors import BillingError
+from billing.core.periods import PeriodError, month_period
+from billing.reconciliation.match import Status
+from billing.reconciliation.queries import (
     get_reconciliation,
     list_reconciliations,
     reconciliation_json,

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing.catalog import CatalogAction, CatalogSyncReport
-from billing.errors import BillingError
+from billing.core.errors import BillingError
+from billing.setup.catalog import CatalogAction, CatalogSyncReport
 from worker.commands.common import CliError, load_book_or_fail
 from worker.composition import ConfigurationError, catalog_sync
 from worker.logging import configure_logging

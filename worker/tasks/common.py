@@ -8,9 +8,9 @@ from typing import Any
 import redis
 from sqlalchemy.exc import OperationalError
 
-from billing.errors import TransientBillingError
-from billing.locks import LockBusyError
-from billing.periods import parse_instant
+from billing.core.errors import TransientBillingError
+from billing.core.locks import LockBusyError
+from billing.core.periods import parse_instant
 
 # Transient: Stripe 429/5xx/connection errors (after the HTTP client's own retries), another
 # worker holding the org's lock, the database or Redis briefly unreachable. Permanent errors

@@ -12,12 +12,12 @@ from typing import Any
 
 from celery import shared_task
 
-from billing.book_cache import BookCache
-from billing.errors import TransientBillingError
-from billing.pricebook import load_book
-from billing.reconciliation import HoldPolicy, Reconciler
-from billing.reconciliation_events import EventHandler, usage_pusher
-from billing.reconciliation_prices import PriceDriftCheck
+from billing.core.errors import TransientBillingError
+from billing.pricing.book import load_book
+from billing.pricing.book_cache import BookCache
+from billing.reconciliation.inbox import EventHandler, usage_pusher
+from billing.reconciliation.price_drift import PriceDriftCheck
+from billing.reconciliation.reconciler import HoldPolicy, Reconciler
 from worker import composition
 from worker.settings import Settings, get_settings
 

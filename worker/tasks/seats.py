@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from billing.periods import to_unix
-from billing.proration import SEAT_SYNC_WINDOW_SECONDS, window_start_of
+from billing.core.periods import to_unix
+from billing.pricing.proration import SEAT_SYNC_WINDOW_SECONDS, window_start_of
 from worker import composition, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant

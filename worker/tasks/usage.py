@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import group
 
-from billing.periods import month_period, month_period_of
+from billing.core.periods import month_period, month_period_of
 from worker import jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant

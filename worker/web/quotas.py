@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from billing.quotas import QuotaDecision, QuotaRequestError, QuotaService
+from billing.quotas.service import QuotaDecision, QuotaRequestError, QuotaService
 from worker.composition import quota_service
 from worker.web.auth import Role, bearer_role
 from worker.web.common import json_error, services_of

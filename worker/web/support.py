@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from billing.reconciliation_match import Status
-from billing.reconciliation_queries import (
+from billing.reconciliation.match import Status
+from billing.reconciliation.queries import (
     get_reconciliation,
     latest_price_check,
     line_json,

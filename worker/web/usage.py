@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from billing.ingest import Ingestor, IngestOutcome
+from billing.ledger.ingest import Ingestor, IngestOutcome
 from models.db import unit_of_work
 from worker.web.auth import Role, bearer_role
 from worker.web.common import json_error, services_of

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from billing.reconciliation_events import record_event
+from billing.reconciliation.inbox import record_event
 from billing.stripe_gateway.webhooks import WebhookSignatureError, verify_webhook
 from worker.web.common import json_error, services_of
 from worker.web.services import HANDLE_EVENT

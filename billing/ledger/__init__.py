@@ -1,0 +1,3 @@
+"""What happened to each org: events validated and stored (ingest), read back as the expected
+invoice.
+"""

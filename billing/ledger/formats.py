@@ -1,0 +1,275 @@
+"""The ingestion formats: one JSON object per event, parsed and checked field by field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billing.core.meters import Meter
+from billing.core.money import decimal_places, parse_decimal
+from billing.core.periods import PeriodError, parse_instant
+
+MAX_ID_LENGTH = 200
+MAX_QUANTITY_PLACES = 12
+MAX_QUANTITY = Decimal(10) ** 26
+
+EVENT_TYPES = ("org", "seats", "usage", "resources")
+_FIELDS: Mapping[str, frozenset[str]] = {
+    "org": frozenset({"type", "org", "book", "plan", "interval", "seats", "at"}),
+    "seats": frozenset({"type", "org", "count", "at"}),
+    "usage": frozenset({"type", "id", "org", "meter", "quantity", "at"}),
+    "resources": frozenset({"type", "org", "stack", "count", "at"}),
+}
+
+
+@dataclass(frozen=True, order=True)
+class LineError:
+    """One problem of one input line (1-based), shown as `line N: field: problem`."""
+
+    line: int
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class OrgLine:
+    line: int
+    org_id: str
+    book: str | None
+    plan: str
+    interval: str | None
+    seat_count: int | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SeatsLine:
+    line: int
+    org_id: str
+    seat_count: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    line: int
+    event_id: str
+    org_id: str
+    meter: Meter
+    quantity: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ResourcesLine:
+    line: int
+    org_id: str
+    stack: str
+    resource_count: int
+    at: datetime
+
+
+EventLine = OrgLine | SeatsLine | UsageLine | ResourcesLine
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_METER_CODES = frozenset(meter.value for meter in Meter)
+
+
+def parse_json_line(text: str) -> object:
+    """JSON with exact decimals (`1.5` becomes Decimal('1.5'), never a float)."""
+    return _DECODER.decode(text)
+
+
+class _Fields:
+    """Reads fields of one record, collecting a LineError per bad field."""
+
+    def __init__(self, line: int, record: Mapping[str, Any], errors: list[LineError]) -> None:
+        self.line = line
+        self.record = record
+        self.errors = errors
+
+    def problem(self, field: str, text: str) -> None:
+        self.errors.append(LineError(self.line, field, text))
+
+    def text(self, field: str, *, required: bool = True) -> str | None:
+        value = self.record.get(field)
+        if value is None:
+            if required:
+                self.problem(field, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(field, f"must be a non-empty string, got {value!r}")
+            return None
+        if len(value) > MAX_ID_LENGTH:
+            self.problem(field, f"must be at most {MAX_ID_LENGTH} characters")
+            return None
+        return value
+
+    def count(self, field: str, *, required: bool = True) -> int | None:
+        value = self.record.get(field)
+        if value is None:
+            if required:
+                self.problem(field, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(field, f"must be a whole number, got {_show(value)}")
+            return None
+        if value < 0:
+            self.problem(field, f"must not be negative, got {value}")
+            return None
+        if value > 2**31 - 1:
+            self.problem(field, f"is too large ({value})")
+            return None
+        return value
+
+    def quantity(self, field: str) -> Decimal | None:
+        value = self.record.get(field)
+        if type(value) is int and 0 <= value < MAX_QUANTITY:  # the common case, fast
+            return Decimal(value)
+        if value is None:
+            self.problem(field, "is required")
+            return None
+        try:
+            quantity = parse_decimal(value)
+        except ValueError as exc:
+            self.problem(field, str(exc))
+            return None
+        if quantity < 0:
+            self.problem(field, f"must not be negative, got {_show(value)}")
+            return None
+        if decimal_places(quantity) > MAX_QUANTITY_PLACES:
+            self.problem(field, f"has more than {MAX_QUANTITY_PLACES} decimal places")
+            return None
+        if quantity >= MAX_QUANTITY:
+            self.problem(field, f"is too large ({_show(value)})")
+            return None
+        return quantity
+
+    def instant(self, field: str) -> datetime | None:
+        value = self.record.get(field)
+        if value is None:
+            self.problem(field, "is required")
+            return None
+        if not isinstance(value, str):
+            self.problem(field, f"must be an ISO 8601 string, got {_show(value)}")
+            return None
+        try:
+            return parse_instant(value)
+        except PeriodError as exc:
+            self.problem(field, str(exc))
+            return None
+
+
+def _show(value: object) -> str:
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
+def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine | None:
+    """Check one record's shape and fields; None (with errors appended) when it is invalid.
+
+    Whether the org, plan and meter exist is checked later, against the ledger and the books.
+    """
+    if isinstance(raw, str):
+        try:
+            raw = parse_json_line(raw)
+        except ValueError as exc:
+            errors.append(LineError(line, "(json)", f"not valid JSON: {exc}"))
+            return None
+    if not isinstance(raw, Mapping):
+        errors.append(LineError(line, "(json)", "must be a JSON object"))
+        return None
+    kind = raw.get("type")
+    if kind == "usage":
+        fast = _well_formed_usage(line, raw)
+        if fast is not None:
+            return fast
+    if kind not in _FIELDS:
+        errors.append(
+            LineError(line, "type", f"unknown type {kind!r} (known: {', '.join(EVENT_TYPES)})")
+        )
+        return None
+    before = len(errors)
+    allowed = _FIELDS[str(kind)]
+    errors.extend(
+        LineError(line, str(key), f"unknown field for type {kind!r}")
+        for key in raw
+        if key not in allowed
+    )
+    fields = _Fields(line, raw, errors)
+    org_id = fields.text("org")
+    at = fields.instant("at")
+    result: EventLine | None = None
+    if kind == "org":
+        book = fields.text("book", required=False)
+        plan = fields.text("plan")
+        interval = fields.text("interval", required=False)
+        seats = fields.count("seats", required=False)
+        if org_id and plan and at:
+            result = OrgLine(line, org_id, book, plan, interval, seats, at)
+    elif kind == "seats":
+        seats = fields.count("count")
+        if org_id and seats is not None and at:
+            result = SeatsLine(line, org_id, seats, at)
+    elif kind == "usage":
+        event_id = fields.text("id")
+        meter_code = fields.text("meter")
+        meter: Meter | None = None
+        if meter_code is not None:
+            if meter_code in _METER_CODES:
+                meter = Meter(meter_code)
+            else:
+                known = ", ".join(m.value for m in Meter)
+                fields.problem("meter", f"unknown meter {meter_code!r} (known: {known})")
+        quantity = fields.quantity("quantity")
+        if org_id and event_id and meter and quantity is not None and at:
+            result = UsageLine(line, event_id, org_id, meter, quantity, at)
+    else:
+        stack = fields.text("stack")
+        resources = fields.count("count")
+        if org_id and stack and resources is not None and at:
+            result = ResourcesLine(line, org_id, stack, resources, at)
+    return result if len(errors) == before else None
+
+
+_USAGE_FIELDS = _FIELDS["usage"]
+
+
+def _well_formed_usage(line: int, raw: Mapping[str, Any]) -> UsageLine | None:
+    """The common case of a clean usage event, checked without collecting errors (backfills
+    are millions of these); anything unusual returns None and takes the full path."""
+    event_id = raw.get("id")
+    org_id = raw.get("org")
+    meter = raw.get("meter")
+    quantity = raw.get("quantity")
+    at = raw.get("at")
+    if (
+        len(raw) != len(_USAGE_FIELDS)
+        or type(event_id) is not str
+        or type(org_id) is not str
+        or not 0 < len(event_id) <= MAX_ID_LENGTH
+        or not 0 < len(org_id) <= MAX_ID_LENGTH
+        or event_id.isspace()
+        or org_id.isspace()
+        or meter not in _METER_CODES
+        or type(quantity) is not int
+        or not 0 <= quantity < MAX_QUANTITY
+        or type(at) is not str
+    ):
+        return None
+    try:
+        instant = parse_instant(at)
+    except PeriodError:
+        return None
+    return UsageLine(line, event_id, org_id, Meter(meter), Decimal(quantity), instant)

@@ -1,0 +1,425 @@
+"""The Ingestor service: validate a whole batch of ledger events, then store it in one go.
+
+A batch is all-or-nothing: when any record is invalid nothing is stored and every problem is
+returned. Records are checked in order against the ledger and the price books, so an org may
+be created earlier in the same batch. Repeated records (the same usage event id for the org,
+or the very same plan change, seat count or resource report at the same instant) are stored
+once and counted as duplicates, whether the repeat is in the batch or already stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from billing.core.meters import Interval, Meter
+from billing.ledger.formats import (
+    EVENT_TYPES,
+    LineError,
+    OrgLine,
+    ResourcesLine,
+    SeatsLine,
+    UsageLine,
+    parse_record,
+)
+from billing.pricing.book import (
+    DEFAULT_BOOK,
+    PriceBookError,
+    SeatPolicy,
+    Terms,
+    UnknownTermsError,
+)
+from billing.pricing.book_cache import BookCache
+from models.ledger import (
+    Org,
+    OrgPlanChange,
+    ResourceReport,
+    SeatChangeRecord,
+    UsageEvent,
+    insert_ignoring_duplicates,
+)
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+_PROGRESS_EVERY = 5_000
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """Per event type: lines stored and lines that were duplicates; errors when rejected."""
+
+    stored: Mapping[str, int]
+    duplicates: Mapping[str, int]
+    errors: tuple[LineError, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _OrgState:
+    book: str
+    plan: str
+    interval: str
+    term_start_at: datetime
+    terms: Terms
+    history: dict[datetime, tuple[str, str, str]]
+    created_at: datetime | None = None  # set when the org is new in this batch
+
+
+@dataclass
+class _Batch:
+    new_orgs: dict[str, _OrgState] = field(default_factory=dict)
+    changed_orgs: dict[str, _OrgState] = field(default_factory=dict)
+    plan_rows: list[dict[str, Any]] = field(default_factory=list)
+    plan_seat_rows: list[dict[str, Any]] = field(default_factory=list)  # seats of a plan change
+    org_seat_rows: list[dict[str, Any]] = field(default_factory=list)  # org lines: seats only
+    seat_rows: list[dict[str, Any]] = field(default_factory=list)
+    usage_rows: list[dict[str, Any]] = field(default_factory=list)
+    resource_rows: list[dict[str, Any]] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
+
+
+class Ingestor:
+    """Validates and stores ledger events inside the caller's session (the caller commits)."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        default_book: str = DEFAULT_BOOK,
+        books: BookCache | None = None,
+    ) -> None:
+        self.session = session
+        self.default_book = default_book
+        self.books = books or BookCache()
+
+    def ingest(
+        self,
+        records: Iterable[Mapping[str, Any] | str],
+        now: datetime,
+        progress: Progress | None = None,
+    ) -> IngestOutcome:
+        """Validate every record (JSON text or a parsed mapping), then store them all or none.
+
+        `now` becomes each row's `received_at`/`recorded_at`. Blank text lines are skipped.
+        """
+        batch, errors = self.validate(records, now, progress)
+        if errors:
+            empty = dict.fromkeys(EVENT_TYPES, 0)
+            return IngestOutcome(stored=empty, duplicates=empty, errors=tuple(errors))
+        assert batch is not None
+        stored = self._store(batch, now, progress)
+        duplicates = {kind: batch.lines[kind] - stored[kind] for kind in EVENT_TYPES}
+        return IngestOutcome(stored=stored, duplicates=duplicates)
+
+    # ----------------------------------------------------------------------- validation
+
+    def validate(
+        self,
+        records: Iterable[Mapping[str, Any] | str],
+        now: datetime,
+        progress: Progress | None = None,
+    ) -> tuple[_Batch | None, list[LineError]]:
+        """Check every record; returns the rows to store, or every LineError found."""
+        items = list(records)
+        errors: list[LineError] = []
+        parsed = []
+        for number, raw in enumerate(items, start=1):
+            if isinstance(raw, str) and not raw.strip():
+                continue
+            record = parse_record(number, raw, errors)
+            if record is not None:
+                parsed.append(record)
+            if progress is not None and number % _PROGRESS_EVERY == 0:
+                progress("validating", number, len(items))
+        states = self._load_orgs({record.org_id for record in parsed})
+        batch = _Batch()
+        seen: set[tuple[Any, ...]] = set()
+        key: tuple[Any, ...]
+        for record in parsed:
+            if isinstance(record, OrgLine):
+                self._check_org(
+                    record, states=states, batch=batch, seen=seen, errors=errors, now=now
+                )
+                continue
+            state = states.get(record.org_id)
+            if state is None:
+                errors.append(
+                    LineError(
+                        record.line,
+                        "org",
+                        f"unknown org {record.org_id!r} (create it first with a "
+                        '{"type": "org", ...} line)',
+                    )
+                )
+                continue
+            if isinstance(record, SeatsLine):
+                if state.terms.seat_unit_amount is None:
+                    errors.append(
+                        LineError(record.line, "count", f"plan {state.plan!r} has no seats")
+                    )
+                    continue
+                batch.lines["seats"] += 1
+                key = ("seats", record.org_id, record.at, record.seat_count)
+                if key not in seen:
+                    seen.add(key)
+                    batch.seat_rows.append(
+                        _seat_row(record.org_id, record.seat_count, record.at, now)
+                    )
+            elif isinstance(record, UsageLine):
+                if record.meter not in state.terms.meters:
+                    errors.append(_meter_error(record.line, "meter", record.meter, state))
+                    continue
+                batch.lines["usage"] += 1
+                key = ("usage", record.org_id, record.event_id)
+                if key not in seen:
+                    seen.add(key)
+                    batch.usage_rows.append(
+                        {
+                            "event_id": record.event_id,
+                            "org_id": record.org_id,
+                            "meter": record.meter.value,
+                            "quantity": record.quantity,
+                            "at": record.at,
+                            "received_at": now,
+                        }
+                    )
+            else:
+                assert isinstance(record, ResourcesLine)
+                if Meter.IAC_RESOURCE_HOURS not in state.terms.meters:
+                    errors.append(
+                        _meter_error(record.line, "type", Meter.IAC_RESOURCE_HOURS, state)
+                    )
+                    continue
+                batch.lines["resources"] += 1
+                key = ("resources", record.org_id, record.stack, record.at, record.resource_count)
+                if key not in seen:
+                    seen.add(key)
+                    batch.resource_rows.append(
+                        {
+                            "org_id": record.org_id,
+                            "stack": record.stack,
+                            "resource_count": record.resource_count,
+                            "at": record.at,
+                            "received_at": now,
+                        }
+                    )
+        if progress is not None:
+            progress("validating", len(items), len(items))
+        errors.sort()
+        return (None if errors else batch), errors
+
+    def _check_org(
+        self,
+        record: OrgLine,
+        *,
+        states: dict[str, _OrgState],
+        batch: _Batch,
+        seen: set[tuple[Any, ...]],
+        errors: list[LineError],
+        now: datetime,
+    ) -> None:
+        state = states.get(record.org_id)
+        book_name = record.book or (state.book if state else self.default_book)
+        try:
+            book = self.books.book(book_name)
+        except (UnknownTermsError, PriceBookError) as exc:
+            errors.append(LineError(record.line, "book", str(exc).strip("'\"")))
+            return
+        if record.plan not in book.plans:
+            known = ", ".join(sorted(book.plans))
+            errors.append(
+                LineError(
+                    record.line,
+                    "plan",
+                    f"unknown plan {record.plan!r} in book {book.name!r} (plans: {known})",
+                )
+            )
+            return
+        try:
+            terms = self.books.terms(book_name, record.plan, record.interval, record.org_id)
+        except UnknownTermsError as exc:
+            where = "interval" if "interval" in str(exc) and record.interval else "plan"
+            errors.append(LineError(record.line, where, str(exc).strip("'\"")))
+            return
+        interval = terms.interval.value
+        if record.seat_count is not None and terms.seat_unit_amount is None:
+            errors.append(LineError(record.line, "seats", f"plan {record.plan!r} has no seats"))
+            return
+        if state is None and record.seat_count is None and terms.seat_unit_amount:
+            errors.append(
+                LineError(record.line, "seats", f"is required for a new org on {record.plan!r}")
+            )
+            return
+        wanted = (book_name, record.plan, interval)
+        changes_plan = False
+        if state is None:
+            state = _OrgState(
+                book_name, record.plan, interval, record.at, terms, {record.at: wanted}, now
+            )
+            states[record.org_id] = state
+            batch.new_orgs[record.org_id] = state
+            changes_plan = True
+        elif record.at in state.history:
+            if state.history[record.at] != wanted:
+                errors.append(
+                    LineError(
+                        record.line,
+                        "at",
+                        "the org already has a different plan change at this instant",
+                    )
+                )
+                return
+        elif record.at < max(state.history):
+            latest = max(state.history).isoformat()
+            errors.append(
+                LineError(record.line, "at", f"is before the org's latest plan change ({latest})")
+            )
+            return
+        elif (state.book, state.plan, state.interval) != wanted:
+            state.book, state.plan, state.interval = wanted
+            state.term_start_at = record.at
+            state.terms = terms
+            state.history[record.at] = wanted
+            if state.created_at is None:
+                batch.changed_orgs[record.org_id] = state
+            changes_plan = True
+        batch.lines["org"] += 1
+        if changes_plan:
+            batch.plan_rows.append(
+                {
+                    "org_id": record.org_id,
+                    "book": book_name,
+                    "plan": record.plan,
+                    "interval": interval,
+                    "at": record.at,
+                    "recorded_at": now,
+                }
+            )
+        key = ("seats", record.org_id, record.at, record.seat_count)
+        if record.seat_count is None or key in seen:
+            return
+        seen.add(key)
+        row = _seat_row(record.org_id, record.seat_count, record.at, now)
+        (batch.plan_seat_rows if changes_plan else batch.org_seat_rows).append(row)
+
+    def _load_orgs(self, org_ids: set[str]) -> dict[str, _OrgState]:
+        states: dict[str, _OrgState] = {}
+        ordered = sorted(org_ids)
+        for offset in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[offset : offset + _IN_CHUNK]
+            orgs = self.session.exec(select(Org).where(col(Org.id).in_(chunk))).all()
+            for org in orgs:
+                try:
+                    terms = self.books.terms(org.book, org.plan, org.interval, org.id)
+                except (UnknownTermsError, PriceBookError):
+                    # The book changed under a stored org: its lines get a clear error below.
+                    terms = _NO_TERMS
+                states[org.id] = _OrgState(
+                    org.book, org.plan, org.interval, org.term_start_at, terms, {}
+                )
+            known = [org.id for org in orgs]
+            if not known:
+                continue
+            changes = self.session.exec(
+                select(OrgPlanChange).where(col(OrgPlanChange.org_id).in_(known))
+            ).all()
+            for change in changes:
+                states[change.org_id].history[change.at] = (
+                    change.book,
+                    change.plan,
+                    change.interval,
+                )
+        return states
+
+    # ----------------------------------------------------------------------- storage
+
+    def _store(self, batch: _Batch, now: datetime, progress: Progress | None) -> dict[str, int]:
+        connection = self.session.connection()
+        if batch.new_orgs:
+            insert_ignoring_duplicates(
+                connection,
+                _table(Org),
+                [
+                    {
+                        "id": org_id,
+                        "book": state.book,
+                        "plan": state.plan,
+                        "interval": state.interval,
+                        "term_start_at": state.term_start_at,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for org_id, state in batch.new_orgs.items()
+                ],
+            )
+        for org_id, state in batch.changed_orgs.items():
+            connection.execute(
+                sa.update(_table(Org))
+                .where(_table(Org).c.id == org_id)
+                .values(
+                    book=state.book,
+                    plan=state.plan,
+                    interval=state.interval,
+                    term_start_at=state.term_start_at,
+                    updated_at=now,
+                )
+            )
+        seats = _table(SeatChangeRecord)
+        stored = {
+            "org": insert_ignoring_duplicates(connection, _table(OrgPlanChange), batch.plan_rows)
+            + insert_ignoring_duplicates(connection, seats, batch.org_seat_rows),
+            "seats": insert_ignoring_duplicates(connection, seats, batch.seat_rows),
+        }
+        insert_ignoring_duplicates(connection, seats, batch.plan_seat_rows)
+        total = len(batch.usage_rows)
+        stored["usage"] = insert_ignoring_duplicates(
+            connection,
+            _table(UsageEvent),
+            batch.usage_rows,
+            None if progress is None else (lambda done: progress("storing", done, total)),
+        )
+        stored["resources"] = insert_ignoring_duplicates(
+            connection, _table(ResourceReport), batch.resource_rows
+        )
+        return stored
+
+
+_NO_TERMS = Terms(
+    book="?",
+    plan="?",
+    interval=Interval.MONTH,
+    currency="usd",
+    seat_unit_amount=None,
+    meters={},
+    minimum_amount=0,
+    quotas={},
+    seat_policy=SeatPolicy(),
+)
+
+
+def _table(model: type[Any]) -> sa.Table:
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
+def _seat_row(org_id: str, seat_count: int, at: datetime, now: datetime) -> dict[str, Any]:
+    return {"org_id": org_id, "seat_count": seat_count, "at": at, "recorded_at": now}
+
+
+def _meter_error(line: int, where: str, meter: Meter, state: _OrgState) -> LineError:
+    known = ", ".join(m.value for m in state.terms.meters) or "none"
+    return LineError(
+        line,
+        where,
+        f"meter {meter.value!r} is not billed on plan {state.plan!r} of book "
+        f"{state.book!r} (meters: {known})",
+    )

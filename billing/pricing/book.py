@@ -1,0 +1,587 @@
+"""Price books: the TOML format, its validation, and the terms a plan or contract resolves to."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from billing.core.meters import Interval, Meter, Quota, QuotaMode
+from billing.core.money import MAX_DECIMAL_PLACES, decimal_places, parse_decimal
+
+BOOKS_DIR = Path(__file__).parent / "books"
+DEFAULT_BOOK = "devtools"
+
+
+class PriceBookError(ValueError):
+    """A price book failed validation; `problems` lists every (key, problem) found."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {key}: {problem}" for key, problem in problems]
+        super().__init__("\n".join(lines))
+
+
+class UnknownTermsError(LookupError):
+    """A plan, interval, meter or contract the book does not define was asked for."""
+
+
+class SeatIncrease(StrEnum):
+    PRORATE = "prorate"  # charge added seats for the rest of the term
+    NEXT_TERM = "next_term"  # no proration: added seats are billed from the renewal
+
+
+class SeatDecrease(StrEnum):
+    AT_RENEWAL = "at_renewal"  # keep billing the term's high-water mark until renewal
+    IMMEDIATE = "immediate"  # credit the unused time of removed seats
+
+
+@dataclass(frozen=True)
+class SeatPolicy:
+    increase: SeatIncrease = SeatIncrease.PRORATE
+    decrease: SeatDecrease = SeatDecrease.AT_RENEWAL
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One graduated tier: units up to `up_to` (None = no limit) at `unit_amount_decimal`."""
+
+    up_to: int | None
+    unit_amount_decimal: Decimal
+    flat_amount: int = 0
+
+
+@dataclass(frozen=True)
+class MeterPrice:
+    """Graduated pricing of one meter; `per` units share one unit amount (3,600 s = an hour)."""
+
+    meter: Meter
+    tiers: tuple[Tier, ...]
+    per: int = 1
+
+    @property
+    def included(self) -> int:
+        """Units billed at zero before any charge applies (the free first tier, if any)."""
+        first = self.tiers[0]
+        if first.up_to is not None and first.unit_amount_decimal == 0 and first.flat_amount == 0:
+            return first.up_to
+        return 0
+
+
+@dataclass(frozen=True)
+class QuotaLimit:
+    quota: Quota
+    limit: int | None  # None = unlimited
+    mode: QuotaMode = QuotaMode.HARD
+
+
+@dataclass(frozen=True)
+class MeterDefinition:
+    meter: Meter
+    display_name: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What one org (or a quote) is billed under: a plan, an interval, any contract overrides."""
+
+    book: str
+    plan: str
+    interval: Interval
+    currency: str
+    seat_unit_amount: int | None  # per seat per interval; None when the plan has no seats
+    meters: Mapping[Meter, MeterPrice]
+    minimum_amount: int  # monthly minimum of the usage charge, in minor units
+    quotas: Mapping[Quota, QuotaLimit]
+    seat_policy: SeatPolicy
+    contract_org: str | None = None
+
+    @property
+    def has_seats(self) -> bool:
+        return self.seat_unit_amount is not None
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    name: str
+    currency: str
+    source: str
+    default_plan: str
+    seat_policy: SeatPolicy
+    meter_definitions: Mapping[Meter, MeterDefinition]
+    plans: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    contracts: Mapping[str, Mapping[str, Any]] = field(repr=False)
+
+    def plan_intervals(self, plan: str) -> tuple[Interval, ...]:
+        raw = self._plan(plan)
+        seats = raw.get("seat_unit_amount")
+        if not seats:
+            return (Interval.MONTH,)
+        return tuple(Interval(key) for key in seats)
+
+    def plan_display_name(self, plan: str) -> str:
+        return str(self._plan(plan).get("display_name", plan))
+
+    def terms(
+        self, plan: str, interval: Interval | str | None = None, org_id: str | None = None
+    ) -> Terms:
+        """Resolve the terms of `plan` (and of `org_id`'s contract, if the book has one)."""
+        contract = self.contracts.get(org_id) if org_id is not None else None
+        if contract is not None and contract["plan"] != plan:
+            raise UnknownTermsError(
+                f"org {org_id!r} has a contract on plan {contract['plan']!r}, not {plan!r}"
+            )
+        raw = _merge_plan(self._plan(plan), contract)
+        return _build_terms(self, plan, raw, interval, org_id if contract else None)
+
+    def contract_plan(self, org_id: str) -> str | None:
+        contract = self.contracts.get(org_id)
+        return None if contract is None else str(contract["plan"])
+
+    def _plan(self, plan: str) -> Mapping[str, Any]:
+        try:
+            return self.plans[plan]
+        except KeyError:
+            known = ", ".join(sorted(self.plans))
+            raise UnknownTermsError(
+                f"unknown plan {plan!r} in book {self.name!r} (plans: {known})"
+            ) from None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def resolve_book_path(name_or_path: str | Path) -> Path:
+    """A bundled book's name (`devtools`, `zenaton`) or a path to a TOML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        return candidate
+    bundled = BOOKS_DIR / f"{name_or_path}.toml"
+    if not bundled.exists():
+        known = ", ".join(sorted(p.stem for p in BOOKS_DIR.glob("*.toml")))
+        raise UnknownTermsError(f"unknown price book {str(name_or_path)!r} (bundled: {known})")
+    return bundled
+
+
+def load_book(name_or_path: str | Path = DEFAULT_BOOK) -> PriceBook:
+    """Load and validate a price book; raises PriceBookError naming file, key and problem."""
+    path = resolve_book_path(name_or_path)
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PriceBookError(source, [("(file)", "file not found")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PriceBookError(source, [("(syntax)", str(exc))]) from None
+    return parse_book(data, source)
+
+
+def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
+    """Validate a parsed TOML document; every problem is collected before raising."""
+    v = _Validator()
+    v.keys(
+        data,
+        "",
+        {"name", "currency", "default_plan", "seat_policy", "meters", "plans", "contracts"},
+    )
+    name = v.string(data, "", "name")
+    currency = v.string(data, "", "currency")
+    if currency is not None and (
+        len(currency) != 3 or not currency.isalpha() or currency != currency.lower()
+    ):
+        v.problem("currency", "must be a lowercase ISO 4217 code such as 'usd'")
+    seat_policy = _parse_seat_policy(v, data.get("seat_policy", {}))
+    meter_definitions = _parse_meter_definitions(v, data.get("meters"))
+    plans_raw = data.get("plans")
+    plans: dict[str, Mapping[str, Any]] = {}
+    if not isinstance(plans_raw, dict) or not plans_raw:
+        v.problem("plans", "at least one [plans.NAME] table is required")
+    else:
+        plans = {
+            plan: raw
+            for plan, raw in plans_raw.items()
+            if v.plan_table(raw, f"plans.{plan}", meter_definitions, is_contract=False)
+        }
+    default_plan = data.get("default_plan", next(iter(plans), ""))
+    if plans and default_plan not in plans:
+        v.problem("default_plan", f"{default_plan!r} is not one of the book's plans")
+    contracts: dict[str, Mapping[str, Any]] = {}
+    contracts_raw = data.get("contracts", {})
+    if not isinstance(contracts_raw, dict):
+        v.problem("contracts", "must be a table of [contracts.ORG_ID] tables")
+    else:
+        for org_id, raw in contracts_raw.items():
+            key = f"contracts.{org_id}"
+            if not isinstance(raw, dict):
+                v.problem(key, "must be a table")
+                continue
+            plan = raw.get("plan")
+            if plan not in plans:
+                v.problem(f"{key}.plan", f"{plan!r} is not one of the book's plans")
+                continue
+            if not v.plan_table(raw, key, meter_definitions, is_contract=True):
+                continue
+            merged = _merge_plan(plans[plan], raw)
+            interval = raw.get("interval")
+            seats = merged.get("seat_unit_amount") or {}
+            if interval is not None and seats and interval not in seats:
+                v.problem(
+                    f"{key}.interval",
+                    f"{interval!r} has no seat price in plan {plan!r} or the contract",
+                )
+            contracts[str(org_id)] = raw
+    if v.problems:
+        raise PriceBookError(source, v.problems)
+    assert name is not None
+    assert currency is not None
+    book = PriceBook(
+        name=name,
+        currency=currency,
+        source=source,
+        default_plan=str(default_plan),
+        seat_policy=seat_policy,
+        meter_definitions=MappingProxyType(meter_definitions),
+        plans=MappingProxyType(plans),
+        contracts=MappingProxyType(contracts),
+    )
+    # Resolve every plan/interval and contract once so a book that loads always prices.
+    for plan in plans:
+        for interval in book.plan_intervals(plan):
+            book.terms(plan, interval)
+    for org_id, raw in contracts.items():
+        book.terms(str(raw["plan"]), raw.get("interval"), org_id)
+    return book
+
+
+# --------------------------------------------------------------------------- validation
+
+_PLAN_KEYS = {
+    "display_name",
+    "seat_unit_amount",
+    "minimum_amount",
+    "meters",
+    "quotas",
+    "retention_days",
+    "negotiated",
+}
+_CONTRACT_KEYS = {
+    "plan",
+    "interval",
+    "seat_unit_amount",
+    "minimum_amount",
+    "meters",
+    "quotas",
+    "note",
+}
+_METER_PRICE_KEYS = {"included", "unit_amount_decimal", "tiers", "per"}
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def problem(self, key: str, text: str) -> None:
+        self.problems.append((key, text))
+
+    def keys(self, table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                where = f"{prefix}.{key}" if prefix else key
+                self.problem(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def string(self, table: Mapping[str, Any], prefix: str, key: str) -> str | None:
+        where = f"{prefix}.{key}" if prefix else key
+        value = table.get(key)
+        if not isinstance(value, str) or not value:
+            self.problem(where, "a non-empty string is required")
+            return None
+        return value
+
+    def non_negative_int(self, value: object, key: str) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.problem(key, f"must be a non-negative integer (minor units), got {value!r}")
+            return None
+        return value
+
+    def unit_decimal(self, value: object, key: str) -> Decimal | None:
+        try:
+            result = parse_decimal(value)
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return None
+        if result < 0:
+            self.problem(key, f"must not be negative, got {value!r}")
+            return None
+        if decimal_places(result) > MAX_DECIMAL_PLACES:
+            self.problem(
+                key,
+                f"has more than {MAX_DECIMAL_PLACES} decimal places, which Stripe cannot express",
+            )
+            return None
+        return result
+
+    def plan_table(
+        self, raw: object, key: str, meters: Mapping[Meter, MeterDefinition], *, is_contract: bool
+    ) -> bool:
+        before = len(self.problems)
+        if not isinstance(raw, dict):
+            self.problem(key, "must be a table")
+            return False
+        self.keys(raw, key, _CONTRACT_KEYS if is_contract else _PLAN_KEYS)
+        if "display_name" in raw and not isinstance(raw["display_name"], str):
+            self.problem(f"{key}.display_name", "must be a string")
+        if "interval" in raw and raw["interval"] not in set(Interval):
+            self.problem(f"{key}.interval", f"{raw['interval']!r} is not one of: month, year")
+        seats = raw.get("seat_unit_amount")
+        if seats is not None:
+            if is_contract and isinstance(seats, int) and not isinstance(seats, bool):
+                self.non_negative_int(seats, f"{key}.seat_unit_amount")
+            elif not isinstance(seats, dict) or not seats:
+                self.problem(
+                    f"{key}.seat_unit_amount",
+                    "must be a table of interval = amount, e.g. { year = 900 }",
+                )
+            else:
+                for interval, amount in seats.items():
+                    if interval not in set(Interval):
+                        self.problem(
+                            f"{key}.seat_unit_amount.{interval}",
+                            "unknown interval (allowed: month, year)",
+                        )
+                    self.non_negative_int(amount, f"{key}.seat_unit_amount.{interval}")
+        if "minimum_amount" in raw:
+            self.non_negative_int(raw["minimum_amount"], f"{key}.minimum_amount")
+        if "retention_days" in raw:
+            self.non_negative_int(raw["retention_days"], f"{key}.retention_days")
+        if "negotiated" in raw and not isinstance(raw["negotiated"], bool):
+            self.problem(f"{key}.negotiated", "must be true or false")
+        meter_prices = raw.get("meters", {})
+        if not isinstance(meter_prices, dict):
+            self.problem(f"{key}.meters", "must be a table of [.meters.METER] tables")
+        else:
+            for code, price in meter_prices.items():
+                where = f"{key}.meters.{code}"
+                if code not in set(Meter) or Meter(code) not in meters:
+                    self.problem(
+                        where,
+                        "unknown meter (declare it under [meters] with a known "
+                        f"code: {', '.join(m.value for m in Meter)})",
+                    )
+                    continue
+                self.meter_price(price, where, partial=is_contract)
+        quotas = raw.get("quotas", {})
+        if not isinstance(quotas, dict):
+            self.problem(f"{key}.quotas", "must be a table")
+        else:
+            for name, value in quotas.items():
+                self.quota(name, value, f"{key}.quotas.{name}")
+        return len(self.problems) == before
+
+    def meter_price(self, raw: object, key: str, *, partial: bool) -> None:
+        if not isinstance(raw, dict):
+            self.problem(key, "must be a table")
+            return
+        self.keys(raw, key, _METER_PRICE_KEYS)
+        if "tiers" in raw and ({"included", "unit_amount_decimal"} & raw.keys()):
+            self.problem(key, "give either tiers or included/unit_amount_decimal, not both")
+            return
+        if "per" in raw and (
+            isinstance(raw["per"], bool) or not isinstance(raw["per"], int) or raw["per"] < 1
+        ):
+            self.problem(f"{key}.per", f"must be a positive integer, got {raw['per']!r}")
+        if "tiers" in raw:
+            self.tiers(raw["tiers"], f"{key}.tiers")
+            return
+        if "included" in raw:
+            self.non_negative_int(raw["included"], f"{key}.included")
+        if "unit_amount_decimal" in raw:
+            self.unit_decimal(raw["unit_amount_decimal"], f"{key}.unit_amount_decimal")
+        elif not partial:
+            self.problem(f"{key}.unit_amount_decimal", "is required (or give tiers)")
+
+    def tiers(self, raw: object, key: str) -> None:
+        if not isinstance(raw, list) or not raw:
+            self.problem(key, "must be a non-empty array of tables")
+            return
+        previous = 0
+        for index, tier in enumerate(raw):
+            where = f"{key}[{index}]"
+            if not isinstance(tier, dict):
+                self.problem(where, "must be a table")
+                return
+            self.keys(tier, where, {"up_to", "unit_amount_decimal", "flat_amount"})
+            up_to = tier.get("up_to")
+            last = index == len(raw) - 1
+            if last and up_to != "inf":
+                self.problem(f"{where}.up_to", 'the last tier must have up_to = "inf"')
+            elif not last:
+                if isinstance(up_to, bool) or not isinstance(up_to, int) or up_to <= previous:
+                    self.problem(
+                        f"{where}.up_to",
+                        "must be an integer greater than the "
+                        f"previous tier's up_to ({previous}), got {up_to!r}",
+                    )
+                else:
+                    previous = up_to
+            if "unit_amount_decimal" not in tier:
+                self.problem(f"{where}.unit_amount_decimal", "is required")
+            else:
+                self.unit_decimal(tier["unit_amount_decimal"], f"{where}.unit_amount_decimal")
+            if "flat_amount" in tier:
+                self.non_negative_int(tier["flat_amount"], f"{where}.flat_amount")
+
+    def quota(self, name: str, value: object, key: str) -> None:
+        if name not in set(Quota):
+            self.problem(key, f"unknown quota (allowed: {', '.join(q.value for q in Quota)})")
+            return
+        table = value if isinstance(value, dict) else {"limit": value}
+        self.keys(table, key, {"limit", "mode"})
+        limit = table.get("limit")
+        if limit != "unlimited":
+            self.non_negative_int(limit, f"{key}.limit" if isinstance(value, dict) else key)
+        if table.get("mode", "hard") not in set(QuotaMode):
+            self.problem(f"{key}.mode", "must be 'hard' or 'soft'")
+
+
+def _parse_seat_policy(v: _Validator, raw: object) -> SeatPolicy:
+    if not isinstance(raw, dict):
+        v.problem("seat_policy", "must be a table")
+        return SeatPolicy()
+    v.keys(raw, "seat_policy", {"increase", "decrease"})
+    increase = raw.get("increase", SeatIncrease.PRORATE.value)
+    decrease = raw.get("decrease", SeatDecrease.AT_RENEWAL.value)
+    if increase not in set(SeatIncrease):
+        v.problem("seat_policy.increase", "must be 'prorate' or 'next_term'")
+        increase = SeatIncrease.PRORATE.value
+    if decrease not in set(SeatDecrease):
+        v.problem("seat_policy.decrease", "must be 'at_renewal' or 'immediate'")
+        decrease = SeatDecrease.AT_RENEWAL.value
+    return SeatPolicy(SeatIncrease(increase), SeatDecrease(decrease))
+
+
+def _parse_meter_definitions(v: _Validator, raw: object) -> dict[Meter, MeterDefinition]:
+    result: dict[Meter, MeterDefinition] = {}
+    if not isinstance(raw, dict) or not raw:
+        v.problem("meters", "at least one [meters.CODE] table is required")
+        return result
+    for code, table in raw.items():
+        key = f"meters.{code}"
+        if code not in set(Meter):
+            v.problem(key, f"unknown meter code (known: {', '.join(m.value for m in Meter)})")
+            continue
+        if not isinstance(table, dict):
+            v.problem(key, "must be a table")
+            continue
+        v.keys(table, key, {"display_name", "unit"})
+        display = v.string(table, key, "display_name")
+        unit = v.string(table, key, "unit")
+        if display and unit:
+            result[Meter(code)] = MeterDefinition(Meter(code), display, unit)
+    return result
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _merge_plan(plan: Mapping[str, Any], contract: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Overlay a contract on its plan: scalar values replace, meter tables merge per meter."""
+    merged = dict(plan)
+    if contract is None:
+        return merged
+    for key in ("minimum_amount",):
+        if key in contract:
+            merged[key] = contract[key]
+    if "seat_unit_amount" in contract:
+        seats = contract["seat_unit_amount"]
+        if isinstance(seats, int):
+            interval = contract.get("interval") or next(
+                iter(plan.get("seat_unit_amount") or {"year": 0})
+            )
+            merged["seat_unit_amount"] = {interval: seats}
+        else:
+            merged["seat_unit_amount"] = dict(seats)
+    meters = {code: dict(price) for code, price in plan.get("meters", {}).items()}
+    for code, override in contract.get("meters", {}).items():
+        base = meters.get(code, {})
+        if "tiers" in override:
+            base = {
+                k: val for k, val in base.items() if k not in ("included", "unit_amount_decimal")
+            }
+        elif base.get("tiers") is not None:
+            base = {k: val for k, val in base.items() if k != "tiers"}
+        meters[code] = {**base, **override}
+    merged["meters"] = meters
+    merged["quotas"] = {**plan.get("quotas", {}), **contract.get("quotas", {})}
+    return merged
+
+
+def _meter_price(meter: Meter, raw: Mapping[str, Any]) -> MeterPrice:
+    per = int(raw.get("per", 1))
+    if "tiers" in raw:
+        tiers = tuple(
+            Tier(
+                up_to=None if tier["up_to"] == "inf" else int(tier["up_to"]),
+                unit_amount_decimal=parse_decimal(tier["unit_amount_decimal"]),
+                flat_amount=int(tier.get("flat_amount", 0)),
+            )
+            for tier in raw["tiers"]
+        )
+        return MeterPrice(meter, tiers, per)
+    included = int(raw.get("included", 0))
+    unit = parse_decimal(raw.get("unit_amount_decimal", 0))
+    paid = Tier(up_to=None, unit_amount_decimal=unit)
+    tiers = (Tier(up_to=included, unit_amount_decimal=Decimal(0)), paid) if included else (paid,)
+    return MeterPrice(meter, tiers, per)
+
+
+def _build_terms(
+    book: PriceBook,
+    plan: str,
+    raw: Mapping[str, Any],
+    interval: Interval | str | None,
+    contract_org: str | None,
+) -> Terms:
+    seats: Mapping[str, int] = raw.get("seat_unit_amount") or {}
+    contract = book.contracts.get(contract_org) if contract_org else None
+    wanted = interval or (contract or {}).get("interval") or next(iter(seats), Interval.MONTH)
+    if wanted not in set(Interval):
+        raise UnknownTermsError(f"unknown interval {wanted!r} (allowed: month, year)")
+    resolved = Interval(wanted)
+    if seats and resolved.value not in seats:
+        offered = ", ".join(seats)
+        raise UnknownTermsError(
+            f"plan {plan!r} in book {book.name!r} is not offered with interval "
+            f"{resolved.value!r} (offered: {offered})"
+        )
+    meters = {
+        Meter(code): _meter_price(Meter(code), price)
+        for code, price in raw.get("meters", {}).items()
+    }
+    quotas: dict[Quota, QuotaLimit] = {}
+    for name, value in raw.get("quotas", {}).items():
+        table = value if isinstance(value, dict) else {"limit": value}
+        limit = table["limit"]
+        quotas[Quota(name)] = QuotaLimit(
+            Quota(name),
+            None if limit == "unlimited" else int(limit),
+            QuotaMode(table.get("mode", "hard")),
+        )
+    return Terms(
+        book=book.name,
+        plan=plan,
+        interval=resolved,
+        currency=book.currency,
+        seat_unit_amount=seats.get(resolved.value) if seats else None,
+        meters=MappingProxyType(meters),
+        minimum_amount=int(raw.get("minimum_amount", 0)),
+        quotas=MappingProxyType(quotas),
+        seat_policy=book.seat_policy,
+        contract_org=contract_org,
+    )

@@ -1,0 +1,1 @@
+"""Limits the product checks before it acts, counted in Redis and checkpointed to the database."""

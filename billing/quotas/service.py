@@ -1,0 +1,479 @@
+"""The quota check the product calls before starting a task or creating an environment.
+
+`QuotaService.check(org_id, quota, now)` answers with a `QuotaDecision`; the org's limits come
+from its price-book terms (plan, then contract overrides). Hard quotas deny, soft ones allow
+and record. How each quota is counted:
+
+- `tasks_per_second`: a sliding one-second window in Redis on Redis's clock
+  (`billing.quotas.counters.SecondWindow`); exact across processes.
+- `tasks_per_month`: a Redis counter per org and calendar month of `now` (UTC), checkpointed to
+  `quota_usage` and re-seeded from it when the key is missing (Redis flushed or restarted).
+  Guarantee: `quota_usage.used` never exceeds the true count, and after every consuming check
+  that takes the count across a multiple of `checkpoint_units` the stored count is at least
+  that multiple (a failed write is logged and caught up by the next); so a lost Redis key
+  forgets fewer than `checkpoint_units` units of the month (none with `checkpoint_units=1`,
+  which is write-through; none counted before the last `checkpoint_all` run) and never resets
+  it to zero, and a seed never double counts (the script installs it at most once). The count
+  may run ahead of tasks actually started (an allowed check whose task then fails is still
+  counted): it is a limit, not a bill.
+- `environments`: the org's live environments in `quota_environments`;
+  `environment_created` checks and records one under a per-org lock, `check` only answers
+  whether `amount` more would fit (it never consumes).
+
+Support records (`quota_events`): one row per org, quota, month and decision (`denied`, or
+`exceeded` for a soft quota allowed past its limit), created by the first such consuming check
+of the month and updated by later ones at most once per second per org, quota and decision
+(a Redis gate), so a denied burst costs one database write per second, not one per check.
+Checks with `consume=False` are questions and record nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, func, select
+
+from billing.core.locks import org_lock
+from billing.core.meters import Quota, QuotaMode
+from billing.core.periods import Period, month_period_of, require_aware, to_unix
+from billing.pricing.book import PriceBookError, QuotaLimit, UnknownTermsError
+from billing.pricing.book_cache import BookCache
+from billing.quotas.counters import MonthCounter, SecondWindow
+from models.db import unit_of_work
+from models.ledger import Org
+from models.quota_records import QuotaEnvironment, QuotaEvent, QuotaEventDecision, QuotaUsage
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_KEY_PREFIX = "billing:quota"
+DEFAULT_CHECKPOINT_UNITS = 100
+DEFAULT_TERMS_TTL = timedelta(seconds=60)
+
+
+class QuotaRequestError(ValueError):
+    """A check named an unknown org or quota, or a bad amount; `field` says which input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class QuotaDecision:
+    """The answer to one check; `limit` and `remaining` are None when the quota is unlimited.
+
+    `used` includes this check's amount when it was allowed and consumed; otherwise it is the
+    usage before the check. `recorded_event` is true when the check was written to
+    `quota_events`.
+    """
+
+    org_id: str
+    quota: Quota
+    allowed: bool
+    limit: int | None
+    used: int
+    mode: QuotaMode
+    amount: int
+    recorded_event: bool = False
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+
+def parse_quota(name: str) -> Quota:
+    """The quota named `name`; QuotaRequestError listing the known ones otherwise."""
+    try:
+        return Quota(name)
+    except ValueError:
+        known = ", ".join(q.value for q in Quota)
+        raise QuotaRequestError("quota", f"unknown quota {name!r} (quotas: {known})") from None
+
+
+class QuotaService:
+    """Checks and counts quotas for every process alike: counters in Redis, records in SQL."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        engine: Engine,
+        books: BookCache,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        checkpoint_units: int = DEFAULT_CHECKPOINT_UNITS,
+        terms_ttl: timedelta = DEFAULT_TERMS_TTL,
+    ) -> None:
+        if checkpoint_units < 1:
+            raise ValueError(f"checkpoint_units must be at least 1, got {checkpoint_units}")
+        self._redis = client
+        self._engine = engine
+        self._books = books
+        self._prefix = key_prefix
+        self._checkpoint_units = checkpoint_units
+        self._terms_ttl = terms_ttl
+        self._second_window = SecondWindow(client)
+        self._month_counter = MonthCounter(client)
+        self._limits: dict[str, tuple[datetime, dict[Quota, QuotaLimit], str]] = {}
+
+    # ------------------------------------------------------------------ checks
+
+    def check(
+        self,
+        org_id: str,
+        quota: Quota | str,
+        now: datetime,
+        *,
+        amount: int = 1,
+        consume: bool = True,
+    ) -> QuotaDecision:
+        """May `org_id` use `amount` more units of `quota` at `now`? Counts them when allowed
+        and `consume` (environments are counted only by `environment_created`)."""
+        now = require_aware(now, "now")
+        quota = quota if isinstance(quota, Quota) else parse_quota(quota)
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            raise QuotaRequestError("amount", f"amount must be a positive integer, got {amount!r}")
+        limit = self.limit_of(org_id, quota, now)
+        hard = limit.mode is QuotaMode.HARD
+        if quota is Quota.TASKS_PER_SECOND:
+            outcome, _ = self._second_window.hit(
+                self._key(org_id, "tps"), amount, limit.limit, hard=hard, consume=consume
+            )
+            allowed, used = outcome.allowed, outcome.used
+        elif quota is Quota.TASKS_PER_MONTH:
+            allowed, used = self._check_month(org_id, quota, limit, amount, now, consume=consume)
+        else:
+            used = self.live_environments(org_id)
+            allowed = not hard or limit.limit is None or used + amount <= limit.limit
+            consume = False
+        decision = QuotaDecision(org_id, quota, allowed, limit.limit, used, limit.mode, amount)
+        if consume or not allowed:
+            return self._maybe_record(decision, now, consume=consume)
+        return decision
+
+    def limit_of(self, org_id: str, quota: Quota, now: datetime) -> QuotaLimit:
+        """The org's limit for `quota` from its current terms (cached for `terms_ttl` of `now`)."""
+        cached = self._limits.get(org_id)
+        if cached is None or now >= cached[0]:
+            limits, where = self._load_limits(org_id)
+            cached = (now + self._terms_ttl, limits, where)
+            self._limits[org_id] = cached
+        _, limits, where = cached
+        if quota not in limits:
+            raise QuotaRequestError("quota", f"org {org_id!r} ({where}) has no {quota.value} quota")
+        return limits[quota]
+
+    def _load_limits(self, org_id: str) -> tuple[dict[Quota, QuotaLimit], str]:
+        with Session(self._engine) as session:
+            org = session.get(Org, org_id)
+        if org is None:
+            raise QuotaRequestError("org", f"unknown org {org_id!r}")
+        try:
+            terms = self._books.terms(org.book, org.plan, org.interval, org_id)
+        except (UnknownTermsError, PriceBookError) as exc:
+            raise QuotaRequestError("org", f"org {org_id!r}: {exc}") from None
+        return dict(terms.quotas), f"book {org.book!r}, plan {org.plan!r}"
+
+    # ------------------------------------------------------------------ monthly counts
+
+    def _check_month(
+        self,
+        org_id: str,
+        quota: Quota,
+        limit: QuotaLimit,
+        amount: int,
+        now: datetime,
+        *,
+        consume: bool,
+    ) -> tuple[bool, int]:
+        period = month_period_of(now)
+        key = self._key(org_id, f"tpm:{period.label()}")
+        hard = limit.mode is QuotaMode.HARD
+        expire_at = to_unix(period.period_end)
+        outcome = self._month_counter.hit(
+            key,
+            amount,
+            limit.limit,
+            hard=hard,
+            consume=consume,
+            expire_at_unix=expire_at,
+            seed=None,
+        )
+        if outcome is None:
+            seed = self.stored_usage(org_id, quota, period)
+            log.info("quota.counter_seeded", org_id=org_id, quota=quota.value, used=seed)
+            outcome = self._month_counter.hit(
+                key,
+                amount,
+                limit.limit,
+                hard=hard,
+                consume=consume,
+                expire_at_unix=expire_at,
+                seed=seed,
+            )
+            assert outcome is not None
+        if outcome.allowed and consume:
+            units = self._checkpoint_units
+            if outcome.used // units > (outcome.used - amount) // units:
+                try:
+                    self._checkpoint(org_id, quota, period, outcome.used, now)
+                except SQLAlchemyError:
+                    # The check stands (Redis counted it); the next checkpoint catches up.
+                    log.exception("quota.checkpoint_failed", org_id=org_id, used=outcome.used)
+        return outcome.allowed, outcome.used
+
+    def checkpoint_all(self, now: datetime) -> int:
+        """Store every Redis monthly counter of `now`'s month; returns how many were stored.
+
+        For a periodic task: after it runs, a lost Redis key forgets only what was counted
+        since (and still fewer than `checkpoint_units` units).
+        """
+        period = month_period_of(require_aware(now, "now"))
+        head, tail = f"{self._prefix}:{{", f"}}:tpm:{period.label()}"
+        stored = 0
+        for raw_key in self._redis.scan_iter(match=f"{head}*{tail}", count=1_000):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            value = self._redis.get(key)
+            if value is None or not key.startswith(head) or not key.endswith(tail):
+                continue
+            org_id = key[len(head) : -len(tail)]
+            self._checkpoint(org_id, Quota.TASKS_PER_MONTH, period, int(value), now)
+            stored += 1
+        log.info("quota.counters_checkpointed", period=period.label(), counters=stored)
+        return stored
+
+    def stored_usage(self, org_id: str, quota: Quota, period: Period) -> int:
+        """The checkpointed count of `quota` for the org and period (0 when none)."""
+        with Session(self._engine) as session:
+            used = session.exec(
+                select(QuotaUsage.used).where(
+                    QuotaUsage.org_id == org_id,
+                    QuotaUsage.quota == quota.value,
+                    QuotaUsage.period_start == period.period_start,
+                )
+            ).first()
+        return int(used or 0)
+
+    def _checkpoint(
+        self, org_id: str, quota: Quota, period: Period, used: int, now: datetime
+    ) -> None:
+        """Store `used` unless a larger count is stored already (the count only grows)."""
+        table = _table(QuotaUsage)
+        values = {
+            "org_id": org_id,
+            "quota": quota.value,
+            "period_start": period.period_start,
+            "used": used,
+            "updated_at": now,
+        }
+        with unit_of_work(self._engine) as session:
+            dialect = session.get_bind().dialect.name
+            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+            greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
+            session.execute(
+                insert.values(values).on_conflict_do_update(
+                    index_elements=["org_id", "quota", "period_start"],
+                    set_={
+                        "used": greatest(table.c.used, insert.excluded.used),
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                )
+            )
+
+    # ------------------------------------------------------------------ environments
+
+    def live_environments(self, org_id: str) -> int:
+        with Session(self._engine) as session:
+            return int(
+                session.exec(
+                    select(func.count()).where(
+                        QuotaEnvironment.org_id == org_id,
+                        col(QuotaEnvironment.deleted_at).is_(None),
+                    )
+                ).one()
+            )
+
+    def environment_created(self, org_id: str, environment_id: str, now: datetime) -> QuotaDecision:
+        """Check the environments quota and, when allowed, count `environment_id` as live.
+
+        Idempotent: an environment already live is allowed again without counting twice. A
+        per-org Redis lock makes check-and-insert atomic across processes.
+        """
+        now = require_aware(now, "now")
+        if not environment_id:
+            raise QuotaRequestError("environment_id", "environment_id must be a non-empty string")
+        limit = self.limit_of(org_id, Quota.ENVIRONMENTS, now)
+        hard = limit.mode is QuotaMode.HARD
+        with (
+            org_lock(self._redis, "quota-environments", org_id, timeout_seconds=30),
+            unit_of_work(self._engine) as session,
+        ):
+            row = session.exec(
+                select(QuotaEnvironment).where(
+                    QuotaEnvironment.org_id == org_id,
+                    QuotaEnvironment.environment_id == environment_id,
+                )
+            ).first()
+            live = self._live_in(session, org_id)
+            if row is not None and row.deleted_at is None:
+                return QuotaDecision(
+                    org_id, Quota.ENVIRONMENTS, True, limit.limit, live, limit.mode, 1
+                )
+            allowed = not hard or limit.limit is None or live + 1 <= limit.limit
+            if allowed:
+                if row is None:
+                    session.add(
+                        QuotaEnvironment(
+                            org_id=org_id, environment_id=environment_id, created_at=now
+                        )
+                    )
+                else:
+                    row.created_at, row.deleted_at = now, None
+                    session.add(row)
+                live += 1
+        decision = QuotaDecision(
+            org_id, Quota.ENVIRONMENTS, allowed, limit.limit, live, limit.mode, 1
+        )
+        log.info(
+            "quota.environment_created" if allowed else "quota.environment_denied",
+            org_id=org_id,
+            environment_id=environment_id,
+            live=live,
+        )
+        return self._maybe_record(decision, now, consume=True)
+
+    def environment_deleted(self, org_id: str, environment_id: str, now: datetime) -> bool:
+        """Stop counting `environment_id`; False when it was not live (idempotent)."""
+        now = require_aware(now, "now")
+        with unit_of_work(self._engine) as session:
+            row = session.exec(
+                select(QuotaEnvironment).where(
+                    QuotaEnvironment.org_id == org_id,
+                    QuotaEnvironment.environment_id == environment_id,
+                    col(QuotaEnvironment.deleted_at).is_(None),
+                )
+            ).first()
+            if row is None:
+                return False
+            row.deleted_at = now
+            session.add(row)
+        log.info("quota.environment_deleted", org_id=org_id, environment_id=environment_id)
+        return True
+
+    @staticmethod
+    def _live_in(session: Session, org_id: str) -> int:
+        return int(
+            session.exec(
+                select(func.count()).where(
+                    QuotaEnvironment.org_id == org_id,
+                    col(QuotaEnvironment.deleted_at).is_(None),
+                )
+            ).one()
+        )
+
+    # ------------------------------------------------------------------ support records
+
+    def events(self, org_id: str | None = None) -> Sequence[QuotaEvent]:
+        """Recorded denials and crossings, newest first (optionally of one org)."""
+        statement = select(QuotaEvent).order_by(
+            col(QuotaEvent.last_at).desc(), col(QuotaEvent.id).desc()
+        )
+        if org_id is not None:
+            statement = statement.where(QuotaEvent.org_id == org_id)
+        with Session(self._engine) as session:
+            return session.exec(statement).all()
+
+    def _maybe_record(
+        self, decision: QuotaDecision, now: datetime, *, consume: bool
+    ) -> QuotaDecision:
+        if decision.limit is None or not consume:
+            return decision
+        if not decision.allowed:
+            kind = QuotaEventDecision.DENIED
+        elif decision.used > decision.limit:
+            kind = QuotaEventDecision.EXCEEDED
+        else:
+            return decision
+        period = month_period_of(now)
+        gate = self._key(
+            decision.org_id, f"gate:{decision.quota.value}:{kind.value}:{period.label()}"
+        )
+        if not self._redis.set(gate, b"1", nx=True, px=1000):
+            return decision
+        try:
+            self._record(decision, kind, period, now)
+        except SQLAlchemyError:
+            self._redis.delete(gate)
+            log.exception("quota.event_record_failed", org_id=decision.org_id)
+            return decision
+        log.info(
+            "quota.event_recorded",
+            org_id=decision.org_id,
+            quota=decision.quota.value,
+            decision=kind.value,
+            used=decision.used,
+            limit=decision.limit,
+        )
+        return QuotaDecision(
+            decision.org_id,
+            decision.quota,
+            decision.allowed,
+            decision.limit,
+            decision.used,
+            decision.mode,
+            decision.amount,
+            recorded_event=True,
+        )
+
+    def _record(
+        self, decision: QuotaDecision, kind: QuotaEventDecision, period: Period, now: datetime
+    ) -> None:
+        assert decision.limit is not None
+        table = _table(QuotaEvent)
+        values = {
+            "org_id": decision.org_id,
+            "quota": decision.quota.value,
+            "period_start": period.period_start,
+            "decision": kind.value,
+            "mode": decision.mode.value,
+            "limit": decision.limit,
+            "used": decision.used,
+            "amount": decision.amount,
+            "occurrence_count": 1,
+            "first_at": now,
+            "last_at": now,
+        }
+        with unit_of_work(self._engine) as session:
+            dialect = session.get_bind().dialect.name
+            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+            session.execute(
+                insert.values(values).on_conflict_do_update(
+                    index_elements=["org_id", "quota", "period_start", "decision"],
+                    set_={
+                        "mode": insert.excluded.mode,
+                        "limit": insert.excluded.limit,
+                        "used": insert.excluded.used,
+                        "amount": insert.excluded.amount,
+                        "occurrence_count": table.c.occurrence_count + 1,
+                        "last_at": insert.excluded.last_at,
+                    },
+                )
+            )
+
+    def _key(self, org_id: str, suffix: str) -> str:
+        # The braces are a Redis Cluster hash tag: all of an org's keys share one slot.
+        return f"{self._prefix}:{{{org_id}}}:{suffix}"
+
+
+def _table(model: type[Any]) -> sa.Table:
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table

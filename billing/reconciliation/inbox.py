@@ -1,0 +1,145 @@
+"""Stripe webhook events: the inbox that drops redeliveries, and the handler of each event."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from billing.reconciliation.reconciler import Reconciler, ReconciliationOutcome
+from billing.reconciliation.records import org_of
+from billing.stripe_gateway.webhooks import WebhookEvent
+from models.db import unit_of_work
+from models.reconciliation import WebhookEvent as InboxRow
+
+log = structlog.get_logger(__name__)
+
+INVOICE_CREATED = "invoice.created"
+INVOICE_FINALIZED = "invoice.finalized"
+HANDLED_TYPES = frozenset({INVOICE_CREATED, INVOICE_FINALIZED})
+UsagePush = Callable[[str, datetime], object]
+
+
+def record_event(engine: Engine, event: WebhookEvent, now: datetime) -> bool:
+    """Store the event in the inbox; False when its id is already there (a redelivery)."""
+    try:
+        with unit_of_work(engine) as session:
+            if session.get(InboxRow, event.stripe_event_id) is not None:
+                return False
+            session.add(
+                InboxRow(
+                    stripe_event_id=event.stripe_event_id,
+                    type=event.type,
+                    stripe_object_id=event.stripe_object_id,
+                    payload_json=event.payload_json,
+                    stripe_created_at=event.created_at,
+                    received_at=now,
+                )
+            )
+    except IntegrityError:  # the same event delivered twice at once: the other one won
+        return False
+    log.info("webhook.recorded", stripe_event_id=event.stripe_event_id, type=event.type)
+    return True
+
+
+def usage_pusher(engine: Engine, gateway: Any, books: Any) -> UsagePush | None:
+    """`UsagePusher(engine, gateway, books).push_org` when billing.usage.push exists."""
+    try:
+        module = importlib.import_module("billing.usage.push")
+    except ImportError:
+        return None
+    pusher = module.UsagePusher(engine, gateway, books)
+    push: UsagePush = pusher.push_org
+    return push
+
+
+@dataclass(frozen=True)
+class HandleOutcome:
+    stripe_event_id: str
+    type: str
+    action: str  # reconciled | ignored | already_handled | unknown_event
+    reconciliation: ReconciliationOutcome | None = None
+
+
+class EventHandler:
+    """Handles one inbox event once: usage push then reconcile (and maybe hold) a new draft,
+    reconcile a finalized invoice, ignore the rest."""
+
+    def __init__(
+        self, engine: Engine, reconciler: Reconciler, push_usage: UsagePush | None = None
+    ) -> None:
+        self.engine = engine
+        self.reconciler = reconciler
+        self.push_usage = push_usage
+
+    def handle(self, stripe_event_id: str, now: datetime) -> HandleOutcome:
+        with unit_of_work(self.engine) as session:
+            row = session.get(InboxRow, stripe_event_id)
+            if row is None:
+                log.warning("webhook.unknown_event", stripe_event_id=stripe_event_id)
+                return HandleOutcome(stripe_event_id, "", "unknown_event")
+            if row.handled_at is not None:
+                return HandleOutcome(stripe_event_id, row.type, "already_handled")
+            row.attempts += 1
+            event_type, invoice_id = row.type, row.stripe_object_id
+            customer_id = _customer_of(row.payload_json)
+        outcome = HandleOutcome(stripe_event_id, event_type, "ignored")
+        if event_type in HANDLED_TYPES and invoice_id:
+            created = event_type == INVOICE_CREATED
+            if created:
+                self._push_usage(customer_id, now)
+            result = self.reconciler.reconcile_invoice(
+                invoice_id, now, trigger=event_type, hold=created
+            )
+            outcome = HandleOutcome(stripe_event_id, event_type, "reconciled", result)
+        with unit_of_work(self.engine) as session:
+            done = session.get(InboxRow, stripe_event_id)
+            assert done is not None
+            done.handled_at = now
+            done.outcome = (
+                outcome.action
+                if outcome.reconciliation is None
+                else f"reconciliation {outcome.reconciliation.reconciliation_id}: "
+                f"{outcome.reconciliation.status.value}"
+                + (" (held)" if outcome.reconciliation.held else "")
+            )
+        log.info(
+            "webhook.handled",
+            stripe_event_id=stripe_event_id,
+            type=event_type,
+            action=outcome.action,
+        )
+        return outcome
+
+    def _push_usage(self, stripe_customer_id: str | None, now: datetime) -> None:
+        """Usage can still be reported in the draft's grace period: push the org's totals."""
+        if stripe_customer_id is None:
+            return
+        with Session(self.engine) as session:
+            org_id = org_of(session, stripe_customer_id)
+        if org_id is None:
+            return
+        if self.push_usage is None:
+            log.info("reconciliation.usage_push_skipped", org_id=org_id, reason="no usage pusher")
+            return
+        self.push_usage(org_id, now)
+
+
+def _customer_of(payload_json: str) -> str | None:
+    """`data.object.customer` of a stored event body (an id, or an expanded object)."""
+    try:
+        body = json.loads(payload_json)
+    except ValueError:
+        return None
+    customer = body.get("data", {}).get("object", {}).get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    return customer if isinstance(customer, str) else None

@@ -1,0 +1,441 @@
+"""Seat sync: converge an org's Stripe seat quantity to the quantity billed under the seat policy.
+
+The ledger is the truth (billing.pricing.proration computes, per term, the coalesced steps of the
+high-water mark). Each closed coalescing window's step becomes exactly one Stripe quantity
+update, with `proration_date` = the step's `proration_at`, so Stripe's proration equals the
+expected invoice's. Every update is a `seat_pushes` row written before the call (`started`,
+with a deterministic idempotency key) and completed after it; a row a crash left `started` is
+resolved by reading Stripe's quantity, never by guessing.
+
+Renewals: with `at_renewal` decreases Stripe must bill the renewal at the seat count of that
+instant, not at the old term's high-water mark. Within `renewal_lead` before the term ends the
+quantity is set to the current count without proration (the old term is already paid at its
+high-water mark, so nothing is lost); a change after that is caught at the next run.
+
+Anything else that differs (a quantity changed by hand in Stripe) is corrected without
+proration and recorded as a `correction`, so support sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from billing.core.errors import PermanentBillingError
+from billing.core.meters import Interval
+from billing.core.periods import to_unix
+from billing.pricing.book import SeatDecrease
+from billing.pricing.book_cache import BookCache
+from billing.pricing.proration import (
+    SEAT_SYNC_WINDOW_SECONDS,
+    SeatChange,
+    SeatStep,
+    seat_count_at,
+    seat_terms,
+)
+from billing.stripe_gateway.records import StripeSubscription, StripeSubscriptionItem
+from models.ledger import OrgPlanChange, SeatChangeRecord
+from models.push_records import PushStatus, SeatPush
+from models.stripe_records import StripeSubscriptionItemRecord, StripeSubscriptionRecord
+
+log = structlog.get_logger(__name__)
+
+SEATS_COMPONENT = "seats"
+ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
+
+
+class SeatGateway(Protocol):
+    """The part of the Stripe gateway seat sync uses (a fake in unit tests)."""
+
+    def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription: ...
+
+    def update_subscription_item_quantity(
+        self,
+        stripe_subscription_item_id: str,
+        *,
+        quantity: int,
+        proration_behavior: ProrationBehavior,
+        idempotency_key: str,
+        proration_at: datetime | None = None,
+    ) -> StripeSubscriptionItem: ...
+
+
+@dataclass(frozen=True)
+class SeatPushResult:
+    kind: str
+    from_quantity: int
+    to_quantity: int
+    proration_at: datetime | None
+    expected_amount: int
+    idempotency_key: str
+    status: str
+
+
+@dataclass(frozen=True)
+class SeatSyncOutcome:
+    org_id: str
+    action: str  # in_sync | updated | no_seats | not_provisioned
+    stripe_quantity_before: int | None = None
+    stripe_quantity_after: int | None = None
+    billed_quantity: int | None = None
+    pushes: tuple[SeatPushResult, ...] = ()
+    next_window_at: datetime | None = None  # an open coalescing window closes then: run again
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class _Desired:
+    """What the ledger says Stripe should hold now."""
+
+    term_start_at: datetime
+    term_end_at: datetime
+    interval: Interval
+    steps: tuple[SeatStep, ...]  # closed windows of the current term, in order
+    billed_quantity: int  # after those steps
+    count_now: int
+    next_window_at: datetime | None
+    credit_decreases: bool
+
+
+class SeatSync:
+    """`sync(org_id, now)` converges one org; safe to run twice or concurrently under a lock."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        gateway: SeatGateway,
+        books: BookCache | None = None,
+        *,
+        renewal_lead: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.engine = engine
+        self.gateway = gateway
+        self.books = books or BookCache()
+        self.renewal_lead = renewal_lead
+
+    def sync(self, org_id: str, now: datetime) -> SeatSyncOutcome:
+        desired = self._desired(org_id, now)
+        if desired is None:
+            return SeatSyncOutcome(org_id, "no_seats")
+        item = self._seat_item(org_id)
+        if item is None:
+            return SeatSyncOutcome(
+                org_id, "not_provisioned", billed_quantity=desired.billed_quantity
+            )
+        stripe_subscription_id, stripe_item_id = item
+        quantity = self._stripe_quantity(stripe_subscription_id, stripe_item_id)
+        before = quantity
+        results: list[SeatPushResult] = []
+        problems: list[str] = []
+        run = _Run(org_id, desired, stripe_item_id, now, results, problems)
+        term_key = f"seats:{org_id}:{to_unix(desired.term_start_at)}"
+        for step in desired.steps:
+            behavior: ProrationBehavior = "none"
+            if step.amount and (step.to_quantity > step.from_quantity or desired.credit_decreases):
+                behavior = "create_prorations"
+            push = _Push(
+                "step",
+                step.from_quantity,
+                step.to_quantity,
+                step.proration_at,
+                behavior,
+                step.amount,
+                step.window_start,
+                f"{term_key}:{to_unix(step.window_start)}:{step.to_quantity}",
+            )
+            quantity = self._apply(run, push, quantity)
+        target = desired.billed_quantity
+        kind = "correction"
+        if desired.term_end_at - self.renewal_lead <= now < desired.term_end_at:
+            # The renewal bills the count of that instant; the old term stays paid at its
+            # high-water mark, so lowering (or raising) now needs no proration.
+            target, kind = desired.count_now, "renewal"
+        if quantity is not None and quantity != target:
+            push = _Push(
+                kind,
+                quantity,
+                target,
+                None,
+                "none",
+                0,
+                None,
+                self._quantity_key(
+                    org_id,
+                    term_start_at=desired.term_start_at,
+                    kind=kind,
+                    target=target,
+                    term_key=term_key,
+                    now=now,
+                ),
+            )
+            if kind == "correction":
+                problems.append(
+                    f"Stripe held {quantity} seats where the ledger bills {target}; "
+                    "corrected without proration"
+                )
+            quantity = self._apply(run, push, quantity)
+        action = "updated" if any(r.status == PushStatus.DONE for r in results) else "in_sync"
+        outcome = SeatSyncOutcome(
+            org_id,
+            action,
+            before,
+            quantity,
+            desired.billed_quantity,
+            tuple(results),
+            desired.next_window_at,
+            tuple(problems),
+        )
+        log.info(
+            "seats.synced",
+            org_id=org_id,
+            action=action,
+            stripe_quantity=quantity,
+            billed_quantity=desired.billed_quantity,
+            pushes=len(results),
+        )
+        return outcome
+
+    # ------------------------------------------------------------------ pushes
+
+    def _apply(self, run: _Run, push: _Push, quantity: int | None) -> int | None:
+        """Push one quantity change unless already done; returns Stripe's quantity after."""
+        now, results, problems = run.now, run.results, run.problems
+        with Session(self.engine) as session:
+            row = session.exec(select(SeatPush).where(SeatPush.idempotency_key == push.key)).first()
+            if row is not None and row.status == PushStatus.DONE:
+                return quantity
+            if row is not None and row.status == PushStatus.FAILED:
+                problems.append(f"{push.key}: failed earlier: {row.error}")
+                return quantity
+            if row is not None:  # started: a crash between the call and the record
+                if quantity == push.to_quantity:
+                    self._finish(session, row, PushStatus.DONE, now)
+                    results.append(_result(push, PushStatus.DONE))
+                    return quantity
+                if quantity != push.from_quantity:
+                    message = (
+                        f"left started; Stripe now holds {quantity}, neither "
+                        f"{push.from_quantity} nor {push.to_quantity}"
+                    )
+                    self._finish(session, row, PushStatus.FAILED, now, error=message)
+                    problems.append(f"{push.key}: {message}")
+                    results.append(_result(push, PushStatus.FAILED))
+                    return quantity
+                # Stripe still holds the old quantity: the call never happened; send it now.
+            else:
+                if push.kind == "step" and quantity is not None and quantity >= push.to_quantity:
+                    # Stripe already bills at least this many (e.g. a correction overtook it).
+                    row = self._start(session, run, push)
+                    self._finish(session, row, PushStatus.DONE, now, error="already at quantity")
+                    results.append(_result(push, PushStatus.DONE))
+                    return quantity
+                row = self._start(session, run, push)
+            try:
+                item = self.gateway.update_subscription_item_quantity(
+                    run.stripe_item_id,
+                    quantity=push.to_quantity,
+                    proration_behavior=push.behavior,
+                    idempotency_key=push.key,
+                    proration_at=push.proration_at,
+                )
+            except PermanentBillingError as exc:
+                self._finish(
+                    session, row, PushStatus.FAILED, now, error=str(exc), request_id=exc.request_id
+                )
+                problems.append(f"{push.key}: {exc}")
+                results.append(_result(push, PushStatus.FAILED))
+                return quantity
+            self._finish(session, row, PushStatus.DONE, now)
+            results.append(_result(push, PushStatus.DONE))
+            log.info(
+                "seats.pushed",
+                org_id=run.org_id,
+                kind=push.kind,
+                quantity=push.to_quantity,
+                proration_behavior=push.behavior,
+                key=push.key,
+            )
+            return item.quantity if item.quantity is not None else push.to_quantity
+
+    @staticmethod
+    def _start(session: Session, run: _Run, push: _Push) -> SeatPush:
+        row = SeatPush(
+            org_id=run.org_id,
+            kind=push.kind,
+            term_start_at=run.desired.term_start_at,
+            window_start_at=push.window_start,
+            proration_at=push.proration_at,
+            from_quantity=push.from_quantity,
+            to_quantity=push.to_quantity,
+            proration_behavior=push.behavior,
+            expected_amount=push.amount,
+            stripe_subscription_item_id=run.stripe_item_id,
+            idempotency_key=push.key,
+            status=PushStatus.STARTED,
+            created_at=run.now,
+        )
+        session.add(row)
+        session.commit()  # recorded before the Stripe call
+        session.refresh(row)
+        return row
+
+    @staticmethod
+    def _finish(
+        session: Session,
+        row: SeatPush,
+        status: PushStatus,
+        now: datetime,
+        *,
+        error: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        row.status = status
+        row.error = error[:2000] if error else None
+        row.stripe_request_id = request_id
+        row.finished_at = now
+        session.add(row)
+        session.commit()
+
+    def _quantity_key(
+        self,
+        org_id: str,
+        *,
+        term_start_at: datetime,
+        kind: str,
+        target: int,
+        term_key: str,
+        now: datetime,
+    ) -> str:
+        """The key of a renewal or correction push: an unfinished one to the same quantity is
+        resumed (same key); one to another quantity is settled as superseded."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(SeatPush).where(
+                    SeatPush.org_id == org_id,
+                    SeatPush.term_start_at == term_start_at,
+                    SeatPush.kind == kind,
+                )
+            ).all()
+            for row in rows:
+                if row.status != PushStatus.STARTED:
+                    continue
+                if row.to_quantity == target:
+                    return row.idempotency_key
+                self._finish(
+                    session,
+                    row,
+                    PushStatus.FAILED,
+                    now,
+                    error=f"superseded: the ledger now bills {target}",
+                )
+        return f"{term_key}:{kind}:{len(rows) + 1}:{target}"
+
+    # ------------------------------------------------------------------ reads
+
+    def _desired(self, org_id: str, now: datetime) -> _Desired | None:
+        with Session(self.engine) as session:
+            segments = session.exec(
+                select(OrgPlanChange)
+                .where(OrgPlanChange.org_id == org_id, OrgPlanChange.at <= now)
+                .order_by(col(OrgPlanChange.at))
+            ).all()
+            changes = [
+                SeatChange(row.at, row.seat_count)
+                for row in session.exec(
+                    select(SeatChangeRecord)
+                    .where(SeatChangeRecord.org_id == org_id, SeatChangeRecord.at <= now)
+                    .order_by(col(SeatChangeRecord.at), col(SeatChangeRecord.id))
+                )
+            ]
+        if not segments:
+            return None
+        segment = segments[-1]
+        terms = self.books.terms(segment.book, segment.plan, segment.interval, org_id)
+        if terms.seat_unit_amount is None:
+            return None
+        schedule = seat_terms(
+            segment.at,
+            terms.interval,
+            terms.seat_unit_amount,
+            changes,
+            until_at=now + timedelta(microseconds=1),
+            policy=terms.seat_policy,
+        )
+        term = schedule[-1]
+        window = timedelta(seconds=SEAT_SYNC_WINDOW_SECONDS)
+        closed = tuple(s for s in term.steps if s.window_start + window <= now)
+        open_steps = [s for s in term.steps if s.window_start + window > now]
+        return _Desired(
+            term_start_at=term.period.period_start,
+            term_end_at=term.period.period_end,
+            interval=terms.interval,
+            steps=closed,
+            billed_quantity=closed[-1].to_quantity if closed else term.seat_count,
+            count_now=seat_count_at(changes, now),
+            next_window_at=open_steps[0].window_start + window if open_steps else None,
+            credit_decreases=terms.seat_policy.decrease is SeatDecrease.IMMEDIATE,
+        )
+
+    def _seat_item(self, org_id: str) -> tuple[str, str] | None:
+        with Session(self.engine) as session:
+            item = session.exec(
+                select(StripeSubscriptionItemRecord).where(
+                    StripeSubscriptionItemRecord.org_id == org_id,
+                    StripeSubscriptionItemRecord.component == SEATS_COMPONENT,
+                )
+            ).first()
+            sub = session.get(StripeSubscriptionRecord, org_id)
+        if item is None or sub is None or sub.stripe_subscription_id is None:
+            return None
+        return item.stripe_subscription_id, item.stripe_subscription_item_id
+
+    def _stripe_quantity(self, stripe_subscription_id: str, stripe_item_id: str) -> int | None:
+        subscription = self.gateway.retrieve_subscription(stripe_subscription_id)
+        for item in subscription.items:
+            if item.stripe_subscription_item_id == stripe_item_id:
+                return item.quantity
+        raise PermanentBillingError(
+            f"subscription {stripe_subscription_id} has no item {stripe_item_id}: "
+            "re-provision the org"
+        )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One sync's context: the org, what the ledger wants, and what happened so far."""
+
+    org_id: str
+    desired: _Desired
+    stripe_item_id: str
+    now: datetime
+    results: list[SeatPushResult]
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class _Push:
+    kind: str
+    from_quantity: int
+    to_quantity: int
+    proration_at: datetime | None
+    behavior: ProrationBehavior
+    amount: int
+    window_start: datetime | None
+    key: str
+
+
+def _result(push: _Push, status: PushStatus) -> SeatPushResult:
+    return SeatPushResult(
+        push.kind,
+        push.from_quantity,
+        push.to_quantity,
+        push.proration_at,
+        push.amount,
+        push.key,
+        status.value,
+    )

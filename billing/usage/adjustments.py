@@ -1,0 +1,197 @@
+"""Late usage: a ledger change after a period's invoice is final, billed on the next invoice.
+
+Nothing more can be reported to the meter for a final period, and nothing may be dropped or
+billed twice: the difference between what the ledger now says and what was invoiced (plus the
+adjustments already made) is priced as the difference of the meter line, and booked as one
+invoice item (pending: Stripe sweeps it into the org's next invoice) with metadata
+`billing_kind=usage_adjustment` that reconciliation recognises. Each adjustment is a
+`usage_adjustments` row written before the Stripe call with a deterministic key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+import sqlalchemy as sa
+import structlog
+from sqlmodel import Session, select
+
+from billing.core.errors import PermanentBillingError
+from billing.core.meters import Meter
+from billing.core.periods import Period, to_unix
+from billing.pricing.book import Terms
+from billing.pricing.charge import price_meter
+from billing.stripe_gateway.records import StripeInvoiceItem
+from models.push_records import PushStatus, UsageAdjustment, UsagePeriod
+
+log = structlog.get_logger(__name__)
+
+ADJUSTMENT_KIND = "usage_adjustment"
+
+
+class AdjustmentGateway(Protocol):
+    def create_invoice_item(
+        self,
+        *,
+        stripe_customer_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        idempotency_key: str,
+        stripe_subscription_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        stripe_invoice_id: str | None = None,
+    ) -> StripeInvoiceItem: ...
+
+
+@dataclass(frozen=True)
+class AdjustmentTarget:
+    """The org, meter and final period an adjustment is for, with their Stripe ids."""
+
+    org_id: str
+    stripe_customer_id: str
+    stripe_subscription_id: str
+    terms: Terms
+    meter: Meter
+    period: Period
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """What happened to a final period's meter: nothing, an adjustment, or a failure."""
+
+    quantity_delta: Decimal
+    amount: int | None = None
+    error: str | None = None
+
+
+def adjust_final_period(
+    session: Session,
+    gateway: AdjustmentGateway,
+    target: AdjustmentTarget,
+    state: UsagePeriod,
+    quantity: Decimal,
+) -> Adjustment:
+    """Book the difference between the ledger and what was billed; commits its own rows.
+
+    An adjustment a crash left `started` is sent again first, with its own key and amount
+    (Stripe's idempotency answers the first response if it got through), before any new
+    difference is computed.
+    """
+    org_id, terms, meter, period, now = (
+        target.org_id,
+        target.terms,
+        target.meter,
+        target.period,
+        target.now,
+    )
+    unfinished = session.exec(
+        select(UsageAdjustment).where(
+            UsageAdjustment.org_id == org_id,
+            UsageAdjustment.meter == meter.value,
+            UsageAdjustment.period_start_at == period.period_start,
+            UsageAdjustment.status == PushStatus.STARTED,
+        )
+    ).first()
+    if unfinished is not None:
+        failure = _send(session, gateway, unfinished, state, target)
+        if failure is not None:
+            return failure
+    billed = (state.invoiced_quantity or Decimal(0)) + state.adjusted_quantity
+    delta = quantity - billed
+    state.ledger_quantity = quantity
+    session.add(state)
+    if delta == 0:
+        session.commit()
+        return Adjustment(Decimal(0))
+    price = terms.meters[meter]
+    amount = price_meter(price, quantity).amount - price_meter(price, billed).amount
+    sequence = 1 + int(
+        session.exec(
+            select(sa.func.count())
+            .select_from(UsageAdjustment)
+            .where(
+                UsageAdjustment.org_id == org_id,
+                UsageAdjustment.meter == meter.value,
+                UsageAdjustment.period_start_at == period.period_start,
+            )
+        ).one()
+    )
+    key = f"usage-adjust:{org_id}:{meter.value}:{to_unix(period.period_start)}:{sequence}"
+    row = UsageAdjustment(
+        org_id=org_id,
+        meter=meter.value,
+        period_start_at=period.period_start,
+        sequence=sequence,
+        quantity_delta=delta,
+        amount=amount,
+        idempotency_key=key,
+        status=PushStatus.STARTED,
+        created_at=now,
+    )
+    session.add(row)
+    session.commit()  # recorded before the Stripe call
+    failure = _send(session, gateway, row, state, target)
+    if failure is not None:
+        return failure
+    log.info(
+        "usage.adjusted",
+        org_id=org_id,
+        meter=meter.value,
+        period=period.label(),
+        quantity_delta=str(delta),
+        amount=amount,
+    )
+    return Adjustment(delta, amount)
+
+
+def _send(
+    session: Session,
+    gateway: AdjustmentGateway,
+    row: UsageAdjustment,
+    state: UsagePeriod,
+    target: AdjustmentTarget,
+) -> Adjustment | None:
+    """Create the row's invoice item (if it has an amount) and complete the row."""
+    terms, meter, period, now = target.terms, target.meter, target.period, target.now
+    delta, amount, key = row.quantity_delta, row.amount, row.idempotency_key
+    if amount != 0:
+        try:
+            item = gateway.create_invoice_item(
+                stripe_customer_id=target.stripe_customer_id,
+                amount=amount,
+                currency=terms.currency,
+                description=(
+                    f"Late usage for {period.label()}: {meter.value} "
+                    f"{'+' if delta > 0 else ''}{delta.normalize():f}"
+                ),
+                idempotency_key=key,
+                stripe_subscription_id=target.stripe_subscription_id,
+                metadata={
+                    "billing_kind": ADJUSTMENT_KIND,
+                    "org_id": row.org_id,
+                    "meter": meter.value,
+                    "period_start": period.period_start.isoformat(),
+                    "quantity_delta": f"{delta.normalize():f}",
+                },
+            )
+        except PermanentBillingError as exc:
+            row.status = PushStatus.FAILED
+            row.error = str(exc)[:2000]
+            row.finished_at = now
+            session.add(row)
+            session.commit()
+            return Adjustment(delta, error=str(exc))
+        row.stripe_invoice_item_id = item.stripe_invoice_item_id
+    row.status = PushStatus.DONE
+    row.finished_at = now
+    state.adjusted_quantity += delta
+    state.updated_at = now
+    session.add_all([row, state])
+    session.commit()
+    return None

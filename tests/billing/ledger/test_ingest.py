@@ -1,0 +1,243 @@
+"""Ingestion on SQLite and PostgreSQL: all-or-nothing files, dedup, every bad line reported."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from billing.ledger.ingest import Ingestor, IngestOutcome
+from models.db import unit_of_work
+from models.ledger import Org, OrgPlanChange, ResourceReport, SeatChangeRecord, UsageEvent
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def line(**fields: Any) -> str:
+    return json.dumps(fields)
+
+
+ORG = line(type="org", org="acme", plan="team", seats=10, at="2026-01-15T09:00:00Z")
+
+
+def usage(
+    event_id: str, quantity: Any = 3, org: str = "acme", meter: str = "copilot_messages"
+) -> str:
+    return (
+        f'{{"type": "usage", "id": "{event_id}", "org": "{org}", "meter": "{meter}", '
+        f'"quantity": {quantity}, "at": "2026-02-04T12:00:00Z"}}'
+    )
+
+
+def ingest(engine: Engine, lines: list[str], now: datetime = NOW) -> IngestOutcome:
+    with unit_of_work(engine) as session:
+        return Ingestor(session).ingest(lines, now)
+
+
+def count(engine: Engine, model: type[Any]) -> int:
+    with unit_of_work(engine) as session:
+        return int(
+            session.connection().execute(select(func.count()).select_from(model)).scalar_one()
+        )
+
+
+def test_org_created_earlier_in_the_same_file_and_everything_stored(engine: Engine) -> None:
+    outcome = ingest(
+        engine,
+        [
+            ORG,
+            line(type="seats", org="acme", count=12, at="2026-02-03T10:00:00Z"),
+            usage("e1", 700),
+            usage("e2", "2.5", meter="runner_minutes"),
+            "",
+            line(type="resources", org="acme", stack="eks", count=50, at="2026-02-05T00:00:00Z"),
+        ],
+    )
+    assert outcome.ok
+    assert outcome.stored == {"org": 1, "seats": 1, "usage": 2, "resources": 1}
+    assert outcome.duplicates == {"org": 0, "seats": 0, "usage": 0, "resources": 0}
+    with unit_of_work(engine) as session:
+        org = session.get(Org, "acme")
+        assert org is not None
+        assert (org.book, org.plan, org.interval) == ("devtools", "team", "year")
+        assert org.term_start_at == datetime(2026, 1, 15, 9, tzinfo=UTC)
+        events = {e.event_id: e for e in session.exec(select(UsageEvent)).scalars()}  # type: ignore[call-overload]
+    assert events["e2"].quantity == Decimal("2.5")
+    assert events["e1"].received_at == NOW
+    assert events["e1"].at.tzinfo is not None
+    assert count(engine, SeatChangeRecord) == 2  # 10 at creation, then 12
+
+
+def test_duplicates_within_a_file_and_across_files_are_stored_once(engine: Engine) -> None:
+    first = ingest(engine, [ORG, usage("e1"), usage("e1"), usage("e2")])
+    assert first.stored["usage"] == 2
+    assert first.duplicates["usage"] == 1
+    second = ingest(
+        engine,
+        [
+            ORG,
+            usage("e2"),
+            usage("e3"),
+            line(type="resources", org="acme", stack="eks", count=5, at="2026-02-05T00:00:00Z"),
+            line(type="resources", org="acme", stack="eks", count=5, at="2026-02-05T00:00:00Z"),
+        ],
+    )
+    assert second.ok
+    assert second.stored == {"org": 0, "seats": 0, "usage": 1, "resources": 1}
+    assert second.duplicates == {"org": 1, "seats": 0, "usage": 1, "resources": 1}
+    assert count(engine, UsageEvent) == 3
+    assert count(engine, OrgPlanChange) == 1
+
+
+def test_an_invalid_file_stores_nothing_and_reports_every_bad_line(engine: Engine) -> None:
+    lines = [
+        ORG,  # 1: fine, but must not be stored either
+        usage("ok1"),  # 2: fine
+        "{not json",  # 3
+        line(type="refund", org="acme"),  # 4
+        usage("x", org="ghost"),  # 5
+        usage("y", meter="execution_time"),  # 6: not in the devtools team plan
+        usage("z", meter="bogus"),  # 7
+        usage("neg", "-1"),  # 8
+        line(type="seats", org="acme", count=3, at="2026-02-03T10:00:00"),  # 9: naive
+        '{"type": "seats", "org": "acme", "count": 2.0, "at": "2026-02-03T10:00:00Z"}',  # 10
+        line(
+            type="usage",
+            org="acme",
+            meter="copilot_messages",
+            quantity=1,
+            at="2026-02-03T10:00:00Z",
+        ),  # 11
+        line(type="org", org="beta", plan="platinum", at="2026-01-01T00:00:00Z"),  # 12
+        line(type="org", org="gamma", plan="team", at="2026-01-01T00:00:00Z"),  # 13: seats
+        line(type="resources", org="acme", stack="s", count=-4, at="2026-02-03T10:00:00Z"),  # 14
+    ]
+    outcome = ingest(engine, lines)
+    assert not outcome.ok
+    assert [str(error) for error in outcome.errors] == [
+        "line 3: (json): not valid JSON: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)",
+        "line 4: type: unknown type 'refund' (known: org, seats, usage, resources)",
+        'line 5: org: unknown org \'ghost\' (create it first with a {"type": "org", ...} line)',
+        "line 6: meter: meter 'execution_time' is not billed on plan 'team' of book 'devtools' "
+        "(meters: copilot_messages, runner_minutes, iac_resource_hours)",
+        "line 7: meter: unknown meter 'bogus' (known: copilot_messages, runner_minutes, "
+        "iac_resource_hours, execution_time)",
+        "line 8: quantity: must not be negative, got -1",
+        "line 9: at: '2026-02-03T10:00:00' has no timezone offset (naive); add Z or +00:00",
+        "line 10: count: must be a whole number, got 2.0",
+        "line 11: id: is required",
+        "line 12: plan: unknown plan 'platinum' in book 'devtools' (plans: enterprise, free, team)",
+        "line 13: seats: is required for a new org on 'team'",
+        "line 14: count: must not be negative, got -4",
+    ]
+    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0}
+    for model in (Org, OrgPlanChange, SeatChangeRecord, UsageEvent, ResourceReport):
+        assert count(engine, model) == 0
+
+
+def test_book_rules_zenaton_has_no_seats_nor_resources(engine: Engine) -> None:
+    outcome = ingest(
+        engine,
+        [
+            line(type="org", org="zen", book="zenaton", plan="payg", at="2026-01-01T00:00:00Z"),
+            line(type="seats", org="zen", count=3, at="2026-01-02T00:00:00Z"),
+            line(type="resources", org="zen", stack="s", count=3, at="2026-01-02T00:00:00Z"),
+            usage("t1", 3600, org="zen", meter="execution_time"),
+            line(
+                type="org",
+                org="zen2",
+                book="zenaton",
+                plan="payg",
+                seats=2,
+                at="2026-01-01T00:00:00Z",
+            ),
+            line(type="org", org="zen3", book="nope", plan="payg", at="2026-01-01T00:00:00Z"),
+        ],
+    )
+    assert [(e.line, e.field) for e in outcome.errors] == [
+        (2, "count"),
+        (3, "type"),
+        (5, "seats"),
+        (6, "book"),
+    ]
+
+
+def test_plan_change_starts_a_new_term_and_history_is_append_only(engine: Engine) -> None:
+    assert ingest(engine, [ORG]).ok
+    change = line(type="org", org="acme", plan="enterprise", at="2026-03-01T00:00:00Z")
+    outcome = ingest(engine, [change, change])
+    assert outcome.stored["org"] == 1
+    assert outcome.duplicates["org"] == 1
+    with unit_of_work(engine) as session:
+        org = session.get(Org, "acme")
+        assert org is not None
+        assert (org.plan, org.term_start_at) == ("enterprise", datetime(2026, 3, 1, tzinfo=UTC))
+    assert count(engine, OrgPlanChange) == 2
+    # Re-sending the old creation line is a duplicate, not an error; an earlier change is refused.
+    assert ingest(engine, [ORG]).duplicates["org"] == 1
+    late = ingest(engine, [line(type="org", org="acme", plan="free", at="2026-02-01T00:00:00Z")])
+    assert [(e.line, e.field) for e in late.errors] == [(1, "at")]
+
+
+def test_contract_orgs_must_be_on_their_contract_plan(engine: Engine) -> None:
+    outcome = ingest(
+        engine,
+        [
+            line(
+                type="org",
+                org="org_enterprise_example",
+                plan="team",
+                seats=5,
+                at="2026-01-01T00:00:00Z",
+            )
+        ],
+    )
+    assert [(e.line, e.field) for e in outcome.errors] == [(1, "plan")]
+    assert ingest(
+        engine,
+        [
+            line(
+                type="org",
+                org="org_enterprise_example",
+                plan="enterprise",
+                seats=5,
+                at="2026-01-01T00:00:00Z",
+            )
+        ],
+    ).ok
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [
+        ("0.000000000001", Decimal("0.000000000001")),
+        ("12345678901234.5", Decimal("12345678901234.5")),
+    ],
+)
+def test_quantities_are_exact(engine: Engine, quantity: str, expected: Decimal) -> None:
+    assert ingest(engine, [ORG, usage("e", quantity)]).ok
+    with unit_of_work(engine) as session:
+        stored = session.connection().execute(select(UsageEvent.quantity)).scalar_one()  # type: ignore[call-overload]
+    assert stored == expected
+
+
+def test_python_api_accepts_mappings_and_refuses_floats(engine: Engine) -> None:
+    org = {"type": "org", "org": "acme", "plan": "free", "at": "2026-01-01T00:00:00Z"}
+    bad = {
+        "type": "usage",
+        "id": "f",
+        "org": "acme",
+        "meter": "copilot_messages",
+        "quantity": 0.1,
+        "at": "2026-01-02T00:00:00Z",
+    }
+    outcome = ingest(engine, [org, bad])  # type: ignore[list-item]
+    assert [(e.line, e.field) for e in outcome.errors] == [(2, "quantity")]
+    good = {**bad, "quantity": Decimal("0.1")}
+    assert ingest(engine, [org, good]).stored["usage"] == 1  # type: ignore[list-item]
