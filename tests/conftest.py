@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +21,39 @@ from models.db import make_engine, migrate
 POSTGRES_ADMIN_URL = os.environ.get(
     "BILLING_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_TEST_URL = os.environ.get("BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _private_redis() -> str:
+    """A redis-server of this test session's own, on a free port: tests flush its databases and
+    integration tests run workers on it, so no shared Redis (and no one's data) is touched.
+    `BILLING_TEST_REDIS_URL` points the tests at another server instead."""
+    explicit = os.environ.get("BILLING_TEST_REDIS_URL")
+    if explicit:
+        return explicit
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the tests need redis-server on PATH (Debian: apt-get install redis)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    atexit.register(server.terminate)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return f"redis://127.0.0.1:{port}/15"
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the tests' redis-server did not start on port {port}")
+
+
+REDIS_TEST_URL = _private_redis()
+# Code under test that reads its settings (locks, budgets, the broker) uses the same server.
+os.environ["BILLING_REDIS_URL"] = REDIS_TEST_URL.rsplit("/", 1)[0] + "/0"
 
 
 @pytest.fixture(scope="session")

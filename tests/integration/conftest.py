@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from models.db import make_engine, migrate
 from stripe_emulator import EmulatorConfig, EmulatorServer
+from tests.conftest import REDIS_TEST_URL
 from tests.integration.cluster import Cluster, worker_env
 from tests.integration.month import Month
 from worker.settings import Settings
@@ -23,7 +24,7 @@ from worker.settings import Settings
 # A Redis database of their own: flushed before each test, so no other test's tasks (or an
 # earlier test's retries) reach these workers.
 INTEGRATION_REDIS_URL = os.environ.get(
-    "BILLING_TEST_INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/13"
+    "BILLING_TEST_INTEGRATION_REDIS_URL", REDIS_TEST_URL.rsplit("/", 1)[0] + "/13"
 )
 
 
