@@ -156,6 +156,13 @@ def run_due(store: Store, clock_id: str | None, until: int) -> int:
     return ran
 
 
+def due_at(store: Store, clock_id: str | None) -> list[int]:
+    """Every instant at which a renewal or a draft's finalization is due on ``clock_id``."""
+    times = [_renewal_at(store, sub, clock_id) for sub in store.table("subscription").values()]
+    times += [_finalization_at(store, inv, clock_id) for inv in store.table("invoice").values()]
+    return sorted({t for t in times if t is not None})
+
+
 def _renewal_at(store: Store, sub: dict[str, Any], clock_id: str | None) -> int | None:
     if sub["status"] == "canceled" or not _on_clock(store, sub["customer"], clock_id):
         return None

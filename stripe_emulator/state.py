@@ -33,7 +33,7 @@ from stripe_emulator import (
     webhooks,
 )
 from stripe_emulator.config import EmulatorConfig
-from stripe_emulator.cycles import run_due
+from stripe_emulator.cycles import due_at, run_due
 from stripe_emulator.errors import ApiError
 from stripe_emulator.forms import Params, decimal_str, fingerprint
 from stripe_emulator.routing import Route, call
@@ -234,6 +234,12 @@ class EmulatorState:
             run_due(self.store, clock_id, frozen_time)
             clock["frozen_time"] = max(clock["frozen_time"], frozen_time)
             self._flush_events()
+
+    def due_at(self, clock_id: str) -> list[int]:
+        """When the next renewals and finalizations on the test clock are due (unix seconds):
+        a driver of simulated time stops there, as a person watching the Dashboard would."""
+        with self.lock:
+            return due_at(self.store, clock_id)
 
     def invoices(self, customer_id: str | None = None) -> list[dict[str, Any]]:
         """All invoices (oldest first), rendered with their lines."""

@@ -19,6 +19,7 @@ from worker.commands.quota import quota_app
 from worker.commands.quote import quote_command
 from worker.commands.reconcile import reconcile_command, reconciliations_app
 from worker.commands.serve import serve_command
+from worker.commands.simulate import simulate_command
 from worker.commands.stripe import stripe_app, stripe_emulator_command
 from worker.logging import configure_logging
 from worker.settings import get_settings
@@ -54,6 +55,7 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(db_app, name="db")
 app.command("close")(close_command)
 app.command("demo")(demo_command)
+app.command("simulate")(simulate_command)
 app.command("worker")(worker_command)
 app.command("beat")(beat_command)
 

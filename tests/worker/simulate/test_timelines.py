@@ -1,0 +1,173 @@
+"""Timelines through `billing simulate`: the real worker against the emulator, amounts in cents.
+
+Each timeline file beside this module is one customer story; each test states what Stripe must
+have invoiced for it, line by line, and what reconciliation concluded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.cli import main
+from worker.simulate.simulation import default_span, simulate
+from worker.simulate.timeline import parse_timeline
+
+HERE = Path(__file__).parent
+
+
+def run(name: str, tmp_path: Path) -> dict[str, Any]:
+    timeline = parse_timeline((HERE / f"{name}.jsonl").read_text().splitlines())
+    span = default_span(timeline)
+    assert span is not None
+    return simulate(timeline, start_at=span[0], end_at=span[1], workdir=tmp_path)
+
+
+def invoices(result: dict[str, Any], org: str) -> list[dict[str, Any]]:
+    return list(result["orgs"][org]["invoices"])
+
+
+def amounts(invoice: dict[str, Any]) -> list[tuple[str, int]]:
+    """The invoice's non-zero lines as (component, cents)."""
+    return [(line["component"], line["amount"]) for line in invoice["lines"] if line["amount"]]
+
+
+def verdict(invoice: dict[str, Any]) -> tuple[str, int, int]:
+    rec = invoice["reconciliation"]
+    return rec["status"], rec["expected_total"], rec["stripe_total"]
+
+
+def test_seat_increase_mid_term_is_prorated_on_the_next_monthly_invoice(tmp_path: Path) -> None:
+    result = run("seat_increase", tmp_path)
+    first, february = invoices(result, "acme")
+    assert (first["billing_reason"], first["total"], amounts(first)) == (
+        "subscription_create",
+        9000,
+        [("seats", 9000)],
+    )
+    assert verdict(first) == ("matched", 9000, 9000)
+    # 2 seats × $9 × (365 d − 14 d 10 h) / 365 d = 1728.94¢ by the ledger; Stripe rounds the
+    # credit (−8644.52¢) and the debit (10373.42¢) apart: one cent less, flagged `rounding`.
+    assert february["created"] == "2027-02-01T00:00:00Z"
+    assert amounts(february) == [
+        ("copilot_messages", 400),
+        ("seat_proration", -8645),
+        ("seat_proration", 10373),
+    ]
+    assert february["total"] == 2128
+    assert verdict(february) == ("rounding", 2129, 2128)
+    assert february["status"] == "paid"
+    assert not february["held"]
+
+
+def test_usage_over_the_free_allowance(tmp_path: Path) -> None:
+    result = run("overage", tmp_path)
+    _, march = invoices(result, "free-co")
+    # 30 messages × 2¢, 20 minutes × 0.8¢, 250 resources × 744 h − 150,000 included = 36,000
+    # resource-hours × 0.01¢.
+    assert amounts(march) == [
+        ("copilot_messages", 60),
+        ("runner_minutes", 16),
+        ("iac_resource_hours", 360),
+    ]
+    iac = next(line for line in march["lines"] if line["component"] == "iac_resource_hours")
+    assert iac["quantity"] == 186_000
+    assert (march["total"], march["status"]) == (436, "paid")
+    assert verdict(march) == ("matched", 436, 436)
+
+
+def test_zenaton_minimum_tops_up_a_small_month_and_not_a_busy_one(tmp_path: Path) -> None:
+    result = run("zenaton_minimum", tmp_path)
+    _, small = invoices(result, "small")
+    assert amounts(small) == [("execution_time", 130), ("minimum", 870)]
+    assert (small["total"], small["status"], small["held"]) == (1000, "paid", False)
+    assert verdict(small) == ("matched", 1000, 1000)
+    _, busy = invoices(result, "busy")
+    # Seed 000: busy 30 % of a 31-day month = 223.2 h × 13¢ = $29.02; above the minimum.
+    assert amounts(busy) == [("execution_time", 2902)]
+    assert verdict(busy) == ("matched", 2902, 2902)
+
+
+def test_an_invoice_item_added_by_hand_holds_the_draft(tmp_path: Path) -> None:
+    result = run("hand_edit", tmp_path)
+    _, may = invoices(result, "acme")
+    assert amounts(may) == [("copilot_messages", 200), ("other", 500)]
+    assert (may["total"], may["status"], may["held"]) == (700, "draft", True)
+    assert verdict(may) == ("unexpected_in_stripe", 200, 700)
+
+
+def test_usage_arriving_after_its_invoice_is_final_is_billed_next_month(tmp_path: Path) -> None:
+    result = run("late_arrival", tmp_path)
+    _, june, july = invoices(result, "late-co")
+    # l-2 arrives at 00:30 on 1 July, inside Stripe's grace period: it is on June's invoice.
+    assert amounts(june) == [("copilot_messages", 180)]
+    assert verdict(june) == ("matched", 180, 180)
+    # l-3 arrives on 4 July, after June's invoice was final: an adjustment on July's.
+    assert amounts(july) == [("adjustment", 50)]
+    assert verdict(july) == ("matched", 50, 50)
+
+
+def test_refused_lines_are_listed_and_the_run_goes_on(tmp_path: Path) -> None:
+    result = run("refused", tmp_path)
+    refused = {row["line"]: row["error"] for row in result["refused"]}
+    assert sorted(refused) == [3, 4, 5, 6, 7]
+    assert refused[3].startswith("not a JSON object")
+    assert "meter" in refused[4]
+    assert "bananas" in refused[4]
+    assert "nobody" in refused[5]
+    assert "{customer:ghost}" in refused[6]
+    assert refused[7].startswith("received_at:")
+    _, august = invoices(result, "acme")
+    assert amounts(august) == [("copilot_messages", 20)]  # r-1 alone: 10 over × 2¢
+
+
+def test_cli_json_follows_spec_11(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", str(HERE / "overage.jsonl"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {
+        "start",
+        "end",
+        "refused",
+        "orgs",
+        "stripe_requests",
+        "meter_events_sent",
+    }
+    assert (result["start"], result["end"]) == ("2027-03-01T00:00:00Z", "2027-04-06T11:00:00Z")
+    org = result["orgs"]["free-co"]
+    assert set(org["subscription"]) == {
+        "status",
+        "book",
+        "plan",
+        "interval",
+        "cancel_at",
+        "scheduled_change",
+    }
+    invoice = org["invoices"][1]
+    assert set(invoice) == {
+        "id",
+        "status",
+        "billing_reason",
+        "period_start",
+        "period_end",
+        "created",
+        "total",
+        "amount_due",
+        "held",
+        "lines",
+        "reconciliation",
+    }
+    assert set(invoice["lines"][0]) == {"component", "description", "quantity", "amount"}
+    assert set(invoice["reconciliation"]) == {"status", "expected_total", "stripe_total"}
+    assert result["stripe_requests"] > 0
+    assert result["meter_events_sent"] > 0
+
+
+def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", str(HERE / "overage.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "free-co" in out
+    assert "$4.36" in out
+    assert "matched" in out

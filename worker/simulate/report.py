@@ -1,0 +1,177 @@
+"""What the simulation shows: per org, the subscription and every Stripe invoice with its lines
+and its latest reconciliation, as SPEC §11's JSON object or as readable tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+from billing.core.periods import isoformat_z
+from billing.reconciliation.match import UNEXPECTED
+from billing.reconciliation.records import component_map
+from billing.stripe_gateway.gateway import StripeGateway
+from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
+from models.ledger import Org
+from models.reconciliation import Reconciliation
+from models.stripe_records import StripeSubscriptionRecord
+from worker.commands.common import decimal_json
+from worker.simulate.timeline import Refusal
+
+OTHER = "other"
+
+
+def simulation_json(
+    *,
+    session: Session,
+    gateway: StripeGateway,
+    start_at: datetime,
+    end_at: datetime,
+    refused: Sequence[Refusal],
+    stripe_requests: int,
+    meter_events_sent: int,
+) -> dict[str, Any]:
+    orgs: dict[str, Any] = {}
+    for org in session.exec(select(Org).order_by(col(Org.id))).all():
+        orgs[org.id] = _org_json(session, gateway, org)
+    return {
+        "start": isoformat_z(start_at),
+        "end": isoformat_z(end_at),
+        "refused": [r.as_json() for r in sorted(refused, key=lambda r: r.line)],
+        "orgs": orgs,
+        "stripe_requests": stripe_requests,
+        "meter_events_sent": meter_events_sent,
+    }
+
+
+def _org_json(session: Session, gateway: StripeGateway, org: Org) -> dict[str, Any]:
+    record = session.get(StripeSubscriptionRecord, org.id)
+    status = None
+    invoices: list[StripeInvoice] = []
+    if record is not None and record.stripe_subscription_id:
+        status = gateway.retrieve_subscription(record.stripe_subscription_id).status
+        invoices = gateway.list_invoices(stripe_subscription_id=record.stripe_subscription_id)
+    components = component_map(session, org.id)
+    latest = _latest_reconciliations(session, [i.stripe_invoice_id or "" for i in invoices])
+    return {
+        "subscription": {
+            "status": status or "not_provisioned",
+            "book": org.book,
+            "plan": org.plan,
+            "interval": org.interval,
+            "cancel_at": None,  # cancellations reach Stripe with the lifecycle work (issue 13)
+            "scheduled_change": None,
+        },
+        "invoices": [
+            _invoice_json(inv, components.component_of, latest.get(inv.stripe_invoice_id or ""))
+            for inv in sorted(invoices, key=_invoice_order)
+        ],
+    }
+
+
+def _invoice_order(invoice: StripeInvoice) -> tuple[datetime, str]:
+    return (
+        invoice.created_at or datetime.min.replace(tzinfo=UTC),
+        invoice.stripe_invoice_id or "",
+    )
+
+
+def _invoice_json(
+    invoice: StripeInvoice, component_of: Any, reconciliation: Reconciliation | None
+) -> dict[str, Any]:
+    return {
+        "id": invoice.stripe_invoice_id,
+        "status": invoice.status,
+        "billing_reason": invoice.billing_reason,
+        "period_start": _iso(invoice.period_start_at),
+        "period_end": _iso(invoice.period_end_at),
+        "created": _iso(invoice.created_at),
+        "total": invoice.total_amount,
+        "amount_due": invoice.amount_due,
+        "held": bool(reconciliation.held) if reconciliation else invoice.auto_advance is False,
+        "lines": [_line_json(line, component_of(line)) for line in invoice.lines],
+        "reconciliation": None
+        if reconciliation is None
+        else {
+            "status": reconciliation.status,
+            "expected_total": reconciliation.expected_total_amount,
+            "stripe_total": reconciliation.stripe_total_amount,
+        },
+    }
+
+
+def _line_json(line: StripeInvoiceLine, component: str) -> dict[str, Any]:
+    quantity = line.quantity_decimal
+    return {
+        "component": OTHER if component == UNEXPECTED else component,
+        "description": line.description,
+        "quantity": None if quantity is None else decimal_json(quantity),
+        "amount": line.amount,
+    }
+
+
+def _latest_reconciliations(
+    session: Session, invoice_ids: Sequence[str]
+) -> Mapping[str, Reconciliation]:
+    if not invoice_ids:
+        return {}
+    newest = (
+        select(sa.func.max(Reconciliation.id))
+        .where(col(Reconciliation.stripe_invoice_id).in_(list(invoice_ids)))
+        .group_by(col(Reconciliation.stripe_invoice_id))
+    )
+    rows = session.exec(select(Reconciliation).where(col(Reconciliation.id).in_(newest))).all()
+    return {row.stripe_invoice_id: row for row in rows}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return isoformat_z(at) if at else None
+
+
+def print_tables(result: Mapping[str, Any], console: Console) -> None:
+    """One table of invoices per org, then the refused lines."""
+    for org_id, org in result["orgs"].items():
+        sub = org["subscription"]
+        table = Table(
+            title=f"{org_id} — {sub['book']}/{sub['plan']} ({sub['interval']}), {sub['status']}",
+            title_justify="left",
+        )
+        for name in ("created", "reason", "lines", "total", "status", "reconciliation", "held"):
+            table.add_column(name, justify="right" if name == "total" else "left")
+        for inv in org["invoices"]:
+            rec = inv["reconciliation"]
+            table.add_row(
+                (inv["created"] or "")[:16].replace("T", " "),
+                inv["billing_reason"] or "",
+                "\n".join(
+                    f"{line['component']}: {_cents(line['amount'])}"
+                    + (f" ({line['quantity']})" if line["quantity"] not in (None, 0) else "")
+                    for line in inv["lines"]
+                ),
+                _cents(inv["total"]),
+                inv["status"] or "",
+                "—" if rec is None else rec["status"],
+                "held" if inv["held"] else "",
+            )
+        console.print(table)
+    if result["refused"]:
+        refused = Table(title="refused lines", title_justify="left")
+        refused.add_column("line", justify="right")
+        refused.add_column("error")
+        for row in result["refused"]:
+            refused.add_row(str(row["line"]), row["error"])
+        console.print(refused)
+    console.print(
+        f"{result['start']} → {result['end']}: {result['stripe_requests']} Stripe requests, "
+        f"{result['meter_events_sent']} meter events"
+    )
+
+
+def _cents(amount: int) -> str:
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount) // 100:,}.{abs(amount) % 100:02d}"
