@@ -13,6 +13,7 @@ import secrets
 from decimal import Decimal
 from typing import Any
 
+from stripe_emulator.clocks import check_clock_capacity
 from stripe_emulator.errors import invalid, missing
 from stripe_emulator.forms import (
     Params,
@@ -38,6 +39,9 @@ def create_customer(store: Store, params: Params) -> dict[str, Any]:
     clock_id = get_str(params, "test_clock")
     if clock_id is not None:
         store.get("test_helpers.test_clock", clock_id, "test_clock")
+        check_clock_capacity(
+            store, clock_id, getattr(store.config, "test_clock_max_customers", None)
+        )
     customer = {
         "id": new_id("cus"),
         "object": "customer",

@@ -20,6 +20,9 @@ class EmulatorConfig:
     # Emulator-wide frozen "wall clock" (unix seconds) for customers without a test clock.
     # None = the real wall clock.  Setting it runs every time-based effect that became due.
     frozen_time: int | None = None
+    # Stripe: "Each test clock can have up to three customers"
+    # (https://docs.stripe.com/billing/testing/test-clocks, Limitations). None = no limit.
+    test_clock_max_customers: int | None = 3
     # --- invoicing -----------------------------------------------------------------------------
     grace_period_seconds: int = 3600  # Stripe's default invoice finalization grace period
     # Simulated payment: charge_automatically invoices are paid as soon as they finalize

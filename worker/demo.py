@@ -116,7 +116,7 @@ def run_demo(
 ) -> DemoResult:
     started = time.monotonic()
     redis_url = os.environ.get("BILLING_REDIS_URL")
-    with EmulatorServer(EmulatorConfig()) as emulator:
+    with EmulatorServer(EmulatorConfig(test_clock_max_customers=None)) as emulator:
         settings = get_settings().model_copy(
             update={
                 "database_url": f"sqlite:///{workdir / 'billing-demo.db'}",
