@@ -182,6 +182,15 @@ def refresh_metered_lines(store: Store, invoice: dict[str, Any]) -> None:
     recompute_totals(invoice)
 
 
+def refresh_draft(store: Store, invoice: dict[str, Any]) -> None:
+    """A draft's usage lines follow the usage reported for their period until it finalizes:
+    "During the grace period, you can continue to report usage for the previous billing
+    period" (https://docs.stripe.com/billing/subscriptions/usage-based/configure-grace-period).
+    Stripe aggregates asynchronously; the emulator counts at once."""
+    if invoice["status"] == "draft":
+        refresh_metered_lines(store, invoice)
+
+
 def finalize(store: Store, invoice: dict[str, Any], now: int) -> None:
     if invoice["status"] != "draft":
         raise invalid(
@@ -221,7 +230,8 @@ def mark_paid(store: Store, invoice: dict[str, Any], now: int) -> None:
     store.emit("invoice.paid", invoice, now)
 
 
-def render_invoice(_store: Store, invoice: dict[str, Any], _expand: set[str]) -> dict[str, Any]:
+def render_invoice(store: Store, invoice: dict[str, Any], _expand: set[str]) -> dict[str, Any]:
+    refresh_draft(store, invoice)
     out = {k: copy.deepcopy(v) for k, v in invoice.items() if not k.startswith("_")}
     lines = invoice["_lines"]
     out["lines"] = {
@@ -276,6 +286,7 @@ def retrieve_invoice(store: Store, params: Params, invoice_id: str) -> dict[str,
 @route("GET", "/v1/invoices/{id}/lines")
 def list_invoice_lines(store: Store, params: Params, invoice_id: str) -> dict[str, Any]:
     invoice = store.get("invoice", invoice_id)
+    refresh_draft(store, invoice)
     page = store.list_response(
         f"/v1/invoices/{invoice_id}/lines", invoice["_lines"], params, newest_first=False
     )

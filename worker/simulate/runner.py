@@ -36,7 +36,8 @@ RENEWAL_LEAD = timedelta(minutes=55)  # inside the seat sync's one-hour renewal 
 SEAT_WINDOW_TICKS = 3  # seat sweeps after a seat change: past its 5-minute coalescing window
 # Beat entries that act on new arrivals, stepped to right after each arrival.
 AFTER_ARRIVAL = ("billing.orgs.sweep", "billing.usage.sweep", "billing.usage.close_due")
-# After a renewal (a new draft) or a finalization: the pushes and the reconciliation sweep.
+# Every tick of these inside the grace period after a renewal (a new draft) or a
+# finalization: the pushes of the final totals, and the sweeps that re-check the drafts.
 AFTER_DUE = (
     "billing.usage.close_due",
     "billing.usage.close_period",
@@ -173,8 +174,9 @@ class Simulator:
                 self._schedule(self._tick_at_or_after("billing.seats.sweep", due - RENEWAL_LEAD))
                 for task in AFTER_DUE:
                     tick = self._tick_at_or_after(task, due)
-                    if tick - due <= GRACE:
+                    while tick - due <= GRACE:
                         self._schedule(tick)
+                        tick = self._by_task[task].next_tick_after(tick)
 
     def _tick_at_or_after(self, task: str, at: datetime) -> datetime:
         entry: BeatEntry = self._by_task[task]
