@@ -33,7 +33,7 @@ from billing.reconciliation.queries import reconciliation_counts
 from billing.reconciliation.reconciler import Reconciler
 from billing.setup.catalog import CatalogSync
 from billing.stripe_gateway.clocks import TestClocks
-from models.db import engine_for
+from models.db import engine_for, migrate
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from worker import composition, jobs
 from worker.celery_app import app
@@ -125,6 +125,7 @@ def run_demo(
                 "stripe_budget": "redis" if redis_url else "none",
             }
         )
+        migrate(settings.database_url)  # the demo's own fresh database
         engine = engine_for(settings.database_url)
         gateway = composition.stripe_gateway(settings)
         report(f"Stripe emulator at {emulator.url}; database {settings.database_url}")

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from billing.core.periods import PeriodError, month_period, parse_instant
 from models.db import migrate
-from worker import jobs
+from worker import composition, jobs
 from worker.commands.common import CliError, require_org, user_errors
 from worker.logging import configure_logging
 from worker.settings import get_settings
@@ -78,7 +78,7 @@ def _enqueue(task_name: str, args: list[Any], wait: float) -> dict[str, Any]:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the schema at BILLING_DATABASE_URL (idempotent)."""
+    """Create or migrate the schema at BILLING_DATABASE_URL (idempotent); nothing else does."""
     migrate(get_settings().database_url)
     typer.echo("database is at the latest revision")
 
@@ -216,7 +216,9 @@ def worker_command(
     """Run a Celery worker on BILLING_REDIS_URL (prefork, acks late, prefetch 1)."""
     from worker.celery_app import app
 
-    configure_logging(get_settings())
+    settings = get_settings()
+    composition.database(settings)  # refuse to start on a schema that is behind
+    configure_logging(settings)
     app.worker_main(
         [
             "worker",
