@@ -66,6 +66,9 @@ def main() -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    from models.db import migrate
+
+    migrate(database_url)  # a fresh database of its own: the processes never migrate
     port = free_port()
     emulator_url = f"http://127.0.0.1:{port}"
     env = {

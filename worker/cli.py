@@ -11,6 +11,7 @@ import typer
 # typer >= 0.24 vendors click as typer._click; its exceptions are not re-exported.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+from models.db import SchemaRevisionError
 from worker.commands.common import CliError
 from worker.commands.demo import demo_command
 from worker.commands.ledger import ingest_command, preview_command
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
     try:
         result = app(args=argv, standalone_mode=False)
-    except CliError as exc:
+    except (CliError, SchemaRevisionError) as exc:
         typer.echo(f"billing: error: {exc}", err=True)
         return 2
     except NoArgsIsHelpError as exc:

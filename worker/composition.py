@@ -1,4 +1,4 @@
-"""The composition root: builds the Stripe gateway and Stripe services from settings."""
+"""The composition root: the only place that builds the gateway and the services, from settings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from sqlalchemy.engine import Engine
 
 from billing.pricing.book_cache import BookCache
 from billing.quotas.service import QuotaService
+from billing.reconciliation.inbox import EventHandler, UsagePush
+from billing.reconciliation.price_drift import PriceDriftCheck
+from billing.reconciliation.reconciler import HoldPolicy, Reconciler
 from billing.seats.sync import SeatSync
 from billing.setup.catalog import CatalogSync
 from billing.setup.provisioning import Provisioner
@@ -105,6 +108,29 @@ def seat_sync(settings: Settings | None = None) -> SeatSync:
 def usage_pusher(settings: Settings | None = None) -> UsagePusher:
     settings = settings or get_settings()
     return UsagePusher(database(settings), stripe_gateway(settings))
+
+
+def reconciler(settings: Settings | None = None) -> Reconciler:
+    """The reconciler, holding drafts whose status is in `reconciliation_hold_on`."""
+    settings = settings or get_settings()
+    return Reconciler(
+        database(settings),
+        stripe_gateway(settings),
+        BookCache(),
+        hold_policy=HoldPolicy.parse(settings.reconciliation_hold_on),
+    )
+
+
+def event_handler(push_usage: UsagePush, settings: Settings | None = None) -> EventHandler:
+    """The webhook event handler; `push_usage` is the job that pushes an org's usage under
+    its lock (worker/jobs.py passes it: this module builds, it does not run jobs)."""
+    settings = settings or get_settings()
+    return EventHandler(database(settings), reconciler(settings), push_usage)
+
+
+def price_drift_check(settings: Settings | None = None) -> PriceDriftCheck:
+    settings = settings or get_settings()
+    return PriceDriftCheck(database(settings), stripe_gateway(settings))
 
 
 @cache

@@ -1,8 +1,11 @@
-"""The worker's jobs as plain functions: what tasks run, and what `--now` and the demo run inline.
+"""The worker's jobs as plain functions: the one way every path runs a job.
 
-Each job takes ids and an instant, opens what it needs through the composition root, holds the
-per-org Redis lock where two runs must not interleave, calls one service and returns a
-JSON-ready summary.
+Celery tasks, the CLI's `--now`, the web process's inline mode, the demo and the simulator all
+call these, so every path holds the same per-org Redis lock where two runs must not interleave
+(provisioning, seat sync, every usage push — including the one inside webhook handling). Each
+job takes ids and its instant `now` explicitly, gets its service from the composition root,
+calls it once and returns its outcome. The selections at the end are what the beat tasks fan
+out over.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,14 +22,23 @@ from sqlmodel import Session, col, select
 from billing.core.locks import org_lock
 from billing.core.meters import Interval
 from billing.core.periods import Period
-from billing.pricing.proration import SeatChange, seat_count_at
+from billing.pricing.book import load_book
+from billing.pricing.proration import (
+    SEAT_SYNC_WINDOW_SECONDS,
+    SeatChange,
+    seat_count_at,
+    window_start_of,
+)
+from billing.reconciliation.inbox import HandleOutcome
+from billing.reconciliation.price_drift import PriceCheckOutcome
+from billing.reconciliation.reconciler import ReconciliationOutcome, SweepOutcome
 from billing.seats.sync import SeatSyncOutcome
 from billing.setup.provisioning import OrgToProvision
 from billing.usage.push import UsagePushOutcome
 from models.ledger import Org, SeatChangeRecord, UsageEvent
 from models.stripe_records import StripeSubscriptionRecord, WriteStatus
 from worker import composition
-from worker.settings import Settings
+from worker.settings import Settings, get_settings
 
 LockFactory = Callable[[str, str], AbstractContextManager[None]]
 
@@ -124,6 +136,87 @@ def push_usage(
         )
 
 
+def push_usage_chunk(
+    org_ids: Sequence[str],
+    now: datetime,
+    *,
+    within: Period | None = None,
+    locks: LockFactory | None = None,
+    settings: Settings | None = None,
+) -> dict[str, int]:
+    """`push_usage` for each org in turn (a month-close chunk); counts of what was sent."""
+    lock = locks or redis_locks(settings)
+    counts = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
+    for org_id in org_ids:
+        outcome = push_usage(org_id, now, within=within, locks=lock, settings=settings)
+        counts["orgs"] += 1
+        counts["meter_events"] += outcome.meter_events_sent
+        counts["adjustments"] += sum(1 for r in outcome.results if r.action == "adjusted")
+        counts["failed"] += sum(1 for r in outcome.results if r.action == "failed")
+    return counts
+
+
+def handle_event(
+    stripe_event_id: str,
+    now: datetime,
+    *,
+    locks: LockFactory | None = None,
+    settings: Settings | None = None,
+) -> HandleOutcome:
+    """Handle one stored webhook event. A new draft's usage push runs as `push_usage` does,
+    under the org's usage lock, so it never interleaves with another push of the same org."""
+    lock = locks or redis_locks(settings)
+
+    def push(org_id: str, at: datetime) -> UsagePushOutcome:
+        return push_usage(org_id, at, locks=lock, settings=settings)
+
+    return composition.event_handler(push, settings).handle(stripe_event_id, now)
+
+
+def reconcile_invoice(
+    stripe_invoice_id: str,
+    now: datetime,
+    *,
+    trigger: str = "task",
+    hold: bool = False,
+    settings: Settings | None = None,
+) -> ReconciliationOutcome:
+    """Reconcile one invoice (append-only: no lock needed); `hold` may hold a bad draft."""
+    return composition.reconciler(settings).reconcile_invoice(
+        stripe_invoice_id, now, trigger=trigger, hold=hold
+    )
+
+
+def reconcile_period(
+    period: Period, now: datetime, *, settings: Settings | None = None
+) -> list[ReconciliationOutcome]:
+    """Reconcile every invoice of a month (`billing reconcile --period`); never holds."""
+    return composition.reconciler(settings).reconcile_period(period, now)
+
+
+def sweep_reconciliations(
+    now: datetime, lookback: timedelta | None = None, *, settings: Settings | None = None
+) -> SweepOutcome:
+    """Reconcile the invoices created in `lookback` before `now` (default: the settings'
+    `reconciliation_sweep_hours`), so a missed webhook is caught."""
+    settings = settings or get_settings()
+    window = lookback or timedelta(hours=settings.reconciliation_sweep_hours)
+    return composition.reconciler(settings).sweep(now, window)
+
+
+def check_prices(
+    now: datetime, *, book: str | None = None, settings: Settings | None = None
+) -> PriceCheckOutcome:
+    """Compare Stripe's prices with the book (default: the settings' book); read-only."""
+    settings = settings or get_settings()
+    return composition.price_drift_check(settings).check(load_book(book or settings.book), now)
+
+
+def checkpoint_quotas(now: datetime, *, settings: Settings | None = None) -> int:
+    """Store every monthly quota counter of `now`'s month; the number of counters written."""
+    return composition.quota_service(settings).checkpoint_all(now)
+
+
 def outcome_json(outcome: SeatSyncOutcome | UsagePushOutcome) -> dict[str, Any]:
     """A JSON-ready dict (datetimes and decimals as strings)."""
     result: dict[str, Any] = _jsonable(asdict(outcome))
@@ -184,6 +277,18 @@ def orgs_with_seat_changes_since(since: datetime, settings: Settings | None = No
                 .distinct()
             ).all()
         )
+
+
+def seat_syncs_due(
+    org_ids: Sequence[str], now: datetime, settings: Settings | None = None
+) -> dict[str, datetime]:
+    """When each org's seat sync is due: the end of the coalescing window of its latest seat
+    change, or `now` if that has passed (orgs without seat changes are left out)."""
+    window = timedelta(seconds=SEAT_SYNC_WINDOW_SECONDS)
+    return {
+        org_id: max(window_start_of(latest_at) + window, now)
+        for org_id, latest_at in latest_seat_changes(org_ids, settings).items()
+    }
 
 
 def latest_seat_changes(

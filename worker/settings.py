@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     support_tokens: SecretStr = SecretStr("")
     admin_tokens: SecretStr = SecretStr("")
     # Run webhook handling and admin re-syncs inside the web process instead of sending them to
-    # Celery (tests and the offline demo, where there is no broker).
+    # Celery (tests and the offline demo, where there is no broker). They run the same jobs
+    # (worker/jobs.py) under the same per-org locks, so Redis is still needed.
     web_inline_tasks: bool = False
     # A draft invoice whose reconciliation has one of these statuses is held (auto_advance off).
     reconciliation_hold_on: str = "mismatched,missing_in_stripe,unexpected_in_stripe"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -25,7 +24,16 @@ log = structlog.get_logger(__name__)
 INVOICE_CREATED = "invoice.created"
 INVOICE_FINALIZED = "invoice.finalized"
 HANDLED_TYPES = frozenset({INVOICE_CREATED, INVOICE_FINALIZED})
+# Pushes one org's usage totals as of an instant. The composition root passes one that holds
+# the org's usage lock, as every other usage push does.
 UsagePush = Callable[[str, datetime], object]
+
+
+class HandleAction(StrEnum):
+    RECONCILED = "reconciled"
+    IGNORED = "ignored"
+    ALREADY_HANDLED = "already_handled"
+    UNKNOWN_EVENT = "unknown_event"
 
 
 def record_event(engine: Engine, event: WebhookEvent, now: datetime) -> bool:
@@ -50,22 +58,11 @@ def record_event(engine: Engine, event: WebhookEvent, now: datetime) -> bool:
     return True
 
 
-def usage_pusher(engine: Engine, gateway: Any, books: Any) -> UsagePush | None:
-    """`UsagePusher(engine, gateway, books).push_org` when billing.usage.push exists."""
-    try:
-        module = importlib.import_module("billing.usage.push")
-    except ImportError:
-        return None
-    pusher = module.UsagePusher(engine, gateway, books)
-    push: UsagePush = pusher.push_org
-    return push
-
-
 @dataclass(frozen=True)
 class HandleOutcome:
     stripe_event_id: str
     type: str
-    action: str  # reconciled | ignored | already_handled | unknown_event
+    action: HandleAction
     reconciliation: ReconciliationOutcome | None = None
 
 
@@ -73,9 +70,7 @@ class EventHandler:
     """Handles one inbox event once: usage push then reconcile (and maybe hold) a new draft,
     reconcile a finalized invoice, ignore the rest."""
 
-    def __init__(
-        self, engine: Engine, reconciler: Reconciler, push_usage: UsagePush | None = None
-    ) -> None:
+    def __init__(self, engine: Engine, reconciler: Reconciler, push_usage: UsagePush) -> None:
         self.engine = engine
         self.reconciler = reconciler
         self.push_usage = push_usage
@@ -85,13 +80,13 @@ class EventHandler:
             row = session.get(InboxRow, stripe_event_id)
             if row is None:
                 log.warning("webhook.unknown_event", stripe_event_id=stripe_event_id)
-                return HandleOutcome(stripe_event_id, "", "unknown_event")
+                return HandleOutcome(stripe_event_id, "", HandleAction.UNKNOWN_EVENT)
             if row.handled_at is not None:
-                return HandleOutcome(stripe_event_id, row.type, "already_handled")
+                return HandleOutcome(stripe_event_id, row.type, HandleAction.ALREADY_HANDLED)
             row.attempts += 1
             event_type, invoice_id = row.type, row.stripe_object_id
             customer_id = _customer_of(row.payload_json)
-        outcome = HandleOutcome(stripe_event_id, event_type, "ignored")
+        outcome = HandleOutcome(stripe_event_id, event_type, HandleAction.IGNORED)
         if event_type in HANDLED_TYPES and invoice_id:
             created = event_type == INVOICE_CREATED
             if created:
@@ -99,13 +94,13 @@ class EventHandler:
             result = self.reconciler.reconcile_invoice(
                 invoice_id, now, trigger=event_type, hold=created
             )
-            outcome = HandleOutcome(stripe_event_id, event_type, "reconciled", result)
+            outcome = HandleOutcome(stripe_event_id, event_type, HandleAction.RECONCILED, result)
         with unit_of_work(self.engine) as session:
             done = session.get(InboxRow, stripe_event_id)
             assert done is not None
             done.handled_at = now
             done.outcome = (
-                outcome.action
+                outcome.action.value
                 if outcome.reconciliation is None
                 else f"reconciliation {outcome.reconciliation.reconciliation_id}: "
                 f"{outcome.reconciliation.status.value}"
@@ -115,7 +110,7 @@ class EventHandler:
             "webhook.handled",
             stripe_event_id=stripe_event_id,
             type=event_type,
-            action=outcome.action,
+            action=outcome.action.value,
         )
         return outcome
 
@@ -126,9 +121,6 @@ class EventHandler:
         with Session(self.engine) as session:
             org_id = org_of(session, stripe_customer_id)
         if org_id is None:
-            return
-        if self.push_usage is None:
-            log.info("reconciliation.usage_push_skipped", org_id=org_id, reason="no usage pusher")
             return
         self.push_usage(org_id, now)
 

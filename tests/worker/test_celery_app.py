@@ -10,8 +10,10 @@ import worker.tasks.quotas
 import worker.tasks.reconciliation
 import worker.tasks.seats
 import worker.tasks.usage
+from billing.core.locks import LockBusyError
 from worker.celery_app import TASK_MODULES, app
 from worker.settings import Settings
+from worker.tasks.common import RETRYABLE, TASK_OPTIONS
 
 _ = (
     worker.tasks.orgs,
@@ -41,6 +43,16 @@ def test_every_task_module_is_included() -> None:
     assert {task.rsplit(".", 1)[0].split(".", 1)[1] for task in names} == {
         module.rsplit(".", 1)[1] for module in TASK_MODULES
     }
+
+
+def test_every_task_shares_one_set_of_retry_options() -> None:
+    tasks = {name: task for name, task in app.tasks.items() if name.startswith("billing.")}
+    assert "billing.reconciliation.handle_event" in tasks
+    for name, task in tasks.items():
+        options = {option: getattr(task, option) for option in TASK_OPTIONS}
+        assert options == TASK_OPTIONS, name
+    # A busy org lock is retried, not failed: the webhook's usage push now takes it.
+    assert LockBusyError in RETRYABLE
 
 
 def test_delivery_settings_survive_a_killed_worker() -> None:

@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from models.db import head_revision, migrate
+from worker import celery_app
 from worker.cli import main
 from worker.commands.common import CliError, user_errors
 from worker.composition import stripe_config
@@ -15,7 +18,9 @@ from worker.settings import get_settings
 
 @pytest.fixture
 def empty_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'ops.db'}")
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    migrate(url)
+    monkeypatch.setenv("BILLING_DATABASE_URL", url)
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     get_settings.cache_clear()
     yield
@@ -47,3 +52,50 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_missing_stripe_configuration_is_a_user_error() -> None:
     with pytest.raises(CliError, match="STRIPE_API_KEY is not set"), user_errors():
         stripe_config(get_settings())
+
+
+@pytest.fixture
+def behind_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """BILLING_DATABASE_URL at a database two migrations behind the code."""
+    url = f"sqlite:///{tmp_path / 'behind.db'}"
+    migrate(url, "0003_push_records")
+    monkeypatch.setenv("BILLING_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reconciliations", "list"],
+        ["sync", "seats", "--org", "acme", "--now"],
+        ["preview", "--org", "acme", "--period", "2026-01"],
+        ["worker"],
+        ["serve"],
+    ],
+)
+def test_a_schema_behind_is_one_line_and_exit_2(
+    behind_ledger: str,
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[str] = []  # the worker and the web server must not start at all
+    monkeypatch.setattr(celery_app.app, "worker_main", lambda *_: started.append("worker"))
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **__: started.append("serve"))
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"billing: error: the database at {behind_ledger} is at revision 0003_push_records, "
+        f"the code needs {head_revision()}: run billing db upgrade\n"
+    )
+    assert started == []
+
+
+def test_db_upgrade_brings_a_schema_behind_to_the_head(
+    behind_ledger: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert "latest revision" in capsys.readouterr().out
+    assert main(["reconciliations", "list", "--json"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "[]"

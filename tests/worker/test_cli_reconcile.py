@@ -13,7 +13,7 @@ from billing.core.meters import Interval
 from billing.pricing.book import load_book
 from billing.setup.catalog import CatalogSync
 from billing.setup.provisioning import OrgToProvision, Provisioner
-from models.db import engine_for
+from models.db import engine_for, migrate
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from worker import composition
 from worker.cli import main
@@ -29,7 +29,9 @@ def _json(capsys: pytest.CaptureFixture[str]) -> object:
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
     with EmulatorServer(EmulatorConfig()) as emulator:
         monkeypatch.setenv("BILLING_STRIPE_API_BASE", emulator.url)
-        monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'billing.db'}")
+        url = f"sqlite:///{tmp_path / 'billing.db'}"
+        migrate(url)
+        monkeypatch.setenv("BILLING_DATABASE_URL", url)
         monkeypatch.setenv("BILLING_STRIPE_MAX_NETWORK_RETRIES", "0")
         monkeypatch.setenv("BILLING_STRIPE_BUDGET", "none")
         monkeypatch.delenv("STRIPE_API_KEY", raising=False)

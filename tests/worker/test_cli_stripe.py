@@ -18,6 +18,7 @@ from billing.core.errors import TransientBillingError
 from billing.core.meters import Interval
 from billing.setup.provisioning import OrgToProvision, ProvisionAction
 from billing.stripe_gateway import StripeConfig, StripeCustomer, StripeGateway
+from models.db import migrate
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from tests.billing.setup.test_catalog import APPROXIMATE_BOOK
 from tests.fixtures.stripe_params import RecordedCall, checking_stripe_params
@@ -38,7 +39,9 @@ def env(
 ) -> Iterator[list[RecordedCall]]:
     """Settings pointing at the emulator and a fresh SQLite file; every call's params checked."""
     monkeypatch.setenv("BILLING_STRIPE_API_BASE", emulator.url)
-    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'billing.db'}")
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    migrate(url)
+    monkeypatch.setenv("BILLING_DATABASE_URL", url)
     monkeypatch.setenv("BILLING_STRIPE_MAX_NETWORK_RETRIES", "0")
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     get_settings.cache_clear()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from models.db import migrate
 from worker.cli import main
 from worker.settings import get_settings
 
@@ -31,6 +32,7 @@ EVENTS = "\n".join(
 
 @pytest.fixture
 def cli_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    migrate(database_url)
     monkeypatch.setenv("BILLING_DATABASE_URL", database_url)
     get_settings.cache_clear()
     yield database_url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,8 @@ from billing.ledger.formats import EVENT_TYPES
 from billing.ledger.ingest import Ingestor, IngestOutcome
 from billing.pricing.book import PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
-from models.db import engine_for, unit_of_work
+from models.db import unit_of_work
+from worker import clock, composition
 from worker.commands.common import CliError, decimal_json
 from worker.settings import get_settings
 
@@ -48,7 +48,7 @@ def ingest_command(
     """Store org, seats, usage and resources events (JSON Lines); all or nothing per file."""
     settings = get_settings()
     lines = _read_lines(source)
-    engine = engine_for(settings.database_url)
+    engine = composition.database(settings)
     stderr = Console(stderr=True)
     show_progress = len(lines) >= PROGRESS_MIN_LINES and not as_json
     with (
@@ -72,7 +72,7 @@ def ingest_command(
 
         try:
             outcome = Ingestor(session, default_book=settings.book).ingest(
-                lines, datetime.now(UTC), report
+                lines, clock.now(settings), report
             )
         except PriceBookError as exc:
             raise CliError(str(exc)) from None
@@ -121,7 +121,7 @@ def preview_command(
     except PeriodError as exc:
         raise CliError(f"--period: {exc}") from None
     settings = get_settings()
-    engine = engine_for(settings.database_url)
+    engine = composition.database(settings)
     with unit_of_work(engine) as session:
         try:
             invoice = compute_expected_invoice(session, org_id, period, BookCache())

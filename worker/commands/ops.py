@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +14,7 @@ from rich.table import Table
 
 from billing.core.periods import PeriodError, month_period, parse_instant
 from models.db import migrate
-from worker import jobs
+from worker import clock, composition, jobs
 from worker.commands.common import CliError, require_org, user_errors
 from worker.logging import configure_logging
 from worker.settings import get_settings
@@ -40,7 +40,7 @@ WaitOption = Annotated[
 
 def _instant(at: str | None) -> datetime:
     if at is None:
-        return datetime.now(UTC)
+        return clock.now()
     try:
         return parse_instant(at)
     except ValueError as exc:
@@ -78,7 +78,7 @@ def _enqueue(task_name: str, args: list[Any], wait: float) -> dict[str, Any]:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the schema at BILLING_DATABASE_URL (idempotent)."""
+    """Create or migrate the schema at BILLING_DATABASE_URL (idempotent); nothing else does."""
     migrate(get_settings().database_url)
     typer.echo("database is at the latest revision")
 
@@ -176,10 +176,9 @@ def close_command(
     with progress:
         bar = progress.add_task(period, total=len(orgs))
         if now:
-            from worker.tasks.usage import push_chunk
-
+            within = month_period(period)
             for chunk in chunks:
-                counts = push_chunk.run(chunk, at, period)
+                counts = jobs.push_usage_chunk(chunk, _instant(at), within=within)
                 _add(totals, counts)
                 progress.update(bar, advance=len(chunk))
         else:
@@ -216,7 +215,9 @@ def worker_command(
     """Run a Celery worker on BILLING_REDIS_URL (prefork, acks late, prefetch 1)."""
     from worker.celery_app import app
 
-    configure_logging(get_settings())
+    settings = get_settings()
+    composition.database(settings)  # refuse to start on a schema that is behind
+    configure_logging(settings)
     app.worker_main(
         [
             "worker",

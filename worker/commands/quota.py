@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +14,7 @@ from rich.table import Table
 from billing.core.periods import isoformat_z
 from billing.quotas.service import QuotaDecision, QuotaRequestError, parse_quota
 from models.quota_records import QuotaEvent
+from worker import clock
 from worker.commands.common import CliError
 from worker.composition import quota_service
 from worker.logging import configure_logging
@@ -60,9 +60,7 @@ def check_command(
     configure_logging(get_settings(), logging.WARNING)  # logs on stderr; stdout is the answer
     try:
         quota = parse_quota(quota_name)
-        decision = quota_service().check(
-            org_id, quota, datetime.now(UTC), amount=amount, consume=consume
-        )
+        decision = quota_service().check(org_id, quota, clock.now(), amount=amount, consume=consume)
     except QuotaRequestError as exc:
         raise CliError(f"--{exc.field}: {exc}") from None
     if as_json:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -20,9 +19,8 @@ from billing.reconciliation.queries import (
     reconciliation_json,
     view_json,
 )
-from models.db import engine_for
+from worker import clock, composition, jobs
 from worker.commands.common import CliError
-from worker.settings import get_settings
 
 reconciliations_app = typer.Typer(
     help="Stored reconciliation results (latest per invoice).", no_args_is_help=True
@@ -39,16 +37,13 @@ def reconcile_command(
     """Reconcile one Stripe invoice, or every invoice of a month, now (no hold)."""
     if (invoice is None) == (period_text is None):
         raise CliError("give exactly one of --invoice ID or --period YYYY-MM")
-    from worker.tasks.reconciliation import reconciler
-
-    service = reconciler()
-    now = datetime.now(UTC)
+    now = clock.now()
     try:
         if invoice is not None:
-            outcomes = [service.reconcile_invoice(invoice, now, trigger="cli")]
+            outcomes = [jobs.reconcile_invoice(invoice, now, trigger="cli")]
         else:
             assert period_text is not None
-            outcomes = service.reconcile_period(month_period(period_text), now)
+            outcomes = jobs.reconcile_period(month_period(period_text), now)
     except PeriodError as exc:
         raise CliError(str(exc)) from None
     except BillingError as exc:
@@ -83,7 +78,7 @@ def list_command(
     """The latest reconciliation of each invoice, newest first."""
     if status is not None and status not in {s.value for s in Status}:
         raise CliError(f"--status must be one of {', '.join(s.value for s in Status)}")
-    with Session(engine_for(get_settings().database_url)) as session:
+    with Session(composition.database()) as session:
         rows = [
             reconciliation_json(r)
             for r in list_reconciliations(session, status=status, org_id=org_id, period=period)
@@ -125,7 +120,7 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One reconciliation: both sides of each line and its explanation."""
-    with Session(engine_for(get_settings().database_url)) as session:
+    with Session(composition.database()) as session:
         view = get_reconciliation(session, reconciliation_id)
         data: dict[str, Any] | None = None if view is None else view_json(view)
     if data is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from billing.core.errors import BillingError
 from billing.setup.catalog import CatalogAction, CatalogSyncReport
+from worker import clock
 from worker.commands.common import CliError, load_book_or_fail
 from worker.composition import ConfigurationError, catalog_sync
 from worker.logging import configure_logging
@@ -94,7 +94,7 @@ def sync_catalog_command(
     configure_logging(settings, logging.WARNING)  # logs on stderr; stdout is the report
     book = load_book_or_fail(book_name or settings.book)
     try:
-        report = catalog_sync().sync(book, datetime.now(UTC), repair=repair)
+        report = catalog_sync().sync(book, clock.now(settings), repair=repair)
     except ConfigurationError as exc:
         raise CliError(str(exc)) from None
     except BillingError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker import composition
+from worker import jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
@@ -11,4 +11,4 @@ from worker.tasks.common import TASK_OPTIONS, instant
 def checkpoint(now: str | None = None) -> int:
     """Store every Redis monthly quota counter of the month (a lost Redis then forgets at
     most what was counted since the last run)."""
-    return composition.quota_service().checkpoint_all(instant(now))
+    return jobs.checkpoint_quotas(instant(now))

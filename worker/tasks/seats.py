@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from billing.core.periods import to_unix
-from billing.pricing.proration import SEAT_SYNC_WINDOW_SECONDS, window_start_of
 from worker import composition, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
@@ -36,12 +35,8 @@ def schedule(org_id: str, eta: Any) -> bool:
 @app.task(name="billing.seats.schedule", **TASK_OPTIONS)
 def schedule_orgs(org_ids: list[str], now: str | None = None) -> int:
     """After seat changes were ingested: sync each org once its coalescing window closes."""
-    at = instant(now)
-    scheduled = 0
-    for org_id, latest_at in jobs.latest_seat_changes(org_ids).items():
-        window_end = window_start_of(latest_at) + timedelta(seconds=SEAT_SYNC_WINDOW_SECONDS)
-        scheduled += schedule(org_id, max(window_end, at))
-    return scheduled
+    due = jobs.seat_syncs_due(org_ids, instant(now))
+    return sum(schedule(org_id, due_at) for org_id, due_at in due.items())
 
 
 @app.task(name="billing.seats.sweep", **TASK_OPTIONS)

@@ -27,16 +27,8 @@ def push_chunk(
 ) -> dict[str, int]:
     """Push a chunk of orgs. A retry re-runs the whole chunk: pushes already made are found
     unchanged and cost one comparison each, no Stripe call."""
-    at = instant(now)
     within = month_period(period) if period else None
-    counts = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
-    for org_id in org_ids:
-        outcome = jobs.push_usage(org_id, at, within=within)
-        counts["orgs"] += 1
-        counts["meter_events"] += outcome.meter_events_sent
-        counts["adjustments"] += sum(1 for r in outcome.results if r.action == "adjusted")
-        counts["failed"] += sum(1 for r in outcome.results if r.action == "failed")
-    return counts
+    return jobs.push_usage_chunk(org_ids, instant(now), within=within)
 
 
 @app.task(name="billing.usage.close_period", **TASK_OPTIONS)

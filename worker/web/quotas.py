@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TypeAlias
 
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from billing.quotas.service import QuotaDecision, QuotaRequestError, QuotaService
+from worker import clock
 from worker.composition import quota_service
 from worker.web.auth import Role, bearer_role
 from worker.web.common import json_error, services_of
@@ -76,7 +76,7 @@ def make_routes(
                 quota_service.check,
                 body["org"],
                 body["quota"],
-                datetime.now(UTC),
+                clock.now(),
                 amount=amount,
                 consume=consume,
             )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
 
+from worker import clock as worker_clock
+from worker import composition, jobs
 from worker.settings import Settings, split_tokens
 
 log = structlog.get_logger(__name__)
@@ -62,37 +64,37 @@ class WebServices:
     dispatcher: TaskDispatcher
     default_book: str = "devtools"
     secure_cookies: bool = False
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    clock: Callable[[], datetime] = field(default=worker_clock.now)
 
 
 def inline_handlers(settings: Settings) -> dict[str, Callable[..., object]]:
-    """The same services the Celery tasks call, run directly (no broker)."""
-    from worker.tasks import reconciliation as tasks  # noqa: PLC0415 - builds Stripe clients
+    """The jobs the Celery tasks run (worker/jobs.py), run in the web process instead: under
+    the same per-org Redis locks, as of the worker's clock."""
+    locks = jobs.redis_locks(settings)
 
-    handlers: dict[str, Callable[..., object]] = {
-        HANDLE_EVENT: lambda event_id: (
-            tasks.event_handler(settings).handle(event_id, datetime.now(UTC)).action
-        ),
-    }
-    from worker import composition  # noqa: PLC0415 - optional services of other issues
+    def handle_event(stripe_event_id: str) -> object:
+        now = worker_clock.now(settings)
+        return jobs.handle_event(stripe_event_id, now, locks=locks, settings=settings).action
 
-    seat_sync = getattr(composition, "seat_sync", None)
-    if seat_sync is not None:
-        handlers[SYNC_SEATS] = lambda org_id: seat_sync(settings).sync(org_id, datetime.now(UTC))
-    if seat_sync is not None:
+    def sync_seats(org_id: str) -> object:
+        return jobs.sync_seats(org_id, worker_clock.now(settings), locks=locks, settings=settings)
+
+    def schedule_seats(org_ids: Sequence[str]) -> object:
         # Inline there is no coalescing window to wait for: sync the orgs now.
-        handlers[SCHEDULE_SEATS] = lambda org_ids: [
-            seat_sync(settings).sync(org_id, datetime.now(UTC)) for org_id in org_ids
-        ]
-    pusher = getattr(composition, "usage_pusher", None)
-    if pusher is not None:
-        handlers[PUSH_USAGE] = lambda org_id: pusher(settings).push_org(org_id, datetime.now(UTC))
-    return handlers
+        return [sync_seats(org_id) for org_id in org_ids]
+
+    def push_usage(org_id: str) -> object:
+        return jobs.push_usage(org_id, worker_clock.now(settings), locks=locks, settings=settings)
+
+    return {
+        HANDLE_EVENT: handle_event,
+        SYNC_SEATS: sync_seats,
+        SCHEDULE_SEATS: schedule_seats,
+        PUSH_USAGE: push_usage,
+    }
 
 
 def build_services(settings: Settings) -> WebServices:
-    from worker import composition  # noqa: PLC0415 - the composition root, at start-up only
-
     if settings.web_inline_tasks:
         dispatcher: TaskDispatcher = InlineDispatcher(inline_handlers(settings))
     else:
@@ -108,4 +110,5 @@ def build_services(settings: Settings) -> WebServices:
         dispatcher=dispatcher,
         default_book=settings.book,
         secure_cookies=settings.environment.value == "production",
+        clock=lambda: worker_clock.now(settings),
     )
