@@ -19,9 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from billing.core.locks import org_lock
+from billing.core.locks import LocalLocks, org_lock
 from billing.core.meters import Interval
-from billing.core.periods import Period
+from billing.core.periods import Period, term_containing
 from billing.pricing.book import load_book
 from billing.pricing.proration import (
     SEAT_SYNC_WINDOW_SECONDS,
@@ -52,8 +52,18 @@ def redis_locks(settings: Settings | None = None) -> LockFactory:
     return lock
 
 
+_LOCAL_LOCKS = LocalLocks()
+
+
+def default_locks(settings: Settings | None = None) -> LockFactory:
+    """The per-org locks the settings name: Redis (shared by every process) or this process's."""
+    if (settings or get_settings()).org_locks == "local":
+        return _LOCAL_LOCKS
+    return redis_locks(settings)
+
+
 def no_locks(_scope: str, _org_id: str) -> AbstractContextManager[None]:
-    """Single-process runs (the in-process demo) need no cross-process lock."""
+    """For tests that run one job at a time and check nothing about locking."""
     return nullcontext()
 
 
@@ -69,7 +79,7 @@ def provision_org(
 
     Held under the org's lock: two deliveries at once would both read "nothing yet" and race
     to record the same customer (the second then finds the first's rows instead)."""
-    with (locks or redis_locks(settings))("provision", org_id):
+    with (locks or default_locks(settings))("provision", org_id):
         return _provision_org(org_id, now, stripe_test_clock_id, settings)
 
 
@@ -117,7 +127,7 @@ def sync_seats(
     locks: LockFactory | None = None,
     settings: Settings | None = None,
 ) -> SeatSyncOutcome:
-    with (locks or redis_locks(settings))("seats", org_id):
+    with (locks or default_locks(settings))("seats", org_id):
         return composition.seat_sync(settings).sync(org_id, now)
 
 
@@ -130,7 +140,7 @@ def push_usage(
     locks: LockFactory | None = None,
     settings: Settings | None = None,
 ) -> UsagePushOutcome:
-    with (locks or redis_locks(settings))("usage", org_id):
+    with (locks or default_locks(settings))("usage", org_id):
         return composition.usage_pusher(settings).push_org(
             org_id, now, verify=verify, within=within
         )
@@ -145,7 +155,7 @@ def push_usage_chunk(
     settings: Settings | None = None,
 ) -> dict[str, int]:
     """`push_usage` for each org in turn (a month-close chunk); counts of what was sent."""
-    lock = locks or redis_locks(settings)
+    lock = locks or default_locks(settings)
     counts = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
     for org_id in org_ids:
         outcome = push_usage(org_id, now, within=within, locks=lock, settings=settings)
@@ -165,7 +175,7 @@ def handle_event(
 ) -> HandleOutcome:
     """Handle one stored webhook event. A new draft's usage push runs as `push_usage` does,
     under the org's usage lock, so it never interleaves with another push of the same org."""
-    lock = locks or redis_locks(settings)
+    lock = locks or default_locks(settings)
 
     def push(org_id: str, at: datetime) -> UsagePushOutcome:
         return push_usage(org_id, at, locks=lock, settings=settings)
@@ -289,6 +299,38 @@ def seat_syncs_due(
         org_id: max(window_start_of(latest_at) + window, now)
         for org_id, latest_at in latest_seat_changes(org_ids, settings).items()
     }
+
+
+SEAT_SWEEP_LOOKBACK = timedelta(minutes=15)
+# The seat sync sets a term's renewal quantity within its last hour (SeatSync.renewal_lead).
+RENEWAL_LEAD = timedelta(hours=1)
+USAGE_SWEEP_LOOKBACK = timedelta(hours=2)
+
+
+def orgs_for_seat_sweep(now: datetime, settings: Settings | None = None) -> list[str]:
+    """What the seat sweep syncs: orgs whose seats changed recently (a missed schedule loses
+    nothing) and orgs whose seat term renews within the hour (the renewal quantity)."""
+    return sorted(
+        set(orgs_with_seat_changes_since(now - SEAT_SWEEP_LOOKBACK, settings))
+        | set(orgs_renewing_within(now, RENEWAL_LEAD, settings))
+    )
+
+
+def orgs_renewing_within(
+    now: datetime, lead: timedelta, settings: Settings | None = None
+) -> list[str]:
+    """Orgs whose seat term ends in `(now, now + lead]`: the seat sync sets the renewal
+    quantity then (a decrease takes effect at the renewal, SPEC §4)."""
+    with Session(composition.database(settings)) as session:
+        orgs = session.exec(select(Org.id, Org.interval, Org.term_start_at)).all()
+    due = []
+    for org_id, interval, term_start_at in orgs:
+        if term_start_at > now:
+            continue
+        term_end = term_containing(term_start_at, Interval(interval), now).period_end
+        if now < term_end <= now + lead:
+            due.append(org_id)
+    return sorted(due)
 
 
 def latest_seat_changes(

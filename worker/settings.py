@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     reconciliation_hold_on: str = "mismatched,missing_in_stripe,unexpected_in_stripe"
     # The periodic sweep re-reads invoices created this many hours back (missed webhooks).
     reconciliation_sweep_hours: int = 72
+    # Where the per-org locks live: "redis" (every process and machine) or "local" (threads of
+    # one process: the in-process demo and simulation, which have no Redis).
+    org_locks: Literal["redis", "local"] = "redis"
     # Simulation only (`billing simulate` on Celery workers): the Redis key holding the
     # simulated instant (ISO 8601) that worker/clock.py reads instead of the wall clock.
     simulated_clock_key: str | None = None

@@ -29,9 +29,6 @@ BUILT_BY_COMPOSITION = {
     "CatalogSync",
     "QuotaService",
 }
-# worker/demo.py (the in-process demo) still builds a catalog sync and a reconciler of its
-# own; it is being reworked on another branch and is out of this change's reach.
-NOT_YET_WIRED = {Path("worker/demo.py"): {"CatalogSync", "Reconciler"}}
 
 
 def _sources() -> Iterator[tuple[Path, ast.Module]]:
@@ -56,7 +53,7 @@ def test_only_the_composition_root_builds_services_and_gateways() -> None:
         for path, tree in _sources()
         if path != COMPOSITION.relative_to(ROOT)
         for name in _called_names(tree)
-        if name in BUILT_BY_COMPOSITION - NOT_YET_WIRED.get(path, set())
+        if name in BUILT_BY_COMPOSITION
     }
     assert built_elsewhere == set()
 
@@ -90,8 +87,7 @@ def test_nothing_probes_for_optional_modules() -> None:
     assert probes == set()
 
 
-# worker/commands/demo.py (the demo's default period) is reworked on another branch.
-WALL_CLOCK_READERS = {Path("worker/clock.py"), Path("worker/commands/demo.py")}
+WALL_CLOCK_READERS = {Path("worker/clock.py")}
 
 
 def test_only_the_clock_reads_the_wall_clock_in_worker() -> None:

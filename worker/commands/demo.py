@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,7 +13,11 @@ from rich.table import Table
 
 from billing.core.money import format_minor_units
 from billing.core.periods import PeriodError, month_period, month_period_of
+from worker import clock
 from worker.commands.common import CliError
+
+if TYPE_CHECKING:
+    from worker.demo import DemoResult
 
 
 def demo_command(
@@ -39,9 +43,7 @@ def demo_command(
         month = (
             month_period(period)
             if period
-            else month_period_of(
-                month_period_of(datetime.now(UTC)).period_start - timedelta(days=1)
-            )
+            else month_period_of(month_period_of(clock.now()).period_start - timedelta(days=1))
         )
     except PeriodError as exc:
         raise CliError(str(exc)) from None
@@ -73,8 +75,31 @@ def demo_command(
         table.add_row(f"reconciliations {status}", str(count))
     table.add_row("seconds", str(result.seconds))
     Console().print(table)
+    Console().print(verdict(result))
+    database = directory / "billing-demo.db"
     console.print(
-        f"database kept at {directory / 'billing-demo.db'} "
-        f"(try: BILLING_DATABASE_URL=sqlite:///{directory / 'billing-demo.db'} "
-        "billing reconciliations list)"
+        f"database kept at {database}; browse it with:\n"
+        f"  BILLING_DATABASE_URL=sqlite:///{database} .venv/bin/billing reconciliations list"
     )
+
+
+def verdict(result: DemoResult) -> str:
+    """One line a reader can act on: is every invoice what the ledger says?"""
+    counts = result.reconciliations
+    total = sum(counts.values())
+    matched, rounding = counts.get("matched", 0), counts.get("rounding", 0)
+    if matched == total:
+        return f"{total} invoices, every one equal to the ledger."
+    parts = [f"{total} invoices: {matched} equal to the ledger"]
+    if rounding:
+        parts.append(
+            f"{rounding} within a cent (Stripe rounds a proration's credit and debit lines "
+            "separately; reconciliation says `rounding`)"
+        )
+    others = total - matched - rounding
+    if others:
+        parts.append(
+            f"{others} differ from the ledger ({result.held} held as drafts): "
+            "see `billing reconciliations list --status mismatched`"
+        )
+    return "; ".join(parts) + "."

@@ -14,17 +14,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from billing.core.periods import isoformat_z, month_period_of
-from billing.pricing.book import load_book
-from billing.reconciliation.price_drift import PriceDriftCheck
+from billing.core.periods import Period, isoformat_z, month_period_of
 from worker import composition, jobs
 from worker.settings import Settings
 from worker.simulate.world import Clocks
-from worker.tasks import reconciliation as reconciliation_tasks
 
 PROVISION_SWEEP = "billing.orgs.sweep"
-SEAT_SWEEP_LOOKBACK = timedelta(minutes=15)  # worker/tasks/seats.py
-USAGE_SWEEP_LOOKBACK = timedelta(hours=2)  # worker/tasks/usage.py
 QUEUE = "billing"
 _QUIET_POLLS = 2
 
@@ -37,22 +32,29 @@ class BeatRunner(Protocol):
 
 
 class InProcessBeat:
-    """Each beat task's work, run here with the same jobs the task calls."""
+    """What each beat task runs, run here: the same selections and jobs of worker/jobs.py."""
 
-    def __init__(self, settings: Settings, clocks: Clocks, locks: jobs.LockFactory) -> None:
+    def __init__(self, settings: Settings, clocks: Clocks) -> None:
         self.settings = settings
         self.clocks = clocks
-        self.locks = locks
         self.handlers: Mapping[str, Callable[[datetime], object]] = {
             PROVISION_SWEEP: self._provision,
             "billing.seats.sweep": self._seats,
-            "billing.usage.sweep": self._usage_sweep,
-            "billing.usage.close_due": self._close_due,
-            "billing.usage.close_period": self._close_period,
-            "billing.reconciliation.sweep": self._reconcile,
-            "billing.reconciliation.check_prices": self._check_prices,
-            # Quota counters count the product's checks; a timeline makes none, so the
-            # checkpoint has nothing to write.
+            "billing.usage.sweep": lambda now: self._push(
+                jobs.orgs_with_usage_since(now - jobs.USAGE_SWEEP_LOOKBACK, settings), now
+            ),
+            "billing.usage.close_due": lambda now: self._push(jobs.provisioned_orgs(settings), now),
+            "billing.usage.close_period": lambda now: self._push(
+                jobs.provisioned_orgs(settings), now, month_period_of(now - timedelta(days=1))
+            ),
+            "billing.reconciliation.sweep": lambda now: jobs.sweep_reconciliations(
+                now, settings=settings
+            ),
+            "billing.reconciliation.check_prices": lambda now: jobs.check_prices(
+                now, settings=settings
+            ),
+            # Quota counters count the product's own checks before it acts; a timeline makes
+            # none, and without Redis there are no counters to store.
             "billing.quotas.checkpoint": lambda _now: None,
         }
 
@@ -68,36 +70,15 @@ class InProcessBeat:
                 org_id,
                 now,
                 stripe_test_clock_id=self.clocks.clock_for(org_id),
-                locks=self.locks,
                 settings=self.settings,
             )
 
     def _seats(self, now: datetime) -> None:
-        for org_id in jobs.orgs_with_seat_changes_since(now - SEAT_SWEEP_LOOKBACK, self.settings):
-            jobs.sync_seats(org_id, now, locks=self.locks, settings=self.settings)
+        for org_id in jobs.orgs_for_seat_sweep(now, self.settings):
+            jobs.sync_seats(org_id, now, settings=self.settings)
 
-    def _usage_sweep(self, now: datetime) -> None:
-        for org_id in jobs.orgs_with_usage_since(now - USAGE_SWEEP_LOOKBACK, self.settings):
-            jobs.push_usage(org_id, now, locks=self.locks, settings=self.settings)
-
-    def _close_due(self, now: datetime) -> None:
-        for org_id in jobs.provisioned_orgs(self.settings):
-            jobs.push_usage(org_id, now, locks=self.locks, settings=self.settings)
-
-    def _close_period(self, now: datetime) -> None:
-        period = month_period_of(now - timedelta(days=1))
-        for org_id in jobs.provisioned_orgs(self.settings):
-            jobs.push_usage(org_id, now, within=period, locks=self.locks, settings=self.settings)
-
-    def _reconcile(self, now: datetime) -> None:
-        lookback = timedelta(hours=self.settings.reconciliation_sweep_hours)
-        reconciliation_tasks.reconciler(self.settings).sweep(now, lookback)
-
-    def _check_prices(self, now: datetime) -> None:
-        check = PriceDriftCheck(
-            composition.database(self.settings), composition.stripe_gateway(self.settings)
-        )
-        check.check(load_book(self.settings.book), now)
+    def _push(self, org_ids: list[str], now: datetime, within: Period | None = None) -> None:
+        jobs.push_usage_chunk(org_ids, now, within=within, settings=self.settings)
 
 
 class CeleryBeat:
@@ -131,8 +112,7 @@ class CeleryBeat:
             time.sleep(0.05)
 
 
-def _now_kwargs(task: str, now: datetime) -> dict[str, Any]:
-    """Beat sends no arguments; in simulation each task is told the simulated instant."""
-    if task.startswith("billing.reconciliation.") or task == "billing.quotas.checkpoint":
-        return {}  # these read the worker's clock (BILLING_SIMULATED_CLOCK_KEY)
+def _now_kwargs(_task: str, now: datetime) -> dict[str, Any]:
+    """Beat sends no arguments: a task reads the worker's clock, which in simulation is the
+    simulated instant; it is also passed, so a task's fan-out carries it."""
     return {"now": isoformat_z(now)}

@@ -23,7 +23,7 @@ from typing import Any
 from sqlmodel import Session
 
 from billing.core.periods import add_months, isoformat_z
-from worker import clock, composition, jobs
+from worker import clock, composition
 from worker.settings import Settings, get_settings
 from worker.simulate.beat_jobs import BeatRunner, CeleryBeat, InProcessBeat
 from worker.simulate.report import simulation_json
@@ -61,6 +61,7 @@ def simulate(
             "redis_url": redis_url,
             "web_inline_tasks": False,
             "stripe_budget": "redis",
+            "org_locks": "redis",
             "simulated_clock_key": f"billing:simulate:{uuid.uuid4().hex}:now",
         }
     current = [start_at]
@@ -109,7 +110,7 @@ def _books(timeline: Timeline, default_book: str) -> list[str]:
 @contextmanager
 def _runner(world: World, workers: int) -> Iterator[BeatRunner]:
     if not world.settings.simulated_clock_key:
-        yield InProcessBeat(world.settings, world.clocks, jobs.no_locks)
+        yield InProcessBeat(world.settings, world.clocks)
         return
     from worker.celery_app import make_celery  # noqa: PLC0415 - only with a broker
 

@@ -125,6 +125,7 @@ def build_world(
                 "stripe_api_key": None,
                 "stripe_budget": "none",
                 "web_inline_tasks": True,
+                "org_locks": "local",
                 **(overrides or {}),
             }
         )

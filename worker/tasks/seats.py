@@ -10,8 +10,6 @@ from worker import composition, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
-SWEEP_LOOKBACK = timedelta(minutes=15)
-
 
 @app.task(name="billing.seats.sync_org", **TASK_OPTIONS)
 def sync_org(org_id: str, now: str | None = None) -> dict[str, Any]:
@@ -41,9 +39,10 @@ def schedule_orgs(org_ids: list[str], now: str | None = None) -> int:
 
 @app.task(name="billing.seats.sweep", **TASK_OPTIONS)
 def sweep(now: str | None = None) -> int:
-    """Sync every org whose seats changed recently (a missed schedule loses nothing)."""
+    """Sync every org whose seats changed recently (a missed schedule loses nothing), and
+    every org whose seat term renews within the hour (its renewal quantity is set then)."""
     at = instant(now)
-    orgs = jobs.orgs_with_seat_changes_since(at - SWEEP_LOOKBACK)
+    orgs = jobs.orgs_for_seat_sweep(at)
     for org_id in orgs:
         sync_org.delay(org_id, now)
     return len(orgs)

@@ -13,7 +13,6 @@ from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
 CLOSE_CHUNK_SIZE = 50
-SWEEP_LOOKBACK = timedelta(hours=2)
 
 
 @app.task(name="billing.usage.push_org", **TASK_OPTIONS)
@@ -53,7 +52,7 @@ def close_period(
 def sweep(now: str | None = None) -> int:
     """Push orgs with new usage since the last sweeps (hourly beat)."""
     at = instant(now)
-    orgs = jobs.orgs_with_usage_since(at - SWEEP_LOOKBACK)
+    orgs = jobs.orgs_with_usage_since(at - jobs.USAGE_SWEEP_LOOKBACK)
     for chunk in jobs.chunks(orgs, CLOSE_CHUNK_SIZE):
         push_chunk.delay(chunk, now)
     return len(orgs)

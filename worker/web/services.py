@@ -70,7 +70,7 @@ class WebServices:
 def inline_handlers(settings: Settings) -> dict[str, Callable[..., object]]:
     """The jobs the Celery tasks run (worker/jobs.py), run in the web process instead: under
     the same per-org Redis locks, as of the worker's clock."""
-    locks = jobs.redis_locks(settings)
+    locks = jobs.default_locks(settings)
 
     def handle_event(stripe_event_id: str) -> object:
         now = worker_clock.now(settings)
