@@ -171,3 +171,19 @@ def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "free-co" in out
     assert "$4.36" in out
     assert "matched" in out
+
+
+def test_a_seat_decrease_takes_effect_at_the_annual_renewal(tmp_path: Path) -> None:
+    result = run("seat_decrease_at_renewal", tmp_path)
+    bills = invoices(result, "shrink")
+    assert [inv["created"][:10] for inv in bills][:2] == ["2027-01-01", "2027-02-01"]
+    assert amounts(bills[0]) == [("seats", 9000)]
+    # No mid-term credit: every monthly invoice until the renewal is zero.
+    assert all(inv["total"] == 0 for inv in bills[1:-1])
+    renewal = bills[-1]
+    assert renewal["created"] == "2028-01-01T00:00:00Z"
+    # 7 seats renewed (the high-water mark of 10 ended with the term), and December's 20
+    # messages over the allowance.
+    assert amounts(renewal) == [("copilot_messages", 40), ("seats", 6300)]
+    assert verdict(renewal) == ("matched", 6340, 6340)
+    assert not renewal["held"]
