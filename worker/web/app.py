@@ -9,11 +9,11 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from worker.settings import Settings, get_settings
-from worker.web import admin, support, usage, webhook
+from worker.web import admin, health, support, usage, webhook
 from worker.web.services import WebServices, build_services
 
 # Each module exposes `routes`; add a module here to mount it.
-ROUTE_MODULES = [webhook, usage, support, admin]
+ROUTE_MODULES = [webhook, usage, support, admin, health]
 OPTIONAL_ROUTE_MODULES = ["worker.web.quotas"]  # mounted when present (issue 7)
 
 
