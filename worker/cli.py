@@ -1,19 +1,25 @@
-"""The `billing` command line: the composition of every sub-command."""
+"""The `billing` command line: the composition of every sub-command, and how it fails."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from contextvars import ContextVar
+from importlib.metadata import version
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 # typer >= 0.24 vendors click as typer._click; its exceptions are not re-exported.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from models.db import SchemaRevisionError
+from worker.commands.book import book_app
 from worker.commands.common import CliError
 from worker.commands.demo import demo_command
+from worker.commands.failures import describe_failure
 from worker.commands.ledger import ingest_command, preview_command
 from worker.commands.ops import beat_command, close_command, db_app, sync_app, worker_command
 from worker.commands.quota import quota_app
@@ -23,7 +29,10 @@ from worker.commands.serve import serve_command
 from worker.commands.simulate import simulate_command
 from worker.commands.stripe import stripe_app, stripe_emulator_command
 from worker.logging import configure_logging
-from worker.settings import get_settings
+from worker.settings import Settings, describe_settings_error, get_settings
+
+# Set by `billing -v`: a failure then shows its traceback above the one-line error.
+VERBOSE: ContextVar[bool] = ContextVar("verbose", default=False)
 
 app = typer.Typer(
     name="billing",
@@ -34,16 +43,36 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"billing {version('billing-worker')}")
+        raise typer.Exit
+
+
 @app.callback()
 def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log at INFO; show failures' tracebacks.")
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     """Stripe billing worker: pricing, ledger, Stripe sync and reconciliation."""
+    VERBOSE.set(verbose)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        raise CliError(describe_settings_error(exc)) from exc
     # Logs go to stderr (stdout carries tables and JSON); warnings only unless asked.
-    configure_logging(get_settings(), logging.INFO if verbose else logging.WARNING)
+    configure_logging(settings, logging.INFO if verbose else logging.WARNING)
 
 
 app.command("quote")(quote_command)
+app.add_typer(book_app, name="book")
 app.command("ingest")(ingest_command)
 app.command("preview")(preview_command)
 app.add_typer(stripe_app, name="stripe")
@@ -62,12 +91,15 @@ app.command("beat")(beat_command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    """Run the CLI. User errors, and failures of configuration or of the services it needs
+    (database, Redis, Stripe), become one line on stderr and exit code 2 (`-v`: traceback too)."""
+    VERBOSE.set(False)
     try:
         result = app(args=argv, standalone_mode=False)
-    except (CliError, SchemaRevisionError) as exc:
-        typer.echo(f"billing: error: {exc}", err=True)
-        return 2
+    except CliError as exc:
+        return _fail(str(exc), exc.__cause__)
+    except SchemaRevisionError as exc:
+        return _fail(str(exc), exc)
     except NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
         return 2
@@ -79,7 +111,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Exception as exc:
+        message = describe_failure(exc, _settings_or_none())
+        if message is None:
+            raise  # a bug: its traceback is the report
+        return _fail(message, exc)
     return result if isinstance(result, int) else 0
+
+
+def _fail(message: str, exc: BaseException | None) -> int:
+    if exc is not None and VERBOSE.get():
+        traceback.print_exception(exc, file=sys.stderr)
+    typer.echo(f"billing: error: {message}", err=True)
+    return 2
+
+
+def _settings_or_none() -> Settings | None:
+    try:
+        return get_settings()
+    except ValidationError:
+        return None
 
 
 def run() -> None:

@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,7 +19,10 @@ class Environment(StrEnum):
 class Settings(BaseSettings):
     """Configuration of every process (CLI, worker, beat, web), read once from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore")
+    # Errors never show the values they refused: a bad setting may sit next to a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Environment = Environment.DEVELOPMENT
     # SQLite file in the working folder unless told otherwise; PostgreSQL in production,
@@ -70,17 +73,51 @@ class Settings(BaseSettings):
     # simulated instant (ISO 8601) that worker/clock.py reads instead of the wall clock.
     simulated_clock_key: str | None = None
 
+    @field_validator("stripe_api_key", "stripe_webhook_secret", mode="before")
+    @classmethod
+    def _strip_secret(cls, value: object) -> object:
+        """Whitespace around a pasted key is never part of it (and must not hide `sk_live_`)."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
     @model_validator(mode="after")
-    def _refuse_live_key_outside_production(self) -> Settings:
+    def _check_stripe_key(self) -> Settings:
+        """A Stripe secret key, and a live one only in production."""
         key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else ""
-        if key.startswith(("sk_live_", "rk_live_")) and self.environment is not (
-            Environment.PRODUCTION
-        ):
+        if key and (not key.startswith(SECRET_KEY_PREFIXES) or any(c.isspace() for c in key)):
+            raise ValueError(
+                "STRIPE_API_KEY is not a Stripe secret key: it must start with "
+                f"{', '.join(SECRET_KEY_PREFIXES)}"
+            )
+        if key.startswith(LIVE_KEY_PREFIXES) and self.environment is not Environment.PRODUCTION:
             raise ValueError(
                 "STRIPE_API_KEY is a live key but BILLING_ENVIRONMENT is "
                 f"{self.environment.value!r}: live keys are refused outside production"
             )
         return self
+
+
+SECRET_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each refused environment variable and why, never the value refused."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field.lower() == "stripe_api_key":
+            variable = "STRIPE_API_KEY"
+        elif field in Settings.model_fields:
+            variable = f"BILLING_{field.upper()}"
+        else:
+            variable = field
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{variable}: {message}" if variable else message)
+    return "invalid configuration: " + "; ".join(problems)
 
 
 def split_tokens(value: SecretStr) -> tuple[str, ...]:

@@ -65,7 +65,10 @@ def _print(payload: dict[str, Any], as_json: bool, title: str) -> None:
 
 def _enqueue(task_name: str, args: list[Any], wait: float) -> dict[str, Any]:
     from worker.celery_app import app
+    from worker.composition import redis_client
 
+    # Fail at once (one line) rather than after Celery's 20 attempts to reach its result store.
+    redis_client().ping()
     result = app.send_task(task_name, args=args)
     if wait <= 0:
         return {"task_id": result.id, "state": "queued"}
@@ -229,9 +232,18 @@ def worker_command(
     )
 
 
-def beat_command(loglevel: Annotated[str, typer.Option("--loglevel")] = "info") -> None:
-    """Run the beat scheduler (exactly one per deployment)."""
+def beat_command(
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "info",
+    schedule: Annotated[
+        str,
+        typer.Option("--schedule", help="Where beat keeps its schedule (a writable file path)."),
+    ] = "celerybeat-schedule",
+) -> None:
+    """Run the beat scheduler (exactly one per deployment); it answers `celery inspect ping`
+    (node celerybeat@HOST) while its scheduler ticks."""
     from worker.celery_app import app
 
     configure_logging(get_settings())
-    app.start(["beat", f"--loglevel={loglevel}"])
+    app.start(
+        ["beat", f"--loglevel={loglevel}", f"--schedule={schedule}", "--enable-remote-control"]
+    )

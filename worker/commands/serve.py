@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 import typer
+
+from worker.settings import get_settings
+
+log = structlog.get_logger(__name__)
 
 
 def serve_command(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
 ) -> None:
-    """Serve POST /stripe/webhook, POST /api/usage, the support pages and the admin actions."""
+    """Serve POST /stripe/webhook, POST /api/usage, the support pages, the admin actions and
+    GET /healthz."""
     import uvicorn
 
     from worker.web.app import create_app
+    from worker.web.health import UNVERIFIABLE_WEBHOOKS
 
+    if get_settings().stripe_webhook_secret is None:
+        log.warning("serve.started_without_webhook_secret", problem=UNVERIFIABLE_WEBHOOKS)
     uvicorn.run(create_app(), host=host, port=port, proxy_headers=True, log_level="info")

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing.core.errors import BillingError
 from billing.setup.catalog import CatalogAction, CatalogSyncReport
 from worker import clock
 from worker.commands.common import CliError, load_book_or_fail
@@ -96,8 +95,6 @@ def sync_catalog_command(
     try:
         report = catalog_sync().sync(book, clock.now(settings), repair=repair)
     except ConfigurationError as exc:
-        raise CliError(str(exc)) from None
-    except BillingError as exc:
         raise CliError(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report_json(report)))

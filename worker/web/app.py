@@ -6,11 +6,11 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from worker.settings import Settings, get_settings
-from worker.web import admin, quotas, support, usage, webhook
+from worker.web import admin, health, quotas, support, usage, webhook
 from worker.web.services import WebServices, build_services
 
 # Each module exposes `routes`; add a module here to mount it.
-ROUTE_MODULES = [webhook, usage, support, admin, quotas]
+ROUTE_MODULES = [webhook, usage, support, admin, quotas, health]
 
 
 def all_routes() -> list[BaseRoute]:
