@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from billing.core.periods import from_unix
 from billing.ledger.ingest import Ingestor
+from billing.pricing.proration import SEAT_SYNC_WINDOW_SECONDS, window_start_of
 from worker import composition
 from worker.simulate.beat_jobs import BeatRunner
 from worker.simulate.cadence import BeatEntry, beat_entries
@@ -33,9 +34,8 @@ log = structlog.get_logger(__name__)
 
 MAX_STEP = timedelta(days=27)  # under two months: the shortest interval is a month
 RENEWAL_LEAD = timedelta(minutes=55)  # inside the seat sync's one-hour renewal lead
-SEAT_WINDOW_TICKS = 3  # seat sweeps after a seat change: past its 5-minute coalescing window
-# Beat entries that act on new arrivals, stepped to right after each arrival.
-AFTER_ARRIVAL = ("billing.orgs.sweep", "billing.usage.sweep", "billing.usage.close_due")
+# The beat entries that push usage: the first of them after an arrival pushes it.
+PUSHES = ("billing.usage.sweep", "billing.usage.close_due")
 # Every tick of these inside the grace period after a renewal (a new draft) or a
 # finalization: the pushes of the final totals, and the sweeps that re-check the drafts.
 AFTER_DUE = (
@@ -149,18 +149,21 @@ class Simulator:
         return min(self._due[0], at + MAX_STEP)
 
     def _arrival_instants(self) -> Iterable[datetime]:
-        """Arrivals and the beat ticks that act on them."""
+        """Each arrival, and the first beat tick that acts on what arrived: provisioning for
+        a new org, the seat sweep once the seat change's coalescing window has closed, the
+        first usage push for usage and resource reports."""
+        window = timedelta(seconds=SEAT_SYNC_WINDOW_SECONDS)
         for at, entries in self._arrivals.items():
             yield at
-            for task in AFTER_ARRIVAL:
-                yield self._tick_at_or_after(task, at)
-            if any(e.body.get("type") in {"seats", "org"} for e in entries):
-                tick = at
-                for _ in range(SEAT_WINDOW_TICKS):
-                    tick = self._tick_at_or_after(
-                        "billing.seats.sweep", tick + timedelta(seconds=1)
-                    )
-                    yield tick
+            kinds = {str(e.body.get("type")) for e in entries}
+            if "org" in kinds:
+                yield self._tick_at_or_after("billing.orgs.sweep", at)
+            for entry in entries:
+                if entry.body.get("type") in {"seats", "org"}:
+                    closes = window_start_of(_whole(entry.at)) + window
+                    yield self._tick_at_or_after("billing.seats.sweep", max(at, closes))
+            if kinds & {"usage", "resources", "org"}:
+                yield min(self._tick_at_or_after(task, at) for task in PUSHES)
 
     def _schedule_stripe(self) -> None:
         """Around what Stripe does next on the simulation's clocks: the seat sync's renewal
