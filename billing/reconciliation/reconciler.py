@@ -48,7 +48,7 @@ from billing.reconciliation.records import (
     pushed_prorations,
     usage_period_ending,
 )
-from billing.setup.catalog import SEATS
+from billing.setup.catalog_plan import SEATS
 from billing.stripe_gateway.records import StripeInvoice, StripeMeterEventSummary
 from models.db import unit_of_work
 from models.reconciliation import Reconciliation, ReconciliationLine

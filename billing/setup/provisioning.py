@@ -15,7 +15,8 @@ from sqlmodel import Session, select
 from billing.core.errors import PermanentBillingError
 from billing.core.meters import Interval
 from billing.pricing.book import PriceBook, load_book
-from billing.setup.catalog import SEATS, catalog_entries, price_keys_for_terms
+from billing.setup.catalog import catalog_entries
+from billing.setup.catalog_plan import SEATS, price_keys_for_terms
 from billing.stripe_gateway.records import (
     StripeCustomer,
     StripeSubscription,

@@ -43,7 +43,8 @@ from billing.core.periods import Period, to_unix
 from billing.pricing.book import Terms
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import ledger_quantity, meter_value
-from billing.setup.catalog import catalog_entries, event_name, meter_key
+from billing.setup.catalog import catalog_entries
+from billing.setup.catalog_plan import event_name, meter_key
 from billing.stripe_gateway.records import (
     StripeInvoice,
     StripeMeterEvent,

@@ -31,7 +31,8 @@ from billing.pricing.book import load_book
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import meter_value
 from billing.pricing.proration import SeatChange, billed_quantity, seat_terms
-from billing.setup.catalog import CatalogSync, event_name
+from billing.setup.catalog import CatalogSync
+from billing.setup.catalog_plan import event_name
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.ledger import Org, SeatChangeRecord, UsageEvent
