@@ -27,8 +27,8 @@ from billing.ledger.expected_invoice import (
     ExpectedInvoice,
     ExpectedLine,
     UnknownOrgError,
-    expected_invoice,
 )
+from billing.ledger.queries import expected_invoice
 from billing.pricing.book import PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from billing.reconciliation.match import (

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, term_containing, term_period
-from billing.ledger.expected_invoice import org_ledger
+from billing.ledger.queries import org_ledger
 from billing.pricing.charge import ledger_quantity
 from billing.stripe_gateway.records import StripeInvoice
 from models.push_records import UsagePeriod

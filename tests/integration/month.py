@@ -25,8 +25,8 @@ from sqlmodel import Session, col, select
 
 from billing.core.meters import Meter
 from billing.core.periods import isoformat_z, month_period, to_unix
-from billing.ledger.expected_invoice import expected_invoice
 from billing.ledger.ingest import Ingestor
+from billing.ledger.queries import expected_invoice
 from billing.pricing.book import load_book
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import meter_value

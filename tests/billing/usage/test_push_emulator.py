@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from billing.core.periods import Period, month_period, to_unix
-from billing.ledger.expected_invoice import expected_invoice
+from billing.ledger.queries import expected_invoice
 from billing.pricing.proration import prorated_amount
 from billing.reconciliation.reconciler import Reconciler
 from models.push_records import PushStatus, SeatPush, UsageAdjustment, UsagePeriod, UsagePush
