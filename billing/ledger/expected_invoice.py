@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from billing.core.components import SEAT_PRORATION, SEATS
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.book_cache import BookCache
-from billing.pricing.charge import SEATS, ChargeLine, usage_lines
+from billing.pricing.charge import ChargeLine, usage_lines
 from billing.pricing.proration import SeatChange, SeatStep, SeatTerm, seat_terms
-
-SEAT_PRORATION = "seat_proration"
 
 
 class UnknownOrgError(LookupError):

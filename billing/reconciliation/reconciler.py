@@ -21,9 +21,9 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from billing.core.components import SEAT_PRORATION, SEATS
 from billing.core.periods import Period, add_months, month_period_of
 from billing.ledger.expected_invoice import (
-    SEAT_PRORATION,
     ExpectedInvoice,
     ExpectedLine,
     UnknownOrgError,
@@ -48,7 +48,6 @@ from billing.reconciliation.records import (
     pushed_prorations,
     usage_period_ending,
 )
-from billing.setup.catalog_plan import SEATS
 from billing.stripe_gateway.records import StripeInvoice, StripeMeterEventSummary
 from models.db import unit_of_work
 from models.reconciliation import Reconciliation, ReconciliationLine

@@ -10,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from billing.core.components import SEATS
 from billing.core.meters import Interval
 from billing.core.periods import Period, month_period_of, term_containing
 from billing.reconciliation.match import ComponentMap, ExpectedAdjustment, MeterFacts
-from billing.setup.catalog_plan import SEATS
 from billing.stripe_gateway.records import StripeInvoice
 from models.ledger import Org, ResourceReport, UsageEvent, decimal_sum
 from models.push_records import PushStatus, SeatPush, UsageAdjustment

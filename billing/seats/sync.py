@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from billing.core.components import SEATS, ProrationBehavior
 from billing.core.errors import PermanentBillingError
 from billing.core.meters import Interval
 from billing.core.periods import to_unix
@@ -44,9 +45,6 @@ from models.push_records import PushStatus, SeatPush
 from models.stripe_records import StripeSubscriptionItemRecord, StripeSubscriptionRecord
 
 log = structlog.get_logger(__name__)
-
-SEATS_COMPONENT = "seats"
-ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 
 
 class SeatGateway(Protocol):
@@ -386,7 +384,7 @@ class SeatSync:
             item = session.exec(
                 select(StripeSubscriptionItemRecord).where(
                     StripeSubscriptionItemRecord.org_id == org_id,
-                    StripeSubscriptionItemRecord.component == SEATS_COMPONENT,
+                    StripeSubscriptionItemRecord.component == SEATS,
                 )
             ).first()
             sub = session.get(StripeSubscriptionRecord, org_id)

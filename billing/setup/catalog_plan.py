@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
 
+from billing.core.components import SEATS
 from billing.core.meters import Interval, Meter
 from billing.core.money import MAX_DECIMAL_PLACES, format_decimal
 from billing.pricing.book import MeterPrice, PriceBook, Terms
 from billing.stripe_gateway.records import PriceTerms, PriceTier
 
-SEATS = "seats"
 _CONTEXT = Context(prec=60, rounding=ROUND_HALF_UP)
 _QUANTUM = Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
 

@@ -12,11 +12,12 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from billing.core.components import SEATS
 from billing.core.errors import PermanentBillingError
 from billing.core.meters import Interval
 from billing.pricing.book import PriceBook, load_book
 from billing.setup.catalog import catalog_entries
-from billing.setup.catalog_plan import SEATS, price_keys_for_terms
+from billing.setup.catalog_plan import price_keys_for_terms
 from billing.stripe_gateway.records import (
     StripeCustomer,
     StripeSubscription,

@@ -1,7 +1,7 @@
 """The Stripe gateway: the only package that imports `stripe`, exposing typed calls and records."""
 
 from billing.stripe_gateway.errors import map_stripe_error
-from billing.stripe_gateway.gateway import ProrationBehavior, StripeGateway
+from billing.stripe_gateway.gateway import StripeGateway
 from billing.stripe_gateway.params import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     check_idempotency_key,
@@ -31,7 +31,6 @@ __all__ = [
     "PriceSpec",
     "PriceTerms",
     "PriceTier",
-    "ProrationBehavior",
     "StripeConfig",
     "StripeCustomer",
     "StripeGateway",

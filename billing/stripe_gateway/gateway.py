@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import stripe
 
+from billing.core.components import ProrationBehavior
 from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
 from billing.stripe_gateway.errors import mapped_errors
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from stripe.params.billing import MeterCreateParams, MeterEventCreateParams
 
 T = TypeVar("T")
-ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 _PAGE = 100
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
+from billing.core.components import BILLING_KIND, BillingKind
 from billing.core.errors import PermanentBillingError
 from billing.core.meters import Meter
 from billing.core.periods import Period, to_unix
@@ -29,8 +30,6 @@ from billing.stripe_gateway.records import StripeInvoiceItem
 from models.push_records import PushStatus, UsageAdjustment, UsagePeriod
 
 log = structlog.get_logger(__name__)
-
-ADJUSTMENT_KIND = "usage_adjustment"
 
 
 class AdjustmentGateway(Protocol):
@@ -173,7 +172,7 @@ def _send(
                 idempotency_key=key,
                 stripe_subscription_id=target.stripe_subscription_id,
                 metadata={
-                    "billing_kind": ADJUSTMENT_KIND,
+                    BILLING_KIND: BillingKind.USAGE_ADJUSTMENT.value,
                     "org_id": row.org_id,
                     "meter": meter.value,
                     "period_start": period.period_start.isoformat(),

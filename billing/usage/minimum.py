@@ -24,6 +24,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
+from billing.core.components import BILLING_KIND, MINIMUM, BillingKind
 from billing.core.errors import PermanentBillingError
 from billing.core.meters import Meter
 from billing.core.periods import Period, to_unix
@@ -33,8 +34,6 @@ from billing.usage.adjustments import AdjustmentGateway
 from models.push_records import MinimumTopUp, PushStatus
 
 log = structlog.get_logger(__name__)
-
-MINIMUM_KIND = "minimum_commitment"
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def ensure_minimum(
         return None
     usage = {meter: quantity for meter, quantity in usage.items() if meter in terms.meters}
     lines = usage_lines(terms, usage)
-    usage_amount = sum(line.amount for line in lines if line.code != "minimum")
+    usage_amount = sum(line.amount for line in lines if line.code != MINIMUM)
     wanted = max(0, terms.minimum_amount - usage_amount)
     rows = session.exec(
         select(MinimumTopUp).where(
@@ -105,7 +104,7 @@ def ensure_minimum(
             stripe_subscription_id=stripe_subscription_id,
             stripe_invoice_id=row.stripe_invoice_id,
             metadata={
-                "billing_kind": MINIMUM_KIND,
+                BILLING_KIND: BillingKind.MINIMUM_COMMITMENT.value,
                 "org_id": org_id,
                 "period_start": period.period_start.isoformat(),
                 "usage_amount": str(row.usage_amount),

@@ -37,6 +37,7 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from billing.core.components import MINIMUM
 from billing.core.errors import PermanentBillingError
 from billing.core.meters import Meter
 from billing.core.periods import Period, to_unix
@@ -288,7 +289,7 @@ class UsagePusher:
         if any(m.error for m in minimums):
             results.append(
                 MeterPushResult(
-                    "minimum",
+                    MINIMUM,
                     periods[0].period_start,
                     periods[-1].period_end,
                     Decimal(0),
