@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from billing.core.components import SEAT_PRORATION, SEATS
+from billing.core.keys import invoice_hold_key
 from billing.core.periods import Period, add_months, month_period_of
 from billing.ledger.expected_invoice import (
     ExpectedInvoice,
@@ -188,7 +189,7 @@ class Reconciler:
             self.gateway.set_invoice_auto_advance(
                 invoice.stripe_invoice_id,
                 auto_advance=False,
-                idempotency_key=f"reconciliation:hold:{invoice.stripe_invoice_id}",
+                idempotency_key=invoice_hold_key(invoice.stripe_invoice_id),
             )
             note = f"draft held (auto_advance=false): {status.value}"
         rec_id = self._store(invoice, org_id, period, comparison, status, trigger, held, note, now)

@@ -28,8 +28,8 @@ from sqlmodel import Session, col, select
 
 from billing.core.components import SEATS, ProrationBehavior
 from billing.core.errors import PermanentBillingError
+from billing.core.keys import seat_quantity_key, seat_step_key
 from billing.core.meters import Interval
-from billing.core.periods import to_unix
 from billing.pricing.book import SeatDecrease
 from billing.pricing.book_cache import BookCache
 from billing.pricing.proration import (
@@ -131,7 +131,6 @@ class SeatSync:
         results: list[SeatPushResult] = []
         problems: list[str] = []
         run = _Run(org_id, desired, stripe_item_id, now, results, problems)
-        term_key = f"seats:{org_id}:{to_unix(desired.term_start_at)}"
         for step in desired.steps:
             behavior: ProrationBehavior = "none"
             if step.amount and (step.to_quantity > step.from_quantity or desired.credit_decreases):
@@ -144,7 +143,7 @@ class SeatSync:
                 behavior,
                 step.amount,
                 step.window_start,
-                f"{term_key}:{to_unix(step.window_start)}:{step.to_quantity}",
+                seat_step_key(org_id, desired.term_start_at, step.window_start, step.to_quantity),
             )
             quantity = self._apply(run, push, quantity)
         target = desired.billed_quantity
@@ -167,7 +166,6 @@ class SeatSync:
                     term_start_at=desired.term_start_at,
                     kind=kind,
                     target=target,
-                    term_key=term_key,
                     now=now,
                 ),
             )
@@ -306,7 +304,6 @@ class SeatSync:
         term_start_at: datetime,
         kind: str,
         target: int,
-        term_key: str,
         now: datetime,
     ) -> str:
         """The key of a renewal or correction push: an unfinished one to the same quantity is
@@ -331,7 +328,7 @@ class SeatSync:
                     now,
                     error=f"superseded: the ledger now bills {target}",
                 )
-        return f"{term_key}:{kind}:{len(rows) + 1}:{target}"
+        return seat_quantity_key(org_id, term_start_at, kind, len(rows) + 1, target)
 
     # ------------------------------------------------------------------ reads
 

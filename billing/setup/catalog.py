@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from billing.core.keys import catalog_idempotency_key
 from billing.core.meters import Meter
 from billing.core.money import format_decimal
 from billing.pricing.book import PriceBook
@@ -142,7 +143,7 @@ class CatalogSync:
                 found = self.gateway.create_product(
                     name=item.name,
                     metadata=item.metadata,
-                    idempotency_key=f"catalog:{item.catalog_key}:v1",
+                    idempotency_key=catalog_idempotency_key(item.catalog_key),
                 )
                 action = CatalogAction.CREATED
             else:
@@ -180,7 +181,7 @@ class CatalogSync:
                     event_name=item.event_name,
                     formula=METER_FORMULA,
                     event_time_window=EVENT_TIME_WINDOW,
-                    idempotency_key=f"catalog:{item.catalog_key}:v1",
+                    idempotency_key=catalog_idempotency_key(item.catalog_key),
                 )
                 action = CatalogAction.CREATED
             else:
@@ -341,7 +342,7 @@ class CatalogSync:
             transfer_lookup_key=transfer,
         )
         return self.gateway.create_price(
-            spec, idempotency_key=f"catalog:{item.catalog_key}:v{version}"
+            spec, idempotency_key=catalog_idempotency_key(item.catalog_key, version)
         )
 
     # ------------------------------------------------------------------ local records

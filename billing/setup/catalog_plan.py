@@ -6,6 +6,16 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
 
 from billing.core.components import SEATS
+from billing.core.keys import (
+    event_name,
+    is_contract_key,
+    lookup_key,
+    meter_key,
+    meter_price_key,
+    meter_product_key,
+    seat_price_key,
+    seat_product_key,
+)
 from billing.core.meters import Interval, Meter
 from billing.core.money import MAX_DECIMAL_PLACES, format_decimal
 from billing.pricing.book import MeterPrice, PriceBook, Terms
@@ -79,7 +89,7 @@ class PricePlan:
     @property
     def lookup_key(self) -> str:
         """Stable per catalog object; a repaired price takes it over (`transfer_lookup_key`)."""
-        return self.catalog_key.removeprefix("price:")
+        return lookup_key(self.catalog_key)
 
     @property
     def meter_key(self) -> str | None:
@@ -116,32 +126,6 @@ class CatalogPlan:
     products: tuple[ProductPlan, ...]
     meters: tuple[MeterPlan, ...]
     prices: tuple[PricePlan, ...]
-
-
-def seat_product_key(book: str, plan: str) -> str:
-    return f"product:{book}:{plan}:{SEATS}"
-
-
-def meter_product_key(book: str, meter: Meter) -> str:
-    return f"product:{book}:meter:{meter.value}"
-
-
-def meter_key(book: str, meter: Meter) -> str:
-    return f"meter:{book}:{meter.value}"
-
-
-def seat_price_key(book: str, plan: str, interval: Interval, contract_org_id: str | None) -> str:
-    key = f"price:{book}:{plan}:{SEATS}:{interval.value}"
-    return f"{key}:contract:{contract_org_id}" if contract_org_id else key
-
-
-def meter_price_key(book: str, plan: str, meter: Meter, contract_org_id: str | None) -> str:
-    key = f"price:{book}:{plan}:{meter.value}"
-    return f"{key}:contract:{contract_org_id}" if contract_org_id else key
-
-
-def event_name(book: str, meter: Meter) -> str:
-    return f"{book}.{meter.value}"
 
 
 def price_keys_for_terms(book: PriceBook, terms: Terms) -> dict[str, str]:
@@ -207,7 +191,7 @@ def plan_catalog(book: PriceBook) -> CatalogPlan:
                 usage_type="licensed",
                 unit_amount_decimal=Decimal(terms.seat_unit_amount),
                 tiers=(),
-                contract_org_id=org if keys[SEATS].endswith(f":contract:{org}") else None,
+                contract_org_id=org if org and is_contract_key(keys[SEATS], org) else None,
             )
         for meter, meter_price in terms.meters.items():
             key = keys[meter.value]
@@ -249,6 +233,6 @@ def _metered_price_plan(
         unit_amount_decimal=tiers[0].unit_amount_decimal if per_unit else None,
         tiers=() if per_unit else tuple(tiers),
         meter=meter_price.meter,
-        contract_org_id=org if org and key.endswith(f":contract:{org}") else None,
+        contract_org_id=org if org and is_contract_key(key, org) else None,
         approximate=approximate,
     )

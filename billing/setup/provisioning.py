@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from billing.core.components import SEATS
 from billing.core.errors import PermanentBillingError
+from billing.core.keys import customer_idempotency_key, subscription_idempotency_key
 from billing.core.meters import Interval
 from billing.pricing.book import PriceBook, load_book
 from billing.setup.catalog import catalog_entries
@@ -100,14 +101,6 @@ class ProvisionOutcome:
     customer_action: ProvisionAction
     subscription_action: ProvisionAction
     stripe_subscription_item_ids: Mapping[str, str]  # component (seats / meter) -> item id
-
-
-def customer_idempotency_key(org_id: str) -> str:
-    return f"provision:customer:{org_id}"
-
-
-def subscription_idempotency_key(org_id: str) -> str:
-    return f"provision:subscription:{org_id}"
 
 
 class Provisioner:

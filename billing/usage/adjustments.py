@@ -22,8 +22,9 @@ from sqlmodel import Session, select
 
 from billing.core.components import BILLING_KIND, BillingKind
 from billing.core.errors import PermanentBillingError
+from billing.core.keys import usage_adjustment_key
 from billing.core.meters import Meter
-from billing.core.periods import Period, to_unix
+from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.charge import price_meter
 from billing.stripe_gateway.records import StripeInvoiceItem
@@ -121,7 +122,7 @@ def adjust_final_period(
             )
         ).one()
     )
-    key = f"usage-adjust:{org_id}:{meter.value}:{to_unix(period.period_start)}:{sequence}"
+    key = usage_adjustment_key(org_id, meter, period.period_start, sequence)
     row = UsageAdjustment(
         org_id=org_id,
         meter=meter.value,

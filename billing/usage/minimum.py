@@ -26,8 +26,9 @@ from sqlmodel import Session, select
 
 from billing.core.components import BILLING_KIND, MINIMUM, BillingKind
 from billing.core.errors import PermanentBillingError
+from billing.core.keys import minimum_topup_key
 from billing.core.meters import Meter
-from billing.core.periods import Period, to_unix
+from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.charge import usage_lines
 from billing.usage.adjustments import AdjustmentGateway
@@ -82,7 +83,7 @@ def ensure_minimum(
             usage_amount=usage_amount,
             amount=wanted - booked,
             stripe_invoice_id=stripe_invoice_id,
-            idempotency_key=f"minimum:{org_id}:{to_unix(period.period_start)}:{sequence}",
+            idempotency_key=minimum_topup_key(org_id, period.period_start, sequence),
             status=PushStatus.STARTED,
             created_at=now,
         )

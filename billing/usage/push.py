@@ -39,13 +39,13 @@ from sqlmodel import Session, col, select
 
 from billing.core.components import MINIMUM
 from billing.core.errors import PermanentBillingError
+from billing.core.keys import event_name, meter_event_identifier, meter_key
 from billing.core.meters import Meter
-from billing.core.periods import Period, to_unix
+from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import ledger_quantity, meter_value
 from billing.setup.catalog import catalog_entries
-from billing.setup.catalog_plan import event_name, meter_key
 from billing.stripe_gateway.records import (
     StripeInvoice,
     StripeMeterEvent,
@@ -503,7 +503,7 @@ def _new_push(session: Session, state: UsagePeriod, quantity: Decimal, now: date
         period_start_at=period.period_start,
         revision=revision,
         quantity=quantity,
-        identifier=f"usage:{org_id}:{meter.value}:{to_unix(period.period_start)}:r{revision}",
+        identifier=meter_event_identifier(org_id, meter, period.period_start, revision),
         event_timestamp_at=timestamp,
         status=PushStatus.STARTED,
         created_at=now,

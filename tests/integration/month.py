@@ -23,6 +23,7 @@ from celery.result import GroupResult
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from billing.core.keys import event_name
 from billing.core.meters import Meter
 from billing.core.periods import isoformat_z, month_period, to_unix
 from billing.ledger.ingest import Ingestor
@@ -32,7 +33,6 @@ from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import meter_value
 from billing.pricing.proration import SeatChange, billed_quantity, seat_terms
 from billing.setup.catalog import CatalogSync
-from billing.setup.catalog_plan import event_name
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.ledger import Org, SeatChangeRecord, UsageEvent
