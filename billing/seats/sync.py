@@ -41,8 +41,12 @@ from billing.pricing.proration import (
 )
 from billing.stripe_gateway.records import StripeSubscription, StripeSubscriptionItem
 from models.ledger import OrgPlanChange, SeatChangeRecord
-from models.push_records import PushStatus, SeatPush
-from models.stripe_records import StripeSubscriptionItemRecord, StripeSubscriptionRecord
+from models.push_records import SeatPush
+from models.stripe_records import (
+    StripeSubscriptionItemRecord,
+    StripeSubscriptionRecord,
+    WriteStatus,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -175,7 +179,7 @@ class SeatSync:
                     "corrected without proration"
                 )
             quantity = self._apply(run, push, quantity)
-        action = "updated" if any(r.status == PushStatus.DONE for r in results) else "in_sync"
+        action = "updated" if any(r.status == WriteStatus.DONE for r in results) else "in_sync"
         outcome = SeatSyncOutcome(
             org_id,
             action,
@@ -203,32 +207,32 @@ class SeatSync:
         now, results, problems = run.now, run.results, run.problems
         with Session(self.engine) as session:
             row = session.exec(select(SeatPush).where(SeatPush.idempotency_key == push.key)).first()
-            if row is not None and row.status == PushStatus.DONE:
+            if row is not None and row.status == WriteStatus.DONE:
                 return quantity
-            if row is not None and row.status == PushStatus.FAILED:
+            if row is not None and row.status == WriteStatus.FAILED:
                 problems.append(f"{push.key}: failed earlier: {row.error}")
                 return quantity
             if row is not None:  # started: a crash between the call and the record
                 if quantity == push.to_quantity:
-                    self._finish(session, row, PushStatus.DONE, now)
-                    results.append(_result(push, PushStatus.DONE))
+                    self._finish(session, row, WriteStatus.DONE, now)
+                    results.append(_result(push, WriteStatus.DONE))
                     return quantity
                 if quantity != push.from_quantity:
                     message = (
                         f"left started; Stripe now holds {quantity}, neither "
                         f"{push.from_quantity} nor {push.to_quantity}"
                     )
-                    self._finish(session, row, PushStatus.FAILED, now, error=message)
+                    self._finish(session, row, WriteStatus.FAILED, now, error=message)
                     problems.append(f"{push.key}: {message}")
-                    results.append(_result(push, PushStatus.FAILED))
+                    results.append(_result(push, WriteStatus.FAILED))
                     return quantity
                 # Stripe still holds the old quantity: the call never happened; send it now.
             else:
                 if push.kind == "step" and quantity is not None and quantity >= push.to_quantity:
                     # Stripe already bills at least this many (e.g. a correction overtook it).
                     row = self._start(session, run, push)
-                    self._finish(session, row, PushStatus.DONE, now, error="already at quantity")
-                    results.append(_result(push, PushStatus.DONE))
+                    self._finish(session, row, WriteStatus.DONE, now, error="already at quantity")
+                    results.append(_result(push, WriteStatus.DONE))
                     return quantity
                 row = self._start(session, run, push)
             try:
@@ -241,13 +245,13 @@ class SeatSync:
                 )
             except PermanentBillingError as exc:
                 self._finish(
-                    session, row, PushStatus.FAILED, now, error=str(exc), request_id=exc.request_id
+                    session, row, WriteStatus.FAILED, now, error=str(exc), request_id=exc.request_id
                 )
                 problems.append(f"{push.key}: {exc}")
-                results.append(_result(push, PushStatus.FAILED))
+                results.append(_result(push, WriteStatus.FAILED))
                 return quantity
-            self._finish(session, row, PushStatus.DONE, now)
-            results.append(_result(push, PushStatus.DONE))
+            self._finish(session, row, WriteStatus.DONE, now)
+            results.append(_result(push, WriteStatus.DONE))
             log.info(
                 "seats.pushed",
                 org_id=run.org_id,
@@ -272,7 +276,7 @@ class SeatSync:
             expected_amount=push.amount,
             stripe_subscription_item_id=run.stripe_item_id,
             idempotency_key=push.key,
-            status=PushStatus.STARTED,
+            status=WriteStatus.STARTED,
             created_at=run.now,
         )
         session.add(row)
@@ -284,7 +288,7 @@ class SeatSync:
     def _finish(
         session: Session,
         row: SeatPush,
-        status: PushStatus,
+        status: WriteStatus,
         now: datetime,
         *,
         error: str | None = None,
@@ -317,14 +321,14 @@ class SeatSync:
                 )
             ).all()
             for row in rows:
-                if row.status != PushStatus.STARTED:
+                if row.status != WriteStatus.STARTED:
                     continue
                 if row.to_quantity == target:
                     return row.idempotency_key
                 self._finish(
                     session,
                     row,
-                    PushStatus.FAILED,
+                    WriteStatus.FAILED,
                     now,
                     error=f"superseded: the ledger now bills {target}",
                 )
@@ -424,7 +428,7 @@ class _Push:
     key: str
 
 
-def _result(push: _Push, status: PushStatus) -> SeatPushResult:
+def _result(push: _Push, status: WriteStatus) -> SeatPushResult:
     return SeatPushResult(
         push.kind,
         push.from_quantity,

@@ -28,7 +28,8 @@ from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.charge import price_meter
 from billing.stripe_gateway.records import StripeInvoiceItem
-from models.push_records import PushStatus, UsageAdjustment, UsagePeriod
+from models.push_records import UsageAdjustment, UsagePeriod
+from models.stripe_records import WriteStatus
 
 log = structlog.get_logger(__name__)
 
@@ -95,7 +96,7 @@ def adjust_final_period(
             UsageAdjustment.org_id == org_id,
             UsageAdjustment.meter == meter.value,
             UsageAdjustment.period_start_at == period.period_start,
-            UsageAdjustment.status == PushStatus.STARTED,
+            UsageAdjustment.status == WriteStatus.STARTED,
         )
     ).first()
     if unfinished is not None:
@@ -131,7 +132,7 @@ def adjust_final_period(
         quantity_delta=delta,
         amount=amount,
         idempotency_key=key,
-        status=PushStatus.STARTED,
+        status=WriteStatus.STARTED,
         created_at=now,
     )
     session.add(row)
@@ -181,14 +182,14 @@ def _send(
                 },
             )
         except PermanentBillingError as exc:
-            row.status = PushStatus.FAILED
+            row.status = WriteStatus.FAILED
             row.error = str(exc)[:2000]
             row.finished_at = now
             session.add(row)
             session.commit()
             return Adjustment(delta, error=str(exc))
         row.stripe_invoice_item_id = item.stripe_invoice_item_id
-    row.status = PushStatus.DONE
+    row.status = WriteStatus.DONE
     row.finished_at = now
     state.adjusted_quantity += delta
     state.updated_at = now

@@ -32,7 +32,8 @@ from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.charge import usage_lines
 from billing.usage.adjustments import AdjustmentGateway
-from models.push_records import MinimumTopUp, PushStatus
+from models.push_records import MinimumTopUp
+from models.stripe_records import WriteStatus
 
 log = structlog.get_logger(__name__)
 
@@ -70,9 +71,9 @@ def ensure_minimum(
             MinimumTopUp.org_id == org_id, MinimumTopUp.period_start_at == period.period_start
         )
     ).all()
-    unfinished = next((row for row in rows if row.status == PushStatus.STARTED), None)
+    unfinished = next((row for row in rows if row.status == WriteStatus.STARTED), None)
     if unfinished is None:
-        booked = sum(row.amount for row in rows if row.status == PushStatus.DONE)
+        booked = sum(row.amount for row in rows if row.status == WriteStatus.DONE)
         if booked == wanted:
             return TopUp(usage_amount, wanted, 0)
         sequence = 1 + max((row.sequence for row in rows), default=0)
@@ -84,7 +85,7 @@ def ensure_minimum(
             amount=wanted - booked,
             stripe_invoice_id=stripe_invoice_id,
             idempotency_key=minimum_topup_key(org_id, period.period_start, sequence),
-            status=PushStatus.STARTED,
+            status=WriteStatus.STARTED,
             created_at=now,
         )
         session.add(unfinished)
@@ -112,14 +113,14 @@ def ensure_minimum(
             },
         )
     except PermanentBillingError as exc:
-        row.status = PushStatus.FAILED
+        row.status = WriteStatus.FAILED
         row.error = str(exc)[:2000]
         row.finished_at = now
         session.add(row)
         session.commit()
         return TopUp(usage_amount, wanted, 0, error=str(exc))
     row.stripe_invoice_item_id = item.stripe_invoice_item_id
-    row.status = PushStatus.DONE
+    row.status = WriteStatus.DONE
     row.finished_at = now
     session.add(row)
     session.commit()
@@ -128,7 +129,7 @@ def ensure_minimum(
             select(sa.func.coalesce(sa.func.sum(MinimumTopUp.amount), 0)).where(
                 MinimumTopUp.org_id == org_id,
                 MinimumTopUp.period_start_at == period.period_start,
-                MinimumTopUp.status == PushStatus.DONE,
+                MinimumTopUp.status == WriteStatus.DONE,
             )
         ).one()
     )

@@ -62,7 +62,8 @@ from billing.usage.periods import (
     org_subscription,
 )
 from models.ledger import OrgPlanChange
-from models.push_records import PushStatus, UsagePeriod, UsagePush
+from models.push_records import UsagePeriod, UsagePush
+from models.stripe_records import WriteStatus
 
 log = structlog.get_logger(__name__)
 
@@ -191,7 +192,7 @@ class UsagePusher:
                 (row.meter, row.period_start_at): row
                 for row in session.exec(
                     select(UsagePush).where(
-                        UsagePush.org_id == org_id, UsagePush.status == PushStatus.STARTED
+                        UsagePush.org_id == org_id, UsagePush.status == WriteStatus.STARTED
                     )
                 )
             }
@@ -247,7 +248,7 @@ class UsagePusher:
                     if pending is not None and pending.quantity != quantity:
                         # A crash left a revision in doubt and the total moved on: the new
                         # revision replaces it whether or not it reached Stripe.
-                        pending.status = PushStatus.DONE
+                        pending.status = WriteStatus.DONE
                         pending.error = "superseded by a later revision before it was confirmed"
                         pending.finished_at = now
                         session.add(pending)
@@ -379,13 +380,13 @@ class UsagePusher:
             )
         except PermanentBillingError as exc:
             if exc.code not in _ALREADY_RECEIVED:
-                push.status = PushStatus.FAILED
+                push.status = WriteStatus.FAILED
                 push.error = str(exc)[:2000]
                 push.finished_at = now
                 send.error = str(exc)
                 return
             # Stripe already has this identifier: an earlier attempt got through.
-        push.status = PushStatus.DONE
+        push.status = WriteStatus.DONE
         push.finished_at = now
         state.sent_quantity = push.quantity
         state.sent_revision = push.revision
@@ -505,7 +506,7 @@ def _new_push(session: Session, state: UsagePeriod, quantity: Decimal, now: date
         quantity=quantity,
         identifier=meter_event_identifier(org_id, meter, period.period_start, revision),
         event_timestamp_at=timestamp,
-        status=PushStatus.STARTED,
+        status=WriteStatus.STARTED,
         created_at=now,
     )
     session.add(push)

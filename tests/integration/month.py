@@ -36,8 +36,8 @@ from billing.setup.catalog import CatalogSync
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.ledger import Org, SeatChangeRecord, UsageEvent
-from models.push_records import PushStatus, SeatPush, UsagePush
-from models.stripe_records import StripeCustomerRecord, StripeSubscriptionItemRecord
+from models.push_records import SeatPush, UsagePush
+from models.stripe_records import StripeCustomerRecord, StripeSubscriptionItemRecord, WriteStatus
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from tests.integration.cluster import TASK_SECONDS, Cluster
 from worker.demo_data import DemoOrg, daily_events, demo_orgs, opening_events
@@ -335,7 +335,7 @@ def assert_nothing_doubled(month: Month) -> None:
             .per
         )
         assert Decimal(value) == meter_value(push.quantity, per), (identifier, value, push)
-    assert {p.status for p in pushes} == {PushStatus.DONE}, Counter(p.status for p in pushes)
+    assert {p.status for p in pushes} == {WriteStatus.DONE}, Counter(p.status for p in pushes)
     assert {p.identifier for p in pushes} == {i for i, _, _ in records}
     revisions: dict[tuple[str, str, datetime], list[UsagePush]] = {}
     for push in pushes:
@@ -346,7 +346,7 @@ def assert_nothing_doubled(month: Month) -> None:
         # A new revision is made only when the total changed.
         for before, after in pairwise(rows):
             assert before.quantity != after.quantity, (key, before.revision, after.revision)
-    assert all(p.status == PushStatus.DONE for p in seat_pushes), [
+    assert all(p.status == WriteStatus.DONE for p in seat_pushes), [
         (p.idempotency_key, p.status, p.error) for p in seat_pushes if p.status != "done"
     ]
     windows = Counter(
