@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.ledger import ExactDecimal, UtcDateTime
+
+
+class SeatPushKind(StrEnum):
+    """Why a seat push changed Stripe's quantity."""
+
+    STEP = "step"  # a coalesced seat step of the term, prorated as the seat policy says
+    RENEWAL = "renewal"  # the count at the renewal instant, set just before the term ends
+    CORRECTION = "correction"  # Stripe held another quantity (changed by hand): set back
 
 
 def _id() -> sa.Column[int]:
@@ -31,7 +40,7 @@ class SeatPush(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=_id())
     org_id: str = Field(max_length=200, index=True)
-    kind: str = Field(max_length=20)  # step | renewal | correction
+    kind: str = Field(max_length=20)  # a SeatPushKind
     term_start_at: datetime = Field(sa_type=UtcDateTime)
     window_start_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     proration_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

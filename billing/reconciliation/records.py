@@ -16,7 +16,7 @@ from billing.core.periods import Period, month_period_of, term_containing
 from billing.reconciliation.match import ComponentMap, ExpectedAdjustment, MeterFacts
 from billing.stripe_gateway.records import StripeInvoice
 from models.ledger import Org, ResourceReport, UsageEvent, decimal_sum
-from models.push_records import SeatPush, UsageAdjustment
+from models.push_records import SeatPush, SeatPushKind, UsageAdjustment
 from models.reconciliation import Reconciliation
 from models.stripe_records import (
     StripeCatalogEntry,
@@ -35,7 +35,7 @@ def pushed_prorations(
     rows = session.exec(
         select(SeatPush.proration_at).where(
             SeatPush.org_id == org_id,
-            SeatPush.kind == "step",
+            SeatPush.kind == SeatPushKind.STEP,
             SeatPush.status == WriteStatus.DONE,
             SeatPush.proration_behavior == "create_prorations",
             col(SeatPush.finished_at) > after,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 import structlog
@@ -41,7 +42,7 @@ from billing.pricing.proration import (
 )
 from billing.stripe_gateway.records import StripeSubscription, StripeSubscriptionItem
 from models.ledger import OrgPlanChange, SeatChangeRecord
-from models.push_records import SeatPush
+from models.push_records import SeatPush, SeatPushKind
 from models.stripe_records import (
     StripeSubscriptionItemRecord,
     StripeSubscriptionRecord,
@@ -67,21 +68,30 @@ class SeatGateway(Protocol):
     ) -> StripeSubscriptionItem: ...
 
 
+class SeatSyncAction(StrEnum):
+    """What one seat sync of an org did."""
+
+    IN_SYNC = "in_sync"  # Stripe already held the quantity: nothing sent
+    UPDATED = "updated"  # at least one quantity update reached Stripe
+    NO_SEATS = "no_seats"  # the org's plan has no seats (or the org has no plan yet)
+    NOT_PROVISIONED = "not_provisioned"  # no Stripe subscription item for the seats yet
+
+
 @dataclass(frozen=True)
 class SeatPushResult:
-    kind: str
+    kind: SeatPushKind
     from_quantity: int
     to_quantity: int
     proration_at: datetime | None
     expected_amount: int
     idempotency_key: str
-    status: str
+    status: WriteStatus
 
 
 @dataclass(frozen=True)
 class SeatSyncOutcome:
     org_id: str
-    action: str  # in_sync | updated | no_seats | not_provisioned
+    action: SeatSyncAction
     stripe_quantity_before: int | None = None
     stripe_quantity_after: int | None = None
     billed_quantity: int | None = None
@@ -123,11 +133,11 @@ class SeatSync:
     def sync(self, org_id: str, now: datetime) -> SeatSyncOutcome:
         desired = self._desired(org_id, now)
         if desired is None:
-            return SeatSyncOutcome(org_id, "no_seats")
+            return SeatSyncOutcome(org_id, SeatSyncAction.NO_SEATS)
         item = self._seat_item(org_id)
         if item is None:
             return SeatSyncOutcome(
-                org_id, "not_provisioned", billed_quantity=desired.billed_quantity
+                org_id, SeatSyncAction.NOT_PROVISIONED, billed_quantity=desired.billed_quantity
             )
         stripe_subscription_id, stripe_item_id = item
         quantity = self._stripe_quantity(stripe_subscription_id, stripe_item_id)
@@ -140,7 +150,7 @@ class SeatSync:
             if step.amount and (step.to_quantity > step.from_quantity or desired.credit_decreases):
                 behavior = "create_prorations"
             push = _Push(
-                "step",
+                SeatPushKind.STEP,
                 step.from_quantity,
                 step.to_quantity,
                 step.proration_at,
@@ -151,11 +161,11 @@ class SeatSync:
             )
             quantity = self._apply(run, push, quantity)
         target = desired.billed_quantity
-        kind = "correction"
+        kind = SeatPushKind.CORRECTION
         if desired.term_end_at - self.renewal_lead <= now < desired.term_end_at:
             # The renewal bills the count of that instant; the old term stays paid at its
             # high-water mark, so lowering (or raising) now needs no proration.
-            target, kind = desired.count_now, "renewal"
+            target, kind = desired.count_now, SeatPushKind.RENEWAL
         if quantity is not None and quantity != target:
             push = _Push(
                 kind,
@@ -173,13 +183,14 @@ class SeatSync:
                     now=now,
                 ),
             )
-            if kind == "correction":
+            if kind is SeatPushKind.CORRECTION:
                 problems.append(
                     f"Stripe held {quantity} seats where the ledger bills {target}; "
                     "corrected without proration"
                 )
             quantity = self._apply(run, push, quantity)
-        action = "updated" if any(r.status == WriteStatus.DONE for r in results) else "in_sync"
+        done = any(r.status is WriteStatus.DONE for r in results)
+        action = SeatSyncAction.UPDATED if done else SeatSyncAction.IN_SYNC
         outcome = SeatSyncOutcome(
             org_id,
             action,
@@ -228,7 +239,11 @@ class SeatSync:
                     return quantity
                 # Stripe still holds the old quantity: the call never happened; send it now.
             else:
-                if push.kind == "step" and quantity is not None and quantity >= push.to_quantity:
+                if (
+                    push.kind is SeatPushKind.STEP
+                    and quantity is not None
+                    and quantity >= push.to_quantity
+                ):
                     # Stripe already bills at least this many (e.g. a correction overtook it).
                     row = self._start(session, run, push)
                     self._finish(session, row, WriteStatus.DONE, now, error="already at quantity")
@@ -306,7 +321,7 @@ class SeatSync:
         org_id: str,
         *,
         term_start_at: datetime,
-        kind: str,
+        kind: SeatPushKind,
         target: int,
         now: datetime,
     ) -> str:
@@ -418,7 +433,7 @@ class _Run:
 
 @dataclass(frozen=True)
 class _Push:
-    kind: str
+    kind: SeatPushKind
     from_quantity: int
     to_quantity: int
     proration_at: datetime | None
@@ -436,5 +451,5 @@ def _result(push: _Push, status: WriteStatus) -> SeatPushResult:
         push.proration_at,
         push.amount,
         push.key,
-        status.value,
+        status,
     )

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Literal, Protocol
 
 import structlog
@@ -109,6 +110,25 @@ class UsageGateway(AdjustmentGateway, Protocol):
     ) -> list[StripeMeterEventSummary]: ...
 
 
+class MeterPushAction(StrEnum):
+    """What a push did for one meter and usage period."""
+
+    SENT = "sent"  # a meter event with the new total reached Stripe
+    UNCHANGED = "unchanged"  # Stripe already has the ledger's total
+    ADJUSTED = "adjusted"  # the invoice is final: the difference became an invoice item
+    FINAL = "final"  # the invoice is final and already bills the ledger's total
+    FAILED = "failed"  # Stripe refused for good, or the period is too old to report: see `error`
+
+
+class UsagePushAction(StrEnum):
+    """What one usage push of an org did, all meters and periods together."""
+
+    PUSHED = "pushed"  # at least one meter event or adjustment reached Stripe
+    UNCHANGED = "unchanged"
+    NOT_PROVISIONED = "not_provisioned"  # no Stripe subscription with metered items yet
+    FAILED = "failed"  # at least one meter, period or minimum failed
+
+
 @dataclass(frozen=True)
 class MeterPushResult:
     meter: str
@@ -116,7 +136,7 @@ class MeterPushResult:
     period_end_at: datetime
     ledger_quantity: Decimal
     sent_quantity: Decimal | None
-    action: str  # sent | unchanged | adjusted | final | failed
+    action: MeterPushAction
     revision: int = 0
     confirmed_quantity: Decimal | None = None
     adjustment_amount: int | None = None
@@ -135,13 +155,13 @@ class MinimumResult:
 @dataclass(frozen=True)
 class UsagePushOutcome:
     org_id: str
-    action: str  # pushed | unchanged | not_provisioned | failed
+    action: UsagePushAction
     results: tuple[MeterPushResult, ...] = ()
     minimums: tuple[MinimumResult, ...] = ()
 
     @property
     def meter_events_sent(self) -> int:
-        return sum(1 for r in self.results if r.action == "sent")
+        return sum(1 for r in self.results if r.action is MeterPushAction.SENT)
 
 
 @dataclass
@@ -174,7 +194,7 @@ class UsagePusher:
             sub = org_subscription(session, org_id)
             terms = self._terms(session, org_id, now)
             if sub is None or terms is None or not sub.items:
-                return UsagePushOutcome(org_id, "not_provisioned")
+                return UsagePushOutcome(org_id, UsagePushAction.NOT_PROVISIONED)
             states = {
                 (row.meter, row.period_start_at): row
                 for row in session.exec(
@@ -235,7 +255,7 @@ class UsagePusher:
                                 period,
                                 state,
                                 quantity,
-                                "failed",
+                                MeterPushAction.FAILED,
                                 error="ended over 35 days ago and its invoice "
                                 "was not found final: settle it by hand",
                             )
@@ -243,7 +263,9 @@ class UsagePusher:
                         continue
                     pending = unfinished.get(key)
                     if pending is None and state.sent_quantity == quantity:
-                        results.append(_result(meter, period, state, quantity, "unchanged"))
+                        results.append(
+                            _result(meter, period, state, quantity, MeterPushAction.UNCHANGED)
+                        )
                         continue
                     if pending is not None and pending.quantity != quantity:
                         # A crash left a revision in doubt and the total moved on: the new
@@ -261,14 +283,14 @@ class UsagePusher:
                 session.add_all([send.push, send.state])
             session.commit()
             for send in sends:
-                action = "failed" if send.error else "sent"
+                sent = MeterPushAction.FAILED if send.error else MeterPushAction.SENT
                 results.append(
                     _result(
                         send.meter,
                         send.period,
                         send.state,
                         send.push.quantity,
-                        action,
+                        sent,
                         revision=send.push.revision,
                         error=send.error,
                     )
@@ -295,23 +317,24 @@ class UsagePusher:
                     periods[-1].period_end,
                     Decimal(0),
                     None,
-                    "failed",
+                    MeterPushAction.FAILED,
                     error="; ".join(m.error for m in minimums if m.error),
                 )
             )
+        actions = {r.action for r in results}
         action = (
-            "failed"
-            if any(r.action == "failed" for r in results)
-            else "pushed"
-            if any(r.action in ("sent", "adjusted") for r in results)
-            else "unchanged"
+            UsagePushAction.FAILED
+            if MeterPushAction.FAILED in actions
+            else UsagePushAction.PUSHED
+            if actions & {MeterPushAction.SENT, MeterPushAction.ADJUSTED}
+            else UsagePushAction.UNCHANGED
         )
         log.info(
             "usage.pushed",
             org_id=org_id,
             action=action,
-            meter_events=sum(1 for r in results if r.action == "sent"),
-            adjustments=sum(1 for r in results if r.action == "adjusted"),
+            meter_events=sum(1 for r in results if r.action is MeterPushAction.SENT),
+            adjustments=sum(1 for r in results if r.action is MeterPushAction.ADJUSTED),
         )
         return UsagePushOutcome(org_id, action, tuple(results), tuple(minimums))
 
@@ -398,7 +421,13 @@ class UsagePusher:
         self, session: Session, target: AdjustmentTarget, state: UsagePeriod, quantity: Decimal
     ) -> MeterPushResult:
         done = adjust_final_period(session, self.gateway, target, state, quantity)
-        action = "failed" if done.error else "adjusted" if done.quantity_delta else "final"
+        action = (
+            MeterPushAction.FAILED
+            if done.error
+            else MeterPushAction.ADJUSTED
+            if done.quantity_delta
+            else MeterPushAction.FINAL
+        )
         return _result(
             target.meter,
             target.period,
@@ -518,7 +547,7 @@ def _result(
     period: Period,
     state: UsagePeriod,
     quantity: Decimal,
-    action: str,
+    action: MeterPushAction,
     *,
     revision: int = 0,
     adjustment: int | None = None,
