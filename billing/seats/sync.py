@@ -31,6 +31,7 @@ from billing.core.components import SEATS, ProrationBehavior
 from billing.core.errors import PermanentBillingError
 from billing.core.keys import seat_quantity_key, seat_step_key
 from billing.core.meters import Interval
+from billing.ledger.stripe_writes import Settled, mark, write_to_stripe
 from billing.pricing.book import SeatDecrease
 from billing.pricing.book_cache import BookCache
 from billing.pricing.proration import (
@@ -215,106 +216,43 @@ class SeatSync:
 
     def _apply(self, run: _Run, push: _Push, quantity: int | None) -> int | None:
         """Push one quantity change unless already done; returns Stripe's quantity after."""
-        now, results, problems = run.now, run.results, run.problems
         with Session(self.engine) as session:
             row = session.exec(select(SeatPush).where(SeatPush.idempotency_key == push.key)).first()
             if row is not None and row.status == WriteStatus.DONE:
                 return quantity
             if row is not None and row.status == WriteStatus.FAILED:
-                problems.append(f"{push.key}: failed earlier: {row.error}")
+                run.problems.append(f"{push.key}: failed earlier: {row.error}")
                 return quantity
-            if row is not None:  # started: a crash between the call and the record
-                if quantity == push.to_quantity:
-                    self._finish(session, row, WriteStatus.DONE, now)
-                    results.append(_result(push, WriteStatus.DONE))
-                    return quantity
-                if quantity != push.from_quantity:
-                    message = (
-                        f"left started; Stripe now holds {quantity}, neither "
-                        f"{push.from_quantity} nor {push.to_quantity}"
-                    )
-                    self._finish(session, row, WriteStatus.FAILED, now, error=message)
-                    problems.append(f"{push.key}: {message}")
-                    results.append(_result(push, WriteStatus.FAILED))
-                    return quantity
-                # Stripe still holds the old quantity: the call never happened; send it now.
-            else:
-                if (
-                    push.kind is SeatPushKind.STEP
-                    and quantity is not None
-                    and quantity >= push.to_quantity
-                ):
-                    # Stripe already bills at least this many (e.g. a correction overtook it).
-                    row = self._start(session, run, push)
-                    self._finish(session, row, WriteStatus.DONE, now, error="already at quantity")
-                    results.append(_result(push, WriteStatus.DONE))
-                    return quantity
-                row = self._start(session, run, push)
-            try:
-                item = self.gateway.update_subscription_item_quantity(
+            started = row is not None
+            outcome = write_to_stripe(
+                session,
+                row or _new_row(run, push),
+                run.now,
+                lambda: self.gateway.update_subscription_item_quantity(
                     run.stripe_item_id,
                     quantity=push.to_quantity,
                     proration_behavior=push.behavior,
                     idempotency_key=push.key,
                     proration_at=push.proration_at,
-                )
-            except PermanentBillingError as exc:
-                self._finish(
-                    session, row, WriteStatus.FAILED, now, error=str(exc), request_id=exc.request_id
-                )
-                problems.append(f"{push.key}: {exc}")
-                results.append(_result(push, WriteStatus.FAILED))
-                return quantity
-            self._finish(session, row, WriteStatus.DONE, now)
-            results.append(_result(push, WriteStatus.DONE))
-            log.info(
-                "seats.pushed",
-                org_id=run.org_id,
-                kind=push.kind,
-                quantity=push.to_quantity,
-                proration_behavior=push.behavior,
-                key=push.key,
+                ),
+                resolve=lambda: _settled_by(push, quantity, started=started),
             )
-            return item.quantity if item.quantity is not None else push.to_quantity
-
-    @staticmethod
-    def _start(session: Session, run: _Run, push: _Push) -> SeatPush:
-        row = SeatPush(
+        run.results.append(_result(push, outcome.status))
+        if outcome.status is WriteStatus.FAILED:
+            run.problems.append(f"{push.key}: {outcome.error}")
+            return quantity
+        if not outcome.called:
+            return quantity
+        log.info(
+            "seats.pushed",
             org_id=run.org_id,
             kind=push.kind,
-            term_start_at=run.desired.term_start_at,
-            window_start_at=push.window_start,
-            proration_at=push.proration_at,
-            from_quantity=push.from_quantity,
-            to_quantity=push.to_quantity,
+            quantity=push.to_quantity,
             proration_behavior=push.behavior,
-            expected_amount=push.amount,
-            stripe_subscription_item_id=run.stripe_item_id,
-            idempotency_key=push.key,
-            status=WriteStatus.STARTED,
-            created_at=run.now,
+            key=push.key,
         )
-        session.add(row)
-        session.commit()  # recorded before the Stripe call
-        session.refresh(row)
-        return row
-
-    @staticmethod
-    def _finish(
-        session: Session,
-        row: SeatPush,
-        status: WriteStatus,
-        now: datetime,
-        *,
-        error: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        row.status = status
-        row.error = error[:2000] if error else None
-        row.stripe_request_id = request_id
-        row.finished_at = now
-        session.add(row)
-        session.commit()
+        item = outcome.response
+        return item.quantity if item is not None and item.quantity is not None else push.to_quantity
 
     def _quantity_key(
         self,
@@ -340,13 +278,11 @@ class SeatSync:
                     continue
                 if row.to_quantity == target:
                     return row.idempotency_key
-                self._finish(
-                    session,
-                    row,
-                    WriteStatus.FAILED,
-                    now,
-                    error=f"superseded: the ledger now bills {target}",
+                mark(
+                    row, WriteStatus.FAILED, now, note=f"superseded: the ledger now bills {target}"
                 )
+                session.add(row)
+                session.commit()
         return seat_quantity_key(org_id, term_start_at, kind, len(rows) + 1, target)
 
     # ------------------------------------------------------------------ reads
@@ -441,6 +377,49 @@ class _Push:
     amount: int
     window_start: datetime | None
     key: str
+
+
+def _new_row(run: _Run, push: _Push) -> SeatPush:
+    return SeatPush(
+        org_id=run.org_id,
+        kind=push.kind,
+        term_start_at=run.desired.term_start_at,
+        window_start_at=push.window_start,
+        proration_at=push.proration_at,
+        from_quantity=push.from_quantity,
+        to_quantity=push.to_quantity,
+        proration_behavior=push.behavior,
+        expected_amount=push.amount,
+        stripe_subscription_item_id=run.stripe_item_id,
+        idempotency_key=push.key,
+        status=WriteStatus.STARTED,
+        created_at=run.now,
+    )
+
+
+def _settled_by(
+    push: _Push, quantity: int | None, *, started: bool
+) -> Settled[StripeSubscriptionItem] | None:
+    """What Stripe's quantity (read at the start of the sync) says of a push before it is sent.
+
+    A push left `started` by a crash between the call and its record is done when Stripe holds
+    its target, failed when Stripe holds neither side, and still to send when Stripe holds its
+    start. A new step is already done when Stripe bills at least its target (e.g. a correction
+    overtook it).
+    """
+    if started:
+        if quantity == push.to_quantity:
+            return Settled(WriteStatus.DONE)
+        if quantity != push.from_quantity:
+            return Settled(
+                WriteStatus.FAILED,
+                note=f"left started; Stripe now holds {quantity}, neither "
+                f"{push.from_quantity} nor {push.to_quantity}",
+            )
+        return None  # Stripe still holds the old quantity: the call never happened
+    if push.kind is SeatPushKind.STEP and quantity is not None and quantity >= push.to_quantity:
+        return Settled(WriteStatus.DONE, note="already at quantity")
+    return None
 
 
 def _result(push: _Push, status: WriteStatus) -> SeatPushResult:
