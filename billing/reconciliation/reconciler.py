@@ -164,20 +164,7 @@ class Reconciler:
         self, invoice: StripeInvoice, now: datetime, *, trigger: str, hold: bool = False
     ) -> ReconciliationOutcome:
         assert invoice.stripe_invoice_id is not None, "previews are not reconciled"
-        note: str | None = None
-        period: Period | None = None
-        with Session(self.engine) as session:
-            org_id = org_of(session, invoice.stripe_customer_id)
-            if org_id is None:
-                comparison = None
-                note = f"customer {invoice.stripe_customer_id} is not one of our orgs"
-            else:
-                try:
-                    selection = self._select(session, invoice, org_id)
-                    period = selection.period
-                    comparison = self._compare(session, invoice, org_id, selection)
-                except (UnknownOrgError, UnknownTermsError, PriceBookError) as exc:
-                    comparison, note = None, str(exc)
+        org_id, period, comparison, note = self._comparison(invoice)
         status = Status.ERROR if comparison is None else comparison.status
         held = (
             hold
@@ -252,6 +239,30 @@ class Reconciler:
             )
         log.info("reconciliation.swept", listed=len(invoices), reconciled=len(done))
         return SweepOutcome(len(invoices), tuple(done))
+
+    def _comparison(
+        self, invoice: StripeInvoice
+    ) -> tuple[str | None, Period | None, InvoiceComparison | None, str | None]:
+        """The invoice's org, compared period and comparison, or why there is none. The
+        ledger is read first; a draft's metered lines are then refreshed from Stripe's meters
+        with the database closed."""
+        period: Period | None = None
+        with Session(self.engine) as session:
+            org_id = org_of(session, invoice.stripe_customer_id)
+            if org_id is None:
+                unknown = f"customer {invoice.stripe_customer_id} is not one of our orgs"
+                return None, None, None, unknown
+            try:
+                selection = self._select(session, invoice, org_id)
+                period = selection.period
+                comparison = self._compare(session, invoice, org_id, selection)
+            except (UnknownOrgError, UnknownTermsError, PriceBookError) as exc:
+                return org_id, period, None, str(exc)
+            draft = invoice.status == "draft" and period is not None
+            ids = meter_ids(session) if draft else {}
+        if draft and period is not None:
+            comparison = self._refreshed_draft(invoice, comparison, period, ids)
+        return org_id, period, comparison, None
 
     # ------------------------------------------------------------------ selection
 
@@ -340,7 +351,7 @@ class Reconciler:
             exp = selection.expected
             terms = self.books.terms(exp.book, exp.plan, exp.interval, org_id)
             facts = meter_facts(session, org_id, selection.period)
-        comparison = compare_invoice(
+        return compare_invoice(
             invoice,
             selection.lines,
             components,
@@ -348,20 +359,17 @@ class Reconciler:
             meter_facts=facts,
             adjustments=adjustments(session, invoice),
         )
-        if invoice.status == "draft" and selection.period is not None:
-            comparison = self._refreshed_draft(session, invoice, comparison, selection.period)
-        return comparison
 
     def _refreshed_draft(
         self,
-        session: Session,
         invoice: StripeInvoice,
         comparison: InvoiceComparison,
         period: Period,
+        ids: Mapping[str, str],
     ) -> InvoiceComparison:
         """A draft's metered lines are refreshed from the meter at finalization: a quantity
-        the meter already holds (pushed during the grace period) is not a discrepancy."""
-        ids = meter_ids(session)
+        the meter already holds (pushed during the grace period) is not a discrepancy.
+        `ids` are the Stripe meter ids by meter code."""
         lines = []
         for line in comparison.lines:
             meter_id = ids.get(line.component)
