@@ -6,6 +6,8 @@ coalesced seat step whose `proration_at` is in the period (billing.pricing.prora
 line per meter of the terms in effect at the end of the period, and the `minimum` top-up
 computed on those usage lines only (billing.pricing.charge). Seat lines with a zero amount are
 left out.
+
+Nothing here reads the database or Stripe, or the clock (an import-linter contract keeps it so).
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
+
 
 from billing.core.components import SEAT_PRORATION, SEATS
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period
 from billing.pricing.book import Terms
-from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import ChargeLine, usage_lines
 from billing.pricing.proration import SeatChange, SeatStep, SeatTerm, seat_terms
+
+
+class TermsSource(Protocol):
+    """Resolves an org's terms on a book's plan (billing.pricing.book_cache.BookCache does)."""
+
+    def terms(self, book_name: str, plan: str, interval: str | None, org_id: str) -> Terms: ...
 
 
 class UnknownOrgError(LookupError):
@@ -87,7 +96,7 @@ class OrgLedger:
 
 
 def compute_expected_invoice(
-    ledger: OrgLedger, period: Period, books: BookCache
+    ledger: OrgLedger, period: Period, books: TermsSource
 ) -> ExpectedInvoice | None:
     """The expected invoice for `period`, or None when the org had no plan before it ended."""
     segments = [seg for seg in ledger.plan_segments if seg.at < period.period_end]
@@ -112,7 +121,7 @@ def compute_expected_invoice(
 
 
 def _seat_lines(
-    ledger: OrgLedger, period: Period, segments: Sequence[PlanSegment], books: BookCache
+    ledger: OrgLedger, period: Period, segments: Sequence[PlanSegment], books: TermsSource
 ) -> Iterator[ExpectedLine]:
     for index, segment in enumerate(segments):
         ends_at = segments[index + 1].at if index + 1 < len(segments) else None
