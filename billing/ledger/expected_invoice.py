@@ -18,7 +18,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-
 from billing.core.components import SEAT_PRORATION, SEATS
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period

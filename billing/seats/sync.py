@@ -147,49 +147,8 @@ class SeatSync:
         problems: list[str] = []
         run = _Run(org_id, desired, stripe_item_id, now, results, problems)
         for step in desired.steps:
-            behavior: ProrationBehavior = "none"
-            if step.amount and (step.to_quantity > step.from_quantity or desired.credit_decreases):
-                behavior = "create_prorations"
-            push = _Push(
-                SeatPushKind.STEP,
-                step.from_quantity,
-                step.to_quantity,
-                step.proration_at,
-                behavior,
-                step.amount,
-                step.window_start,
-                seat_step_key(org_id, desired.term_start_at, step.window_start, step.to_quantity),
-            )
-            quantity = self._apply(run, push, quantity)
-        target = desired.billed_quantity
-        kind = SeatPushKind.CORRECTION
-        if desired.term_end_at - self.renewal_lead <= now < desired.term_end_at:
-            # The renewal bills the count of that instant; the old term stays paid at its
-            # high-water mark, so lowering (or raising) now needs no proration.
-            target, kind = desired.count_now, SeatPushKind.RENEWAL
-        if quantity is not None and quantity != target:
-            push = _Push(
-                kind,
-                quantity,
-                target,
-                None,
-                "none",
-                0,
-                None,
-                self._quantity_key(
-                    org_id,
-                    term_start_at=desired.term_start_at,
-                    kind=kind,
-                    target=target,
-                    now=now,
-                ),
-            )
-            if kind is SeatPushKind.CORRECTION:
-                problems.append(
-                    f"Stripe held {quantity} seats where the ledger bills {target}; "
-                    "corrected without proration"
-                )
-            quantity = self._apply(run, push, quantity)
+            quantity = self._apply(run, _step_push(run, step), quantity)
+        quantity = self._converge(run, quantity)
         done = any(r.status is WriteStatus.DONE for r in results)
         action = SeatSyncAction.UPDATED if done else SeatSyncAction.IN_SYNC
         outcome = SeatSyncOutcome(
@@ -211,6 +170,29 @@ class SeatSync:
             pushes=len(results),
         )
         return outcome
+
+    def _converge(self, run: _Run, quantity: int | None) -> int | None:
+        """After the steps, set any other quantity Stripe holds to the billed one, without
+        proration: the renewal's count just before the term ends, else a correction."""
+        desired, now = run.desired, run.now
+        target = desired.billed_quantity
+        kind = SeatPushKind.CORRECTION
+        if desired.term_end_at - self.renewal_lead <= now < desired.term_end_at:
+            # The renewal bills the count of that instant; the old term stays paid at its
+            # high-water mark, so lowering (or raising) now needs no proration.
+            target, kind = desired.count_now, SeatPushKind.RENEWAL
+        if quantity is None or quantity == target:
+            return quantity
+        key = self._quantity_key(
+            run.org_id, term_start_at=desired.term_start_at, kind=kind, target=target, now=now
+        )
+        push = _Push(kind, quantity, target, None, "none", 0, None, key)
+        if kind is SeatPushKind.CORRECTION:
+            run.problems.append(
+                f"Stripe held {quantity} seats where the ledger bills {target}; "
+                "corrected without proration"
+            )
+        return self._apply(run, push, quantity)
 
     # ------------------------------------------------------------------ pushes
 
@@ -377,6 +359,25 @@ class _Push:
     amount: int
     window_start: datetime | None
     key: str
+
+
+def _step_push(run: _Run, step: SeatStep) -> _Push:
+    """A closed window's step: prorated when it is charged (an increase, or a credited
+    decrease under `immediate`), else a plain quantity change."""
+    desired = run.desired
+    behavior: ProrationBehavior = "none"
+    if step.amount and (step.to_quantity > step.from_quantity or desired.credit_decreases):
+        behavior = "create_prorations"
+    return _Push(
+        SeatPushKind.STEP,
+        step.from_quantity,
+        step.to_quantity,
+        step.proration_at,
+        behavior,
+        step.amount,
+        step.window_start,
+        seat_step_key(run.org_id, desired.term_start_at, step.window_start, step.to_quantity),
+    )
 
 
 def _new_row(run: _Run, push: _Push) -> SeatPush:
