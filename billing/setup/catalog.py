@@ -241,88 +241,73 @@ class CatalogSync:
         }
         for item in wanted:
             stripe_meter_id = meter_ids[item.meter_key] if item.meter_key else None
-            desired = item.terms(stripe_meter_id)
-            found = existing.get(item.lookup_key)
-            local_version = self._local_version(item.catalog_key)
-            note = (
-                "approximate: book price rounded to 12 decimal places" if item.approximate else ""
-            )
-            if found is None:
-                version = local_version
-                price = self._create_price(item, product_ids, desired, version, transfer=False)
-                result = CatalogResult(
-                    item.catalog_key,
-                    CatalogKind.PRICE,
-                    CatalogAction.CREATED,
-                    price.stripe_price_id,
-                    note,
-                    approximate=item.approximate,
-                )
-            elif found.terms == desired:
-                version = max(local_version, _version_of(found))
-                price = found
-                result = CatalogResult(
-                    item.catalog_key,
-                    CatalogKind.PRICE,
-                    CatalogAction.VERIFIED,
-                    price.stripe_price_id,
-                    note,
-                    approximate=item.approximate,
-                )
-            elif repair:
-                version = max(local_version, _version_of(found)) + 1
-                price = self._create_price(item, product_ids, desired, version, transfer=True)
-                result = CatalogResult(
-                    item.catalog_key,
-                    CatalogKind.PRICE,
-                    CatalogAction.REPAIRED,
-                    price.stripe_price_id,
-                    f"v{version} replaces {found.stripe_price_id}, lookup key moved; {note}".strip(
-                        "; "
-                    ),
-                    desired.describe(),
-                    found.terms.describe(),
-                    item.approximate,
-                )
-            else:
-                results.append(
-                    CatalogResult(
-                        item.catalog_key,
-                        CatalogKind.PRICE,
-                        CatalogAction.DRIFTED,
-                        found.stripe_price_id,
-                        "Stripe prices are immutable: run with --repair to create a new version",
-                        desired.describe(),
-                        found.terms.describe(),
-                        item.approximate,
-                    )
-                )
-                log.warning(
-                    "catalog.price_drifted",
-                    catalog_key=item.catalog_key,
-                    stripe_price_id=found.stripe_price_id,
-                    book_terms=desired.describe(),
-                    stripe_terms=found.terms.describe(),
-                )
-                continue
-            self._record(
-                item.catalog_key,
-                CatalogKind.PRICE,
-                book=item.book,
-                plan=item.plan,
-                interval=item.interval.value,
-                meter=item.meter,
-                contract_org_id=item.contract_org_id,
-                now=now,
-                version=version,
-                lookup_key=item.lookup_key,
-                stripe_product_id=product_ids[item.product_key],
+            result = self._sync_price(
+                item,
+                existing.get(item.lookup_key),
+                product_ids=product_ids,
                 stripe_meter_id=stripe_meter_id,
-                stripe_price_id=price.stripe_price_id,
-                terms_json=_terms_json(desired),
-                approximate=item.approximate,
+                now=now,
+                repair=repair,
             )
             results.append(result)
+
+    def _sync_price(
+        self,
+        item: PricePlan,
+        found: StripePrice | None,
+        *,
+        product_ids: Mapping[str, str],
+        stripe_meter_id: str | None,
+        now: datetime,
+        repair: bool,
+    ) -> CatalogResult:
+        """Create a missing price, verify an existing one, or (with `repair`) replace a
+        drifted one by a new version that takes over its lookup key; record it locally."""
+        desired = item.terms(stripe_meter_id)
+        if found is not None and found.terms != desired and not repair:
+            return _drifted(item, found, desired)
+        local_version = self._local_version(item.catalog_key)
+        note = "approximate: book price rounded to 12 decimal places" if item.approximate else ""
+        book_terms = stripe_terms = None
+        if found is None:
+            version, action = local_version, CatalogAction.CREATED
+            price = self._create_price(item, product_ids, desired, version, transfer=False)
+        elif found.terms == desired:
+            version, action = max(local_version, _version_of(found)), CatalogAction.VERIFIED
+            price = found
+        else:
+            version, action = max(local_version, _version_of(found)) + 1, CatalogAction.REPAIRED
+            price = self._create_price(item, product_ids, desired, version, transfer=True)
+            note = f"v{version} replaces {found.stripe_price_id}, lookup key moved; {note}"
+            note = note.strip("; ")
+            book_terms, stripe_terms = desired.describe(), found.terms.describe()
+        self._record(
+            item.catalog_key,
+            CatalogKind.PRICE,
+            book=item.book,
+            plan=item.plan,
+            interval=item.interval.value,
+            meter=item.meter,
+            contract_org_id=item.contract_org_id,
+            now=now,
+            version=version,
+            lookup_key=item.lookup_key,
+            stripe_product_id=product_ids[item.product_key],
+            stripe_meter_id=stripe_meter_id,
+            stripe_price_id=price.stripe_price_id,
+            terms_json=_terms_json(desired),
+            approximate=item.approximate,
+        )
+        return CatalogResult(
+            item.catalog_key,
+            CatalogKind.PRICE,
+            action,
+            price.stripe_price_id,
+            note,
+            book_terms,
+            stripe_terms,
+            item.approximate,
+        )
 
     def _create_price(
         self,
@@ -404,6 +389,27 @@ def catalog_entries(engine: Engine, keys: Iterable[str]) -> dict[str, StripeCata
             select(StripeCatalogEntry).where(StripeCatalogEntry.catalog_key.in_(wanted))  # type: ignore[attr-defined]
         ).all()
         return {row.catalog_key: row for row in rows}
+
+
+def _drifted(item: PricePlan, found: StripePrice, desired: PriceTerms) -> CatalogResult:
+    """A price whose Stripe terms differ from the book's, left as it is (no --repair)."""
+    log.warning(
+        "catalog.price_drifted",
+        catalog_key=item.catalog_key,
+        stripe_price_id=found.stripe_price_id,
+        book_terms=desired.describe(),
+        stripe_terms=found.terms.describe(),
+    )
+    return CatalogResult(
+        item.catalog_key,
+        CatalogKind.PRICE,
+        CatalogAction.DRIFTED,
+        found.stripe_price_id,
+        "Stripe prices are immutable: run with --repair to create a new version",
+        desired.describe(),
+        found.terms.describe(),
+        item.approximate,
+    )
 
 
 def _meter_shape(
