@@ -213,31 +213,7 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
     default_plan = data.get("default_plan", next(iter(plans), ""))
     if plans and default_plan not in plans:
         v.problem("default_plan", f"{default_plan!r} is not one of the book's plans")
-    contracts: dict[str, Mapping[str, Any]] = {}
-    contracts_raw = data.get("contracts", {})
-    if not isinstance(contracts_raw, dict):
-        v.problem("contracts", "must be a table of [contracts.ORG_ID] tables")
-    else:
-        for org_id, raw in contracts_raw.items():
-            key = f"contracts.{org_id}"
-            if not isinstance(raw, dict):
-                v.problem(key, "must be a table")
-                continue
-            plan = raw.get("plan")
-            if plan not in plans:
-                v.problem(f"{key}.plan", f"{plan!r} is not one of the book's plans")
-                continue
-            if not v.plan_table(raw, key, meter_definitions, is_contract=True):
-                continue
-            merged = _merge_plan(plans[plan], raw)
-            interval = raw.get("interval")
-            seats = merged.get("seat_unit_amount") or {}
-            if interval is not None and seats and interval not in seats:
-                v.problem(
-                    f"{key}.interval",
-                    f"{interval!r} has no seat price in plan {plan!r} or the contract",
-                )
-            contracts[str(org_id)] = raw
+    contracts = _parse_contracts(v, data.get("contracts", {}), plans, meter_definitions)
     if v.problems:
         raise PriceBookError(source, v.problems)
     assert name is not None
@@ -262,6 +238,41 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
 
 
 # --------------------------------------------------------------------------- validation
+
+
+def _parse_contracts(
+    v: Validator,
+    raw_contracts: object,
+    plans: Mapping[str, Mapping[str, Any]],
+    meter_definitions: Mapping[Meter, MeterDefinition],
+) -> dict[str, Mapping[str, Any]]:
+    """The valid `[contracts.ORG_ID]` tables: each names one of the book's plans and, with an
+    interval, one its seats are priced in."""
+    contracts: dict[str, Mapping[str, Any]] = {}
+    if not isinstance(raw_contracts, dict):
+        v.problem("contracts", "must be a table of [contracts.ORG_ID] tables")
+        return contracts
+    for org_id, raw in raw_contracts.items():
+        key = f"contracts.{org_id}"
+        if not isinstance(raw, dict):
+            v.problem(key, "must be a table")
+            continue
+        plan = raw.get("plan")
+        if plan not in plans:
+            v.problem(f"{key}.plan", f"{plan!r} is not one of the book's plans")
+            continue
+        if not v.plan_table(raw, key, meter_definitions, is_contract=True):
+            continue
+        merged = _merge_plan(plans[str(plan)], raw)
+        interval = raw.get("interval")
+        seats = merged.get("seat_unit_amount") or {}
+        if interval is not None and seats and interval not in seats:
+            v.problem(
+                f"{key}.interval",
+                f"{interval!r} has no seat price in plan {plan!r} or the contract",
+            )
+        contracts[str(org_id)] = raw
+    return contracts
 
 
 def _parse_seat_policy(v: Validator, raw: object) -> SeatPolicy:
