@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from billing.core.periods import isoformat_z, month_period
-from billing.ledger.expected_invoice import expected_invoices_for_period
 from billing.ledger.ingest import Ingestor
+from billing.ledger.queries import expected_invoices_for_period
 from models.db import make_engine, migrate, unit_of_work
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,7 +1,8 @@
 """Local records of the worker's Stripe side effects: seat pushes, usage pushes, adjustments.
 
 Every Stripe write is a row here first (status `started`, with its deterministic idempotency
-key), then updated with the outcome (`done` or `failed`). A row left `started` by a crash is
+key), then updated with the outcome (`done` or `failed`): a `WriteStatus`, like the customer and
+subscription records of models.stripe_records. A row left `started` by a crash is
 resolved by reading Stripe (seats) or by re-sending the identical request (usage), never by
 inventing a new one.
 """
@@ -18,10 +19,12 @@ from sqlmodel import Field, SQLModel
 from models.ledger import ExactDecimal, UtcDateTime
 
 
-class PushStatus(StrEnum):
-    STARTED = "started"  # written before the Stripe call
-    DONE = "done"  # Stripe answered success
-    FAILED = "failed"  # Stripe refused for good (permanent error); see `error`
+class SeatPushKind(StrEnum):
+    """Why a seat push changed Stripe's quantity."""
+
+    STEP = "step"  # a coalesced seat step of the term, prorated as the seat policy says
+    RENEWAL = "renewal"  # the count at the renewal instant, set just before the term ends
+    CORRECTION = "correction"  # Stripe held another quantity (changed by hand): set back
 
 
 def _id() -> sa.Column[int]:
@@ -37,7 +40,7 @@ class SeatPush(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=_id())
     org_id: str = Field(max_length=200, index=True)
-    kind: str = Field(max_length=20)  # step | renewal | correction
+    kind: str = Field(max_length=20)  # a SeatPushKind
     term_start_at: datetime = Field(sa_type=UtcDateTime)
     window_start_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     proration_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -47,7 +50,7 @@ class SeatPush(SQLModel, table=True):
     expected_amount: int  # the local model's charge for this step, in minor units
     stripe_subscription_item_id: str = Field(max_length=100)
     idempotency_key: str = Field(max_length=255, unique=True)
-    status: str = Field(max_length=10)
+    status: str = Field(max_length=10)  # a models.stripe_records.WriteStatus
     error: str | None = Field(default=None, max_length=2000)
     stripe_request_id: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(sa_type=UtcDateTime)
@@ -99,7 +102,7 @@ class UsagePush(SQLModel, table=True):
     quantity: Decimal = Field(sa_type=ExactDecimal)
     identifier: str = Field(max_length=255, unique=True)  # meter event identifier = idem. key
     event_timestamp_at: datetime = Field(sa_type=UtcDateTime)
-    status: str = Field(max_length=10)
+    status: str = Field(max_length=10)  # a models.stripe_records.WriteStatus
     error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -124,7 +127,7 @@ class UsageAdjustment(SQLModel, table=True):
     amount: int  # minor units: priced difference of the period's meter line
     idempotency_key: str = Field(max_length=255, unique=True)
     stripe_invoice_item_id: str | None = Field(default=None, max_length=100)
-    status: str = Field(max_length=10)
+    status: str = Field(max_length=10)  # a models.stripe_records.WriteStatus
     error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -147,7 +150,7 @@ class MinimumTopUp(SQLModel, table=True):
     stripe_invoice_id: str | None = Field(default=None, max_length=100)
     idempotency_key: str = Field(max_length=255, unique=True)
     stripe_invoice_item_id: str | None = Field(default=None, max_length=100)
-    status: str = Field(max_length=10)
+    status: str = Field(max_length=10)  # a models.stripe_records.WriteStatus
     error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

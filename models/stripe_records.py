@@ -13,7 +13,11 @@ from models.ledger import UtcDateTime
 
 
 class WriteStatus(StrEnum):
-    """Where a Stripe write stands: recorded before the call, then after it."""
+    """Where a Stripe write stands: recorded before the call, then after it.
+
+    The one status of every record around a Stripe write: the customers and subscriptions here,
+    the seat pushes, meter events, adjustments and minimum top-ups of models.push_records.
+    """
 
     PENDING = "pending"  # row exists, no call made yet
     STARTED = "started"  # the call may or may not have reached Stripe
@@ -71,7 +75,7 @@ class StripeCustomerRecord(SQLModel, table=True):
     __tablename__ = "stripe_customers"
 
     org_id: str = Field(primary_key=True, max_length=200)
-    status: str = Field(max_length=10)
+    status: str = Field(max_length=10)  # a WriteStatus
     idempotency_key: str = Field(max_length=255)
     stripe_customer_id: str | None = Field(default=None, max_length=255, unique=True)
     stripe_test_clock_id: str | None = Field(default=None, max_length=255)
@@ -86,7 +90,7 @@ class StripeSubscriptionRecord(SQLModel, table=True):
     __tablename__ = "stripe_subscriptions"
 
     org_id: str = Field(primary_key=True, max_length=200)
-    status: str = Field(max_length=10)
+    status: str = Field(max_length=10)  # a WriteStatus
     idempotency_key: str = Field(max_length=255)
     book: str = Field(max_length=200)
     plan: str = Field(max_length=100)

@@ -207,7 +207,13 @@ def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine |
         for key in raw
         if key not in allowed
     )
-    fields = _Fields(line, raw, errors)
+    result = _event_line(str(kind), _Fields(line, raw, errors))
+    return result if len(errors) == before else None
+
+
+def _event_line(kind: str, fields: _Fields) -> EventLine | None:
+    """The line of a known type from its fields (None when one is missing or invalid)."""
+    line = fields.line
     org_id = fields.text("org")
     at = fields.instant("at")
     result: EventLine | None = None
@@ -240,7 +246,7 @@ def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine |
         resources = fields.count("count")
         if org_id and stack and resources is not None and at:
             result = ResourcesLine(line, org_id, stack, resources, at)
-    return result if len(errors) == before else None
+    return result
 
 
 _USAGE_FIELDS = _FIELDS["usage"]

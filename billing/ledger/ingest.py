@@ -142,75 +142,20 @@ class Ingestor:
         states = self._load_orgs({record.org_id for record in parsed})
         batch = _Batch()
         seen: set[tuple[Any, ...]] = set()
-        key: tuple[Any, ...]
         for record in parsed:
             if isinstance(record, OrgLine):
-                self._check_org(
-                    record, states=states, batch=batch, seen=seen, errors=errors, now=now
+                error = self._check_org(record, states=states, batch=batch, seen=seen, now=now)
+            elif record.org_id not in states:
+                error = LineError(
+                    record.line,
+                    "org",
+                    f"unknown org {record.org_id!r} (create it first with a "
+                    '{"type": "org", ...} line)',
                 )
-                continue
-            state = states.get(record.org_id)
-            if state is None:
-                errors.append(
-                    LineError(
-                        record.line,
-                        "org",
-                        f"unknown org {record.org_id!r} (create it first with a "
-                        '{"type": "org", ...} line)',
-                    )
-                )
-                continue
-            if isinstance(record, SeatsLine):
-                if state.terms.seat_unit_amount is None:
-                    errors.append(
-                        LineError(record.line, "count", f"plan {state.plan!r} has no seats")
-                    )
-                    continue
-                batch.lines["seats"] += 1
-                key = ("seats", record.org_id, record.at, record.seat_count)
-                if key not in seen:
-                    seen.add(key)
-                    batch.seat_rows.append(
-                        _seat_row(record.org_id, record.seat_count, record.at, now)
-                    )
-            elif isinstance(record, UsageLine):
-                if record.meter not in state.terms.meters:
-                    errors.append(_meter_error(record.line, "meter", record.meter, state))
-                    continue
-                batch.lines["usage"] += 1
-                key = ("usage", record.org_id, record.event_id)
-                if key not in seen:
-                    seen.add(key)
-                    batch.usage_rows.append(
-                        {
-                            "event_id": record.event_id,
-                            "org_id": record.org_id,
-                            "meter": record.meter.value,
-                            "quantity": record.quantity,
-                            "at": record.at,
-                            "received_at": now,
-                        }
-                    )
             else:
-                assert isinstance(record, ResourcesLine)
-                if Meter.IAC_RESOURCE_HOURS not in state.terms.meters:
-                    errors.append(
-                        _meter_error(record.line, "type", Meter.IAC_RESOURCE_HOURS, state)
-                    )
-                    continue
-                batch.lines["resources"] += 1
-                key = ("resources", record.org_id, record.stack, record.at, record.resource_count)
-                if key not in seen:
-                    seen.add(key)
-                    batch.resource_rows.append(
-                        {
-                            "org_id": record.org_id,
-                            "stack": record.stack,
-                            "resource_count": record.resource_count,
-                            "at": record.at,
-                            "received_at": now,
-                        }
-                    )
+                error = _add_event(record, states[record.org_id], batch, seen, now)
+            if error is not None:
+                errors.append(error)
         if progress is not None:
             progress("validating", len(items), len(items))
         errors.sort()
@@ -223,43 +168,16 @@ class Ingestor:
         states: dict[str, _OrgState],
         batch: _Batch,
         seen: set[tuple[Any, ...]],
-        errors: list[LineError],
         now: datetime,
-    ) -> None:
+    ) -> LineError | None:
+        """An org line: a new org, a plan change, or a repeat; its seats, if it gives them."""
         state = states.get(record.org_id)
-        book_name = record.book or (state.book if state else self.default_book)
-        try:
-            book = self.books.book(book_name)
-        except (UnknownTermsError, PriceBookError) as exc:
-            errors.append(LineError(record.line, "book", str(exc).strip("'\"")))
-            return
-        if record.plan not in book.plans:
-            known = ", ".join(sorted(book.plans))
-            errors.append(
-                LineError(
-                    record.line,
-                    "plan",
-                    f"unknown plan {record.plan!r} in book {book.name!r} (plans: {known})",
-                )
-            )
-            return
-        try:
-            terms = self.books.terms(book_name, record.plan, record.interval, record.org_id)
-        except UnknownTermsError as exc:
-            where = "interval" if "interval" in str(exc) and record.interval else "plan"
-            errors.append(LineError(record.line, where, str(exc).strip("'\"")))
-            return
+        resolved = self._org_terms(record, state)
+        if isinstance(resolved, LineError):
+            return resolved
+        book_name, terms = resolved
         interval = terms.interval.value
-        if record.seat_count is not None and terms.seat_unit_amount is None:
-            errors.append(LineError(record.line, "seats", f"plan {record.plan!r} has no seats"))
-            return
-        if state is None and record.seat_count is None and terms.seat_unit_amount:
-            errors.append(
-                LineError(record.line, "seats", f"is required for a new org on {record.plan!r}")
-            )
-            return
         wanted = (book_name, record.plan, interval)
-        changes_plan = False
         if state is None:
             state = _OrgState(
                 book_name, record.plan, interval, record.at, terms, {record.at: wanted}, now
@@ -267,30 +185,13 @@ class Ingestor:
             states[record.org_id] = state
             batch.new_orgs[record.org_id] = state
             changes_plan = True
-        elif record.at in state.history:
-            if state.history[record.at] != wanted:
-                errors.append(
-                    LineError(
-                        record.line,
-                        "at",
-                        "the org already has a different plan change at this instant",
-                    )
-                )
-                return
-        elif record.at < max(state.history):
-            latest = max(state.history).isoformat()
-            errors.append(
-                LineError(record.line, "at", f"is before the org's latest plan change ({latest})")
-            )
-            return
-        elif (state.book, state.plan, state.interval) != wanted:
-            state.book, state.plan, state.interval = wanted
-            state.term_start_at = record.at
-            state.terms = terms
-            state.history[record.at] = wanted
-            if state.created_at is None:
+        else:
+            changed = _plan_change(record, state, wanted, terms)
+            if isinstance(changed, LineError):
+                return changed
+            changes_plan = changed
+            if changes_plan and state.created_at is None:
                 batch.changed_orgs[record.org_id] = state
-            changes_plan = True
         batch.lines["org"] += 1
         if changes_plan:
             batch.plan_rows.append(
@@ -305,10 +206,37 @@ class Ingestor:
             )
         key = ("seats", record.org_id, record.at, record.seat_count)
         if record.seat_count is None or key in seen:
-            return
+            return None
         seen.add(key)
         row = _seat_row(record.org_id, record.seat_count, record.at, now)
         (batch.plan_seat_rows if changes_plan else batch.org_seat_rows).append(row)
+        return None
+
+    def _org_terms(self, record: OrgLine, state: _OrgState | None) -> tuple[str, Terms] | LineError:
+        """The book and terms an org line names (its book defaults to the org's, or the
+        ingestor's), with the seats a plan with seats needs."""
+        book_name = record.book or (state.book if state else self.default_book)
+        try:
+            book = self.books.book(book_name)
+        except (UnknownTermsError, PriceBookError) as exc:
+            return LineError(record.line, "book", str(exc).strip("'\""))
+        if record.plan not in book.plans:
+            known = ", ".join(sorted(book.plans))
+            return LineError(
+                record.line,
+                "plan",
+                f"unknown plan {record.plan!r} in book {book.name!r} (plans: {known})",
+            )
+        try:
+            terms = self.books.terms(book_name, record.plan, record.interval, record.org_id)
+        except UnknownTermsError as exc:
+            where = "interval" if "interval" in str(exc) and record.interval else "plan"
+            return LineError(record.line, where, str(exc).strip("'\""))
+        if record.seat_count is not None and terms.seat_unit_amount is None:
+            return LineError(record.line, "seats", f"plan {record.plan!r} has no seats")
+        if state is None and record.seat_count is None and terms.seat_unit_amount:
+            return LineError(record.line, "seats", f"is required for a new org on {record.plan!r}")
+        return book_name, terms
 
     def _load_orgs(self, org_ids: set[str]) -> dict[str, _OrgState]:
         states: dict[str, _OrgState] = {}
@@ -413,6 +341,84 @@ def _table(model: type[Any]) -> sa.Table:
 
 def _seat_row(org_id: str, seat_count: int, at: datetime, now: datetime) -> dict[str, Any]:
     return {"org_id": org_id, "seat_count": seat_count, "at": at, "recorded_at": now}
+
+
+def _plan_change(
+    record: OrgLine, state: _OrgState, wanted: tuple[str, str, str], terms: Terms
+) -> bool | LineError:
+    """Whether an org line changes a known org's plan (and then the change, in `state`); a
+    repeat of a change at the same instant changes nothing, a change before the latest one is
+    refused."""
+    if record.at in state.history:
+        if state.history[record.at] != wanted:
+            return LineError(
+                record.line, "at", "the org already has a different plan change at this instant"
+            )
+        return False
+    if record.at < max(state.history):
+        latest = max(state.history).isoformat()
+        return LineError(record.line, "at", f"is before the org's latest plan change ({latest})")
+    if (state.book, state.plan, state.interval) == wanted:
+        return False
+    state.book, state.plan, state.interval = wanted
+    state.term_start_at = record.at
+    state.terms = terms
+    state.history[record.at] = wanted
+    return True
+
+
+def _add_event(
+    record: SeatsLine | UsageLine | ResourcesLine,
+    state: _OrgState,
+    batch: _Batch,
+    seen: set[tuple[Any, ...]],
+    now: datetime,
+) -> LineError | None:
+    """A seats, usage or resources line of a known org: checked against its terms, then added
+    to the batch unless it repeats one already there."""
+    key: tuple[Any, ...]
+    if isinstance(record, SeatsLine):
+        if state.terms.seat_unit_amount is None:
+            return LineError(record.line, "count", f"plan {state.plan!r} has no seats")
+        batch.lines["seats"] += 1
+        key = ("seats", record.org_id, record.at, record.seat_count)
+        if key not in seen:
+            seen.add(key)
+            batch.seat_rows.append(_seat_row(record.org_id, record.seat_count, record.at, now))
+    elif isinstance(record, UsageLine):
+        if record.meter not in state.terms.meters:
+            return _meter_error(record.line, "meter", record.meter, state)
+        batch.lines["usage"] += 1
+        key = ("usage", record.org_id, record.event_id)
+        if key not in seen:
+            seen.add(key)
+            batch.usage_rows.append(
+                {
+                    "event_id": record.event_id,
+                    "org_id": record.org_id,
+                    "meter": record.meter.value,
+                    "quantity": record.quantity,
+                    "at": record.at,
+                    "received_at": now,
+                }
+            )
+    else:
+        if Meter.IAC_RESOURCE_HOURS not in state.terms.meters:
+            return _meter_error(record.line, "type", Meter.IAC_RESOURCE_HOURS, state)
+        batch.lines["resources"] += 1
+        key = ("resources", record.org_id, record.stack, record.at, record.resource_count)
+        if key not in seen:
+            seen.add(key)
+            batch.resource_rows.append(
+                {
+                    "org_id": record.org_id,
+                    "stack": record.stack,
+                    "resource_count": record.resource_count,
+                    "at": record.at,
+                    "received_at": now,
+                }
+            )
+    return None
 
 
 def _meter_error(line: int, where: str, meter: Meter, state: _OrgState) -> LineError:

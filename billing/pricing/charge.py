@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from billing.core.components import MINIMUM, SEATS
 from billing.core.meters import Meter
 from billing.core.money import line_amount, round_line_amount
 from billing.pricing.book import MeterPrice, Terms, UnknownTermsError
 
-SEATS = "seats"
-MINIMUM = "minimum"
 # Stripe refuses meter values with more than 15 significant digits.
 METER_VALUE_DIGITS = 15
 

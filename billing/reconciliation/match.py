@@ -15,11 +15,18 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from billing.core.components import (
+    BILLING_KIND,
+    MINIMUM,
+    SEAT_PRORATION,
+    SEATS,
+    BillingKind,
+)
 from billing.core.money import format_decimal
 from billing.core.periods import isoformat_z
-from billing.ledger.expected_invoice import SEAT_PRORATION, ExpectedLine
+from billing.ledger.expected_invoice import ExpectedLine
 from billing.pricing.book import Terms
-from billing.pricing.charge import MINIMUM, SEATS, meter_value, price_meter
+from billing.pricing.charge import meter_value, price_meter
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
 
 
@@ -36,9 +43,6 @@ class Status(StrEnum):
 
 ADJUSTMENT = "adjustment"
 UNEXPECTED = "unexpected"
-BILLING_KIND = "billing_kind"
-KIND_USAGE_ADJUSTMENT = "usage_adjustment"
-KIND_MINIMUM = "minimum_commitment"
 ROUNDING_TOLERANCE = 1  # cents per independently rounded Stripe line pair
 
 # Worst last: an invoice takes the worst status of its lines.
@@ -62,9 +66,9 @@ class ComponentMap:
 
     def component_of(self, line: StripeInvoiceLine) -> str:
         kind = line.metadata.get(BILLING_KIND)
-        if kind == KIND_USAGE_ADJUSTMENT:
+        if kind == BillingKind.USAGE_ADJUSTMENT:
             return ADJUSTMENT
-        if kind == KIND_MINIMUM:
+        if kind == BillingKind.MINIMUM_COMMITMENT:
             return MINIMUM
         is_seat = (
             line.stripe_price_id in self.seat_price_ids

@@ -10,7 +10,8 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from billing.pricing.book import PriceBook
-from billing.setup.catalog import CatalogAction, CatalogGateway, verify_catalog
+from billing.setup.catalog import CatalogAction, CatalogGateway
+from billing.setup.catalog_verify import verify_catalog
 from models.db import unit_of_work
 from models.reconciliation import PriceCheck
 

@@ -21,14 +21,15 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from billing.core.components import SEAT_PRORATION, SEATS
+from billing.core.keys import invoice_hold_key
 from billing.core.periods import Period, add_months, month_period_of
 from billing.ledger.expected_invoice import (
-    SEAT_PRORATION,
     ExpectedInvoice,
     ExpectedLine,
     UnknownOrgError,
-    expected_invoice,
 )
+from billing.ledger.queries import expected_invoice
 from billing.pricing.book import PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from billing.reconciliation.match import (
@@ -48,7 +49,6 @@ from billing.reconciliation.records import (
     pushed_prorations,
     usage_period_ending,
 )
-from billing.setup.catalog import SEATS
 from billing.stripe_gateway.records import StripeInvoice, StripeMeterEventSummary
 from models.db import unit_of_work
 from models.reconciliation import Reconciliation, ReconciliationLine
@@ -164,20 +164,7 @@ class Reconciler:
         self, invoice: StripeInvoice, now: datetime, *, trigger: str, hold: bool = False
     ) -> ReconciliationOutcome:
         assert invoice.stripe_invoice_id is not None, "previews are not reconciled"
-        note: str | None = None
-        period: Period | None = None
-        with Session(self.engine) as session:
-            org_id = org_of(session, invoice.stripe_customer_id)
-            if org_id is None:
-                comparison = None
-                note = f"customer {invoice.stripe_customer_id} is not one of our orgs"
-            else:
-                try:
-                    selection = self._select(session, invoice, org_id)
-                    period = selection.period
-                    comparison = self._compare(session, invoice, org_id, selection)
-                except (UnknownOrgError, UnknownTermsError, PriceBookError) as exc:
-                    comparison, note = None, str(exc)
+        org_id, period, comparison, note = self._comparison(invoice)
         status = Status.ERROR if comparison is None else comparison.status
         held = (
             hold
@@ -189,7 +176,7 @@ class Reconciler:
             self.gateway.set_invoice_auto_advance(
                 invoice.stripe_invoice_id,
                 auto_advance=False,
-                idempotency_key=f"reconciliation:hold:{invoice.stripe_invoice_id}",
+                idempotency_key=invoice_hold_key(invoice.stripe_invoice_id),
             )
             note = f"draft held (auto_advance=false): {status.value}"
         rec_id = self._store(invoice, org_id, period, comparison, status, trigger, held, note, now)
@@ -252,6 +239,30 @@ class Reconciler:
             )
         log.info("reconciliation.swept", listed=len(invoices), reconciled=len(done))
         return SweepOutcome(len(invoices), tuple(done))
+
+    def _comparison(
+        self, invoice: StripeInvoice
+    ) -> tuple[str | None, Period | None, InvoiceComparison | None, str | None]:
+        """The invoice's org, compared period and comparison, or why there is none. The
+        ledger is read first; a draft's metered lines are then refreshed from Stripe's meters
+        with the database closed."""
+        period: Period | None = None
+        with Session(self.engine) as session:
+            org_id = org_of(session, invoice.stripe_customer_id)
+            if org_id is None:
+                unknown = f"customer {invoice.stripe_customer_id} is not one of our orgs"
+                return None, None, None, unknown
+            try:
+                selection = self._select(session, invoice, org_id)
+                period = selection.period
+                comparison = self._compare(session, invoice, org_id, selection)
+            except (UnknownOrgError, UnknownTermsError, PriceBookError) as exc:
+                return org_id, period, None, str(exc)
+            draft = invoice.status == "draft" and period is not None
+            ids = meter_ids(session) if draft else {}
+        if draft and period is not None:
+            comparison = self._refreshed_draft(invoice, comparison, period, ids)
+        return org_id, period, comparison, None
 
     # ------------------------------------------------------------------ selection
 
@@ -340,7 +351,7 @@ class Reconciler:
             exp = selection.expected
             terms = self.books.terms(exp.book, exp.plan, exp.interval, org_id)
             facts = meter_facts(session, org_id, selection.period)
-        comparison = compare_invoice(
+        return compare_invoice(
             invoice,
             selection.lines,
             components,
@@ -348,20 +359,17 @@ class Reconciler:
             meter_facts=facts,
             adjustments=adjustments(session, invoice),
         )
-        if invoice.status == "draft" and selection.period is not None:
-            comparison = self._refreshed_draft(session, invoice, comparison, selection.period)
-        return comparison
 
     def _refreshed_draft(
         self,
-        session: Session,
         invoice: StripeInvoice,
         comparison: InvoiceComparison,
         period: Period,
+        ids: Mapping[str, str],
     ) -> InvoiceComparison:
         """A draft's metered lines are refreshed from the meter at finalization: a quantity
-        the meter already holds (pushed during the grace period) is not a discrepancy."""
-        ids = meter_ids(session)
+        the meter already holds (pushed during the grace period) is not a discrepancy.
+        `ids` are the Stripe meter ids by meter code."""
         lines = []
         for line in comparison.lines:
             meter_id = ids.get(line.component)

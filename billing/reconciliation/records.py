@@ -10,19 +10,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from billing.core.components import SEATS
 from billing.core.meters import Interval
 from billing.core.periods import Period, month_period_of, term_containing
 from billing.reconciliation.match import ComponentMap, ExpectedAdjustment, MeterFacts
-from billing.setup.catalog import SEATS
 from billing.stripe_gateway.records import StripeInvoice
 from models.ledger import Org, ResourceReport, UsageEvent, decimal_sum
-from models.push_records import PushStatus, SeatPush, UsageAdjustment
+from models.push_records import SeatPush, SeatPushKind, UsageAdjustment
 from models.reconciliation import Reconciliation
 from models.stripe_records import (
     StripeCatalogEntry,
     StripeCustomerRecord,
     StripeSubscriptionItemRecord,
     StripeSubscriptionRecord,
+    WriteStatus,
 )
 
 
@@ -34,8 +35,8 @@ def pushed_prorations(
     rows = session.exec(
         select(SeatPush.proration_at).where(
             SeatPush.org_id == org_id,
-            SeatPush.kind == "step",
-            SeatPush.status == PushStatus.DONE,
+            SeatPush.kind == SeatPushKind.STEP,
+            SeatPush.status == WriteStatus.DONE,
             SeatPush.proration_behavior == "create_prorations",
             col(SeatPush.finished_at) > after,
             col(SeatPush.finished_at) <= until,

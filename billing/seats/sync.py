@@ -20,15 +20,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from enum import StrEnum
+from typing import Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from billing.core.components import SEATS, ProrationBehavior
 from billing.core.errors import PermanentBillingError
+from billing.core.keys import seat_quantity_key, seat_step_key
 from billing.core.meters import Interval
-from billing.core.periods import to_unix
+from billing.ledger.stripe_writes import Settled, mark, write_to_stripe
 from billing.pricing.book import SeatDecrease
 from billing.pricing.book_cache import BookCache
 from billing.pricing.proration import (
@@ -40,13 +43,14 @@ from billing.pricing.proration import (
 )
 from billing.stripe_gateway.records import StripeSubscription, StripeSubscriptionItem
 from models.ledger import OrgPlanChange, SeatChangeRecord
-from models.push_records import PushStatus, SeatPush
-from models.stripe_records import StripeSubscriptionItemRecord, StripeSubscriptionRecord
+from models.push_records import SeatPush, SeatPushKind
+from models.stripe_records import (
+    StripeSubscriptionItemRecord,
+    StripeSubscriptionRecord,
+    WriteStatus,
+)
 
 log = structlog.get_logger(__name__)
-
-SEATS_COMPONENT = "seats"
-ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 
 
 class SeatGateway(Protocol):
@@ -65,21 +69,30 @@ class SeatGateway(Protocol):
     ) -> StripeSubscriptionItem: ...
 
 
+class SeatSyncAction(StrEnum):
+    """What one seat sync of an org did."""
+
+    IN_SYNC = "in_sync"  # Stripe already held the quantity: nothing sent
+    UPDATED = "updated"  # at least one quantity update reached Stripe
+    NO_SEATS = "no_seats"  # the org's plan has no seats (or the org has no plan yet)
+    NOT_PROVISIONED = "not_provisioned"  # no Stripe subscription item for the seats yet
+
+
 @dataclass(frozen=True)
 class SeatPushResult:
-    kind: str
+    kind: SeatPushKind
     from_quantity: int
     to_quantity: int
     proration_at: datetime | None
     expected_amount: int
     idempotency_key: str
-    status: str
+    status: WriteStatus
 
 
 @dataclass(frozen=True)
 class SeatSyncOutcome:
     org_id: str
-    action: str  # in_sync | updated | no_seats | not_provisioned
+    action: SeatSyncAction
     stripe_quantity_before: int | None = None
     stripe_quantity_after: int | None = None
     billed_quantity: int | None = None
@@ -121,11 +134,11 @@ class SeatSync:
     def sync(self, org_id: str, now: datetime) -> SeatSyncOutcome:
         desired = self._desired(org_id, now)
         if desired is None:
-            return SeatSyncOutcome(org_id, "no_seats")
+            return SeatSyncOutcome(org_id, SeatSyncAction.NO_SEATS)
         item = self._seat_item(org_id)
         if item is None:
             return SeatSyncOutcome(
-                org_id, "not_provisioned", billed_quantity=desired.billed_quantity
+                org_id, SeatSyncAction.NOT_PROVISIONED, billed_quantity=desired.billed_quantity
             )
         stripe_subscription_id, stripe_item_id = item
         quantity = self._stripe_quantity(stripe_subscription_id, stripe_item_id)
@@ -133,53 +146,11 @@ class SeatSync:
         results: list[SeatPushResult] = []
         problems: list[str] = []
         run = _Run(org_id, desired, stripe_item_id, now, results, problems)
-        term_key = f"seats:{org_id}:{to_unix(desired.term_start_at)}"
         for step in desired.steps:
-            behavior: ProrationBehavior = "none"
-            if step.amount and (step.to_quantity > step.from_quantity or desired.credit_decreases):
-                behavior = "create_prorations"
-            push = _Push(
-                "step",
-                step.from_quantity,
-                step.to_quantity,
-                step.proration_at,
-                behavior,
-                step.amount,
-                step.window_start,
-                f"{term_key}:{to_unix(step.window_start)}:{step.to_quantity}",
-            )
-            quantity = self._apply(run, push, quantity)
-        target = desired.billed_quantity
-        kind = "correction"
-        if desired.term_end_at - self.renewal_lead <= now < desired.term_end_at:
-            # The renewal bills the count of that instant; the old term stays paid at its
-            # high-water mark, so lowering (or raising) now needs no proration.
-            target, kind = desired.count_now, "renewal"
-        if quantity is not None and quantity != target:
-            push = _Push(
-                kind,
-                quantity,
-                target,
-                None,
-                "none",
-                0,
-                None,
-                self._quantity_key(
-                    org_id,
-                    term_start_at=desired.term_start_at,
-                    kind=kind,
-                    target=target,
-                    term_key=term_key,
-                    now=now,
-                ),
-            )
-            if kind == "correction":
-                problems.append(
-                    f"Stripe held {quantity} seats where the ledger bills {target}; "
-                    "corrected without proration"
-                )
-            quantity = self._apply(run, push, quantity)
-        action = "updated" if any(r.status == PushStatus.DONE for r in results) else "in_sync"
+            quantity = self._apply(run, _step_push(run, step), quantity)
+        quantity = self._converge(run, quantity)
+        done = any(r.status is WriteStatus.DONE for r in results)
+        action = SeatSyncAction.UPDATED if done else SeatSyncAction.IN_SYNC
         outcome = SeatSyncOutcome(
             org_id,
             action,
@@ -200,115 +171,78 @@ class SeatSync:
         )
         return outcome
 
+    def _converge(self, run: _Run, quantity: int | None) -> int | None:
+        """After the steps, set any other quantity Stripe holds to the billed one, without
+        proration: the renewal's count just before the term ends, else a correction."""
+        desired, now = run.desired, run.now
+        target = desired.billed_quantity
+        kind = SeatPushKind.CORRECTION
+        if desired.term_end_at - self.renewal_lead <= now < desired.term_end_at:
+            # The renewal bills the count of that instant; the old term stays paid at its
+            # high-water mark, so lowering (or raising) now needs no proration.
+            target, kind = desired.count_now, SeatPushKind.RENEWAL
+        if quantity is None or quantity == target:
+            return quantity
+        key = self._quantity_key(
+            run.org_id, term_start_at=desired.term_start_at, kind=kind, target=target, now=now
+        )
+        push = _Push(kind, quantity, target, None, "none", 0, None, key)
+        if kind is SeatPushKind.CORRECTION:
+            run.problems.append(
+                f"Stripe held {quantity} seats where the ledger bills {target}; "
+                "corrected without proration"
+            )
+        return self._apply(run, push, quantity)
+
     # ------------------------------------------------------------------ pushes
 
     def _apply(self, run: _Run, push: _Push, quantity: int | None) -> int | None:
         """Push one quantity change unless already done; returns Stripe's quantity after."""
-        now, results, problems = run.now, run.results, run.problems
         with Session(self.engine) as session:
             row = session.exec(select(SeatPush).where(SeatPush.idempotency_key == push.key)).first()
-            if row is not None and row.status == PushStatus.DONE:
+            if row is not None and row.status == WriteStatus.DONE:
                 return quantity
-            if row is not None and row.status == PushStatus.FAILED:
-                problems.append(f"{push.key}: failed earlier: {row.error}")
+            if row is not None and row.status == WriteStatus.FAILED:
+                run.problems.append(f"{push.key}: failed earlier: {row.error}")
                 return quantity
-            if row is not None:  # started: a crash between the call and the record
-                if quantity == push.to_quantity:
-                    self._finish(session, row, PushStatus.DONE, now)
-                    results.append(_result(push, PushStatus.DONE))
-                    return quantity
-                if quantity != push.from_quantity:
-                    message = (
-                        f"left started; Stripe now holds {quantity}, neither "
-                        f"{push.from_quantity} nor {push.to_quantity}"
-                    )
-                    self._finish(session, row, PushStatus.FAILED, now, error=message)
-                    problems.append(f"{push.key}: {message}")
-                    results.append(_result(push, PushStatus.FAILED))
-                    return quantity
-                # Stripe still holds the old quantity: the call never happened; send it now.
-            else:
-                if push.kind == "step" and quantity is not None and quantity >= push.to_quantity:
-                    # Stripe already bills at least this many (e.g. a correction overtook it).
-                    row = self._start(session, run, push)
-                    self._finish(session, row, PushStatus.DONE, now, error="already at quantity")
-                    results.append(_result(push, PushStatus.DONE))
-                    return quantity
-                row = self._start(session, run, push)
-            try:
-                item = self.gateway.update_subscription_item_quantity(
+            started = row is not None
+            outcome = write_to_stripe(
+                session,
+                row or _new_row(run, push),
+                run.now,
+                lambda: self.gateway.update_subscription_item_quantity(
                     run.stripe_item_id,
                     quantity=push.to_quantity,
                     proration_behavior=push.behavior,
                     idempotency_key=push.key,
                     proration_at=push.proration_at,
-                )
-            except PermanentBillingError as exc:
-                self._finish(
-                    session, row, PushStatus.FAILED, now, error=str(exc), request_id=exc.request_id
-                )
-                problems.append(f"{push.key}: {exc}")
-                results.append(_result(push, PushStatus.FAILED))
-                return quantity
-            self._finish(session, row, PushStatus.DONE, now)
-            results.append(_result(push, PushStatus.DONE))
-            log.info(
-                "seats.pushed",
-                org_id=run.org_id,
-                kind=push.kind,
-                quantity=push.to_quantity,
-                proration_behavior=push.behavior,
-                key=push.key,
+                ),
+                resolve=lambda: _settled_by(push, quantity, started=started),
             )
-            return item.quantity if item.quantity is not None else push.to_quantity
-
-    @staticmethod
-    def _start(session: Session, run: _Run, push: _Push) -> SeatPush:
-        row = SeatPush(
+        run.results.append(_result(push, outcome.status))
+        if outcome.status is WriteStatus.FAILED:
+            run.problems.append(f"{push.key}: {outcome.error}")
+            return quantity
+        if not outcome.called:
+            return quantity
+        log.info(
+            "seats.pushed",
             org_id=run.org_id,
             kind=push.kind,
-            term_start_at=run.desired.term_start_at,
-            window_start_at=push.window_start,
-            proration_at=push.proration_at,
-            from_quantity=push.from_quantity,
-            to_quantity=push.to_quantity,
+            quantity=push.to_quantity,
             proration_behavior=push.behavior,
-            expected_amount=push.amount,
-            stripe_subscription_item_id=run.stripe_item_id,
-            idempotency_key=push.key,
-            status=PushStatus.STARTED,
-            created_at=run.now,
+            key=push.key,
         )
-        session.add(row)
-        session.commit()  # recorded before the Stripe call
-        session.refresh(row)
-        return row
-
-    @staticmethod
-    def _finish(
-        session: Session,
-        row: SeatPush,
-        status: PushStatus,
-        now: datetime,
-        *,
-        error: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        row.status = status
-        row.error = error[:2000] if error else None
-        row.stripe_request_id = request_id
-        row.finished_at = now
-        session.add(row)
-        session.commit()
+        item = outcome.response
+        return item.quantity if item is not None and item.quantity is not None else push.to_quantity
 
     def _quantity_key(
         self,
         org_id: str,
         *,
         term_start_at: datetime,
-        kind: str,
+        kind: SeatPushKind,
         target: int,
-        term_key: str,
         now: datetime,
     ) -> str:
         """The key of a renewal or correction push: an unfinished one to the same quantity is
@@ -322,18 +256,16 @@ class SeatSync:
                 )
             ).all()
             for row in rows:
-                if row.status != PushStatus.STARTED:
+                if row.status != WriteStatus.STARTED:
                     continue
                 if row.to_quantity == target:
                     return row.idempotency_key
-                self._finish(
-                    session,
-                    row,
-                    PushStatus.FAILED,
-                    now,
-                    error=f"superseded: the ledger now bills {target}",
+                mark(
+                    row, WriteStatus.FAILED, now, note=f"superseded: the ledger now bills {target}"
                 )
-        return f"{term_key}:{kind}:{len(rows) + 1}:{target}"
+                session.add(row)
+                session.commit()
+        return seat_quantity_key(org_id, term_start_at, kind, len(rows) + 1, target)
 
     # ------------------------------------------------------------------ reads
 
@@ -386,7 +318,7 @@ class SeatSync:
             item = session.exec(
                 select(StripeSubscriptionItemRecord).where(
                     StripeSubscriptionItemRecord.org_id == org_id,
-                    StripeSubscriptionItemRecord.component == SEATS_COMPONENT,
+                    StripeSubscriptionItemRecord.component == SEATS,
                 )
             ).first()
             sub = session.get(StripeSubscriptionRecord, org_id)
@@ -419,7 +351,7 @@ class _Run:
 
 @dataclass(frozen=True)
 class _Push:
-    kind: str
+    kind: SeatPushKind
     from_quantity: int
     to_quantity: int
     proration_at: datetime | None
@@ -429,7 +361,69 @@ class _Push:
     key: str
 
 
-def _result(push: _Push, status: PushStatus) -> SeatPushResult:
+def _step_push(run: _Run, step: SeatStep) -> _Push:
+    """A closed window's step: prorated when it is charged (an increase, or a credited
+    decrease under `immediate`), else a plain quantity change."""
+    desired = run.desired
+    behavior: ProrationBehavior = "none"
+    if step.amount and (step.to_quantity > step.from_quantity or desired.credit_decreases):
+        behavior = "create_prorations"
+    return _Push(
+        SeatPushKind.STEP,
+        step.from_quantity,
+        step.to_quantity,
+        step.proration_at,
+        behavior,
+        step.amount,
+        step.window_start,
+        seat_step_key(run.org_id, desired.term_start_at, step.window_start, step.to_quantity),
+    )
+
+
+def _new_row(run: _Run, push: _Push) -> SeatPush:
+    return SeatPush(
+        org_id=run.org_id,
+        kind=push.kind,
+        term_start_at=run.desired.term_start_at,
+        window_start_at=push.window_start,
+        proration_at=push.proration_at,
+        from_quantity=push.from_quantity,
+        to_quantity=push.to_quantity,
+        proration_behavior=push.behavior,
+        expected_amount=push.amount,
+        stripe_subscription_item_id=run.stripe_item_id,
+        idempotency_key=push.key,
+        status=WriteStatus.STARTED,
+        created_at=run.now,
+    )
+
+
+def _settled_by(
+    push: _Push, quantity: int | None, *, started: bool
+) -> Settled[StripeSubscriptionItem] | None:
+    """What Stripe's quantity (read at the start of the sync) says of a push before it is sent.
+
+    A push left `started` by a crash between the call and its record is done when Stripe holds
+    its target, failed when Stripe holds neither side, and still to send when Stripe holds its
+    start. A new step is already done when Stripe bills at least its target (e.g. a correction
+    overtook it).
+    """
+    if started:
+        if quantity == push.to_quantity:
+            return Settled(WriteStatus.DONE)
+        if quantity != push.from_quantity:
+            return Settled(
+                WriteStatus.FAILED,
+                note=f"left started; Stripe now holds {quantity}, neither "
+                f"{push.from_quantity} nor {push.to_quantity}",
+            )
+        return None  # Stripe still holds the old quantity: the call never happened
+    if push.kind is SeatPushKind.STEP and quantity is not None and quantity >= push.to_quantity:
+        return Settled(WriteStatus.DONE, note="already at quantity")
+    return None
+
+
+def _result(push: _Push, status: WriteStatus) -> SeatPushResult:
     return SeatPushResult(
         push.kind,
         push.from_quantity,
@@ -437,5 +431,5 @@ def _result(push: _Push, status: PushStatus) -> SeatPushResult:
         push.proration_at,
         push.amount,
         push.key,
-        status.value,
+        status,
     )

@@ -12,10 +12,13 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from billing.core.errors import PermanentBillingError
+from billing.core.components import SEATS
+from billing.core.keys import customer_idempotency_key, subscription_idempotency_key
 from billing.core.meters import Interval
+from billing.ledger.stripe_writes import Settled, write_to_stripe
 from billing.pricing.book import PriceBook, load_book
-from billing.setup.catalog import SEATS, catalog_entries, price_keys_for_terms
+from billing.setup.catalog import catalog_entries
+from billing.setup.catalog_plan import price_keys_for_terms
 from billing.stripe_gateway.records import (
     StripeCustomer,
     StripeSubscription,
@@ -100,14 +103,6 @@ class ProvisionOutcome:
     stripe_subscription_item_ids: Mapping[str, str]  # component (seats / meter) -> item id
 
 
-def customer_idempotency_key(org_id: str) -> str:
-    return f"provision:customer:{org_id}"
-
-
-def subscription_idempotency_key(org_id: str) -> str:
-    return f"provision:subscription:{org_id}"
-
-
 class Provisioner:
     """Creates an org's Stripe customer and subscription exactly once, resumable after a crash.
 
@@ -168,62 +163,68 @@ class Provisioner:
     # ------------------------------------------------------------------ customer
 
     def _customer(self, org: OrgToProvision, now: datetime) -> tuple[str, ProvisionAction]:
-        key = customer_idempotency_key(org.org_id)
-        with unit_of_work(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             row = session.get(StripeCustomerRecord, org.org_id)
             if row is None:
                 row = StripeCustomerRecord(
                     org_id=org.org_id,
                     status=WriteStatus.PENDING.value,
-                    idempotency_key=key,
+                    idempotency_key=customer_idempotency_key(org.org_id),
                     stripe_test_clock_id=org.stripe_test_clock_id,
                     updated_at=now,
                 )
                 session.add(row)
-            status, started_at = WriteStatus(row.status), row.started_at
-            if status is WriteStatus.DONE and row.stripe_customer_id:
+                session.commit()
+            if row.status == WriteStatus.DONE and row.stripe_customer_id:
                 return row.stripe_customer_id, ProvisionAction.EXISTING
-        if status is WriteStatus.STARTED:
-            found = self.gateway.find_customers(
-                metadata={"org_id": org.org_id}, stripe_test_clock_id=org.stripe_test_clock_id
-            )
-            if len(found) > 1:
-                ids = ", ".join(c.stripe_customer_id for c in found)
-                raise ProvisioningError(f"org {org.org_id}: several Stripe customers ({ids})")
-            if found:
-                self._finish_customer(org.org_id, found[0].stripe_customer_id, now)
-                return found[0].stripe_customer_id, ProvisionAction.RECOVERED
-            log.info(
-                "provisioning.customer_retried",
-                org_id=org.org_id,
-                within_idempotency_window=bool(
-                    started_at and now - started_at < IDEMPOTENCY_WINDOW
-                ),
-            )
-        self._mark(StripeCustomerRecord, org.org_id, WriteStatus.STARTED, now)
-        try:
-            customer = self.gateway.create_customer(
-                metadata={"org_id": org.org_id, "book": org.book},
-                email=org.email,
-                name=org.name,
-                stripe_test_clock_id=org.stripe_test_clock_id,
-                idempotency_key=key,
-            )
-        except PermanentBillingError as exc:
-            self._mark(StripeCustomerRecord, org.org_id, WriteStatus.FAILED, now, str(exc))
-            raise
-        self._finish_customer(org.org_id, customer.stripe_customer_id, now)
-        return customer.stripe_customer_id, ProvisionAction.CREATED
+            started_at = row.started_at
+            record = row
 
-    def _finish_customer(self, org_id: str, stripe_customer_id: str, now: datetime) -> None:
-        with unit_of_work(self.engine) as session:
-            row = session.get(StripeCustomerRecord, org_id)
-            assert row is not None
-            row.stripe_customer_id = stripe_customer_id
-            row.status = WriteStatus.DONE.value
-            row.error = None
-            row.updated_at = now
-            session.add(row)
+            def find() -> Settled[StripeCustomer] | None:
+                return self._find_customer(org, now, started_at)
+
+            def done(customer: StripeCustomer | None) -> None:
+                assert customer is not None
+                record.stripe_customer_id = customer.stripe_customer_id
+
+            outcome = write_to_stripe(
+                session,
+                row,
+                now,
+                lambda: self.gateway.create_customer(
+                    metadata={"org_id": org.org_id, "book": org.book},
+                    email=org.email,
+                    name=org.name,
+                    stripe_test_clock_id=org.stripe_test_clock_id,
+                    idempotency_key=customer_idempotency_key(org.org_id),
+                ),
+                resolve=find if row.status == WriteStatus.STARTED else None,
+                on_done=done,
+            )
+        if outcome.exception is not None:
+            raise outcome.exception
+        assert outcome.response is not None
+        action = ProvisionAction.CREATED if outcome.called else ProvisionAction.RECOVERED
+        return outcome.response.stripe_customer_id, action
+
+    def _find_customer(
+        self, org: OrgToProvision, now: datetime, started_at: datetime | None
+    ) -> Settled[StripeCustomer] | None:
+        """The customer a write left `started` created, if Stripe has it (by org metadata)."""
+        found = self.gateway.find_customers(
+            metadata={"org_id": org.org_id}, stripe_test_clock_id=org.stripe_test_clock_id
+        )
+        if len(found) > 1:
+            ids = ", ".join(c.stripe_customer_id for c in found)
+            raise ProvisioningError(f"org {org.org_id}: several Stripe customers ({ids})")
+        if found:
+            return Settled(WriteStatus.DONE, found[0])
+        log.info(
+            "provisioning.customer_retried",
+            org_id=org.org_id,
+            within_idempotency_window=bool(started_at and now - started_at < IDEMPOTENCY_WINDOW),
+        )
+        return None
 
     # ------------------------------------------------------------------ subscription
 
@@ -234,14 +235,13 @@ class Provisioner:
         items: Sequence[SubscriptionItemSpec],
         now: datetime,
     ) -> tuple[StripeSubscription | str, ProvisionAction]:
-        key = subscription_idempotency_key(org.org_id)
-        with unit_of_work(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             row = session.get(StripeSubscriptionRecord, org.org_id)
             if row is None:
                 row = StripeSubscriptionRecord(
                     org_id=org.org_id,
                     status=WriteStatus.PENDING.value,
-                    idempotency_key=key,
+                    idempotency_key=subscription_idempotency_key(org.org_id),
                     book=org.book,
                     plan=org.plan,
                     interval=org.interval.value,
@@ -250,50 +250,56 @@ class Provisioner:
                     updated_at=now,
                 )
                 session.add(row)
-            status = WriteStatus(row.status)
-            if status is WriteStatus.DONE and row.stripe_subscription_id:
+                session.commit()
+            if row.status == WriteStatus.DONE and row.stripe_subscription_id:
                 return row.stripe_subscription_id, ProvisionAction.EXISTING
-        if status is WriteStatus.STARTED:
-            live = [
-                s
-                for s in self.gateway.list_subscriptions(stripe_customer_id)
-                if s.metadata.get("org_id") == org.org_id and s.status in _LIVE_SUBSCRIPTION
-            ]
-            if len(live) > 1:
-                ids = ", ".join(s.stripe_subscription_id for s in live)
-                raise ProvisioningError(f"org {org.org_id}: several live subscriptions ({ids})")
-            if live:
-                self._finish_subscription(org.org_id, live[0].stripe_subscription_id, now)
-                return live[0], ProvisionAction.RECOVERED
-        self._mark(StripeSubscriptionRecord, org.org_id, WriteStatus.STARTED, now)
-        try:
-            sub = self.gateway.create_subscription(
-                stripe_customer_id=stripe_customer_id,
-                items=items,
-                metadata={
-                    "org_id": org.org_id,
-                    "book": org.book,
-                    "plan": org.plan,
-                    "interval": org.interval.value,
-                    "term_start": org.term_start_at.isoformat(),
-                },
-                idempotency_key=key,
-            )
-        except PermanentBillingError as exc:
-            self._mark(StripeSubscriptionRecord, org.org_id, WriteStatus.FAILED, now, str(exc))
-            raise
-        self._finish_subscription(org.org_id, sub.stripe_subscription_id, now)
-        return sub, ProvisionAction.CREATED
+            record = row
 
-    def _finish_subscription(self, org_id: str, stripe_subscription_id: str, now: datetime) -> None:
-        with unit_of_work(self.engine) as session:
-            row = session.get(StripeSubscriptionRecord, org_id)
-            assert row is not None
-            row.stripe_subscription_id = stripe_subscription_id
-            row.status = WriteStatus.DONE.value
-            row.error = None
-            row.updated_at = now
-            session.add(row)
+            def find() -> Settled[StripeSubscription] | None:
+                return self._find_subscription(org, stripe_customer_id)
+
+            def done(sub: StripeSubscription | None) -> None:
+                assert sub is not None
+                record.stripe_subscription_id = sub.stripe_subscription_id
+
+            outcome = write_to_stripe(
+                session,
+                row,
+                now,
+                lambda: self.gateway.create_subscription(
+                    stripe_customer_id=stripe_customer_id,
+                    items=items,
+                    metadata={
+                        "org_id": org.org_id,
+                        "book": org.book,
+                        "plan": org.plan,
+                        "interval": org.interval.value,
+                        "term_start": org.term_start_at.isoformat(),
+                    },
+                    idempotency_key=subscription_idempotency_key(org.org_id),
+                ),
+                resolve=find if row.status == WriteStatus.STARTED else None,
+                on_done=done,
+            )
+        if outcome.exception is not None:
+            raise outcome.exception
+        assert outcome.response is not None
+        action = ProvisionAction.CREATED if outcome.called else ProvisionAction.RECOVERED
+        return outcome.response, action
+
+    def _find_subscription(
+        self, org: OrgToProvision, stripe_customer_id: str
+    ) -> Settled[StripeSubscription] | None:
+        """The live subscription a write left `started` created, if Stripe has it."""
+        live = [
+            s
+            for s in self.gateway.list_subscriptions(stripe_customer_id)
+            if s.metadata.get("org_id") == org.org_id and s.status in _LIVE_SUBSCRIPTION
+        ]
+        if len(live) > 1:
+            ids = ", ".join(s.stripe_subscription_id for s in live)
+            raise ProvisioningError(f"org {org.org_id}: several live subscriptions ({ids})")
+        return Settled(WriteStatus.DONE, live[0]) if live else None
 
     def _record_items(
         self,
@@ -345,23 +351,3 @@ class Provisioner:
                 session.add(row)
                 result[component] = item.stripe_subscription_item_id
         return result
-
-    # ------------------------------------------------------------------ status rows
-
-    def _mark(
-        self,
-        table: type[StripeCustomerRecord] | type[StripeSubscriptionRecord],
-        org_id: str,
-        status: WriteStatus,
-        now: datetime,
-        error: str | None = None,
-    ) -> None:
-        with unit_of_work(self.engine) as session:
-            row = session.get(table, org_id)
-            assert row is not None
-            row.status = status.value
-            row.error = error
-            row.updated_at = now
-            if status is WriteStatus.STARTED:
-                row.started_at = now
-            session.add(row)

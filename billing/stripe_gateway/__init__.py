@@ -1,11 +1,10 @@
 """The Stripe gateway: the only package that imports `stripe`, exposing typed calls and records."""
 
-from billing.stripe_gateway.gateway import (
+from billing.stripe_gateway.errors import map_stripe_error
+from billing.stripe_gateway.gateway import StripeGateway
+from billing.stripe_gateway.params import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
-    ProrationBehavior,
-    StripeGateway,
     check_idempotency_key,
-    map_stripe_error,
     price_create_params,
 )
 from billing.stripe_gateway.records import (
@@ -32,7 +31,6 @@ __all__ = [
     "PriceSpec",
     "PriceTerms",
     "PriceTier",
-    "ProrationBehavior",
     "StripeConfig",
     "StripeCustomer",
     "StripeGateway",

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from billing.stripe_gateway import convert
-from billing.stripe_gateway.gateway import StripeGateway, check_idempotency_key
+from billing.stripe_gateway.gateway import StripeGateway
+from billing.stripe_gateway.params import check_idempotency_key
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import stripe
 
-from billing.core.errors import BillingError, PermanentBillingError, TransientBillingError
+from billing.core.components import ProrationBehavior
 from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
+from billing.stripe_gateway.errors import mapped_errors
+from billing.stripe_gateway.params import check_idempotency_key, item_params, price_create_params
 from billing.stripe_gateway.records import (
     PriceSpec,
     StripeConfig,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
         CustomerCreateParams,
         InvoiceCreatePreviewParams,
         InvoiceItemCreateParams,
-        PriceCreateParams,
         ProductCreateParams,
         SubscriptionCreateParams,
         SubscriptionItemUpdateParams,
@@ -43,51 +43,7 @@ if TYPE_CHECKING:
     from stripe.params.billing import MeterCreateParams, MeterEventCreateParams
 
 T = TypeVar("T")
-ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _PAGE = 100
-
-
-def check_idempotency_key(key: str) -> str:
-    """Idempotency keys are ours, deterministic, non-empty and at most 255 characters."""
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise ValueError(f"idempotency key must be 1..255 characters, got {len(key)}: {key[:40]!r}")
-    return key
-
-
-def map_stripe_error(exc: stripe.StripeError) -> BillingError:
-    """Classify a stripe-python error as transient (retry with the same key) or permanent."""
-    body = exc.json_body if isinstance(exc.json_body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    assert isinstance(error, dict)
-    code = exc.code or error.get("code")
-    status = exc.http_status
-    message = str(error.get("message") or exc.user_message or type(exc).__name__)
-    fields: dict[str, Any] = {
-        "request_id": exc.request_id,
-        "code": code,
-        "http_status": status,
-        "param": error.get("param"),
-    }
-    transient = (
-        isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError)
-        or code == "lock_timeout"
-        or status == 409  # concurrent request with the same idempotency key still in flight
-        or status is None
-        or status >= 500
-    )
-    if isinstance(exc, stripe.IdempotencyError) and status != 409:
-        transient = False
-    cls = TransientBillingError if transient else PermanentBillingError
-    return cls(f"stripe {type(exc).__name__}: {message}", **fields)
-
-
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    try:
-        yield
-    except stripe.StripeError as exc:
-        raise map_stripe_error(exc) from exc
 
 
 class StripeGateway:
@@ -132,7 +88,7 @@ class StripeGateway:
         return self._client
 
     def _call(self, fn: Callable[[], T]) -> T:
-        with _mapped_errors():
+        with mapped_errors():
             return fn()
 
     @staticmethod
@@ -152,7 +108,7 @@ class StripeGateway:
             params["starting_after"] = str(data[-1].id)
 
     def _page(self, list_page: Callable[[Any], Any], params: dict[str, Any]) -> Any:
-        with _mapped_errors():
+        with mapped_errors():
             return list_page(params)
 
     # ------------------------------------------------------------------ customers
@@ -281,7 +237,7 @@ class StripeGateway:
         """One subscription in flexible billing mode; items may mix annual and monthly prices."""
         params: SubscriptionCreateParams = {
             "customer": stripe_customer_id,
-            "items": [_item_params(item) for item in items],  # type: ignore[misc]
+            "items": [item_params(item) for item in items],  # type: ignore[misc]
             "billing_mode": {"type": "flexible"},
             "metadata": dict(metadata),
         }
@@ -498,57 +454,3 @@ class StripeGateway:
             lambda: self.client.v1.invoices.finalize_invoice(stripe_invoice_id, None, options)
         )
         return self._invoice_with_all_lines(inv)
-
-
-def _item_params(item: SubscriptionItemSpec) -> dict[str, Any]:
-    params: dict[str, Any] = {"price": item.stripe_price_id}
-    if item.quantity is not None:
-        params["quantity"] = item.quantity
-    if item.metadata:
-        params["metadata"] = dict(item.metadata)
-    return params
-
-
-def price_create_params(spec: PriceSpec) -> PriceCreateParams:
-    """The `prices.create` body for a spec; Decimals are sent fixed-point, never as 1E-7."""
-    terms = spec.terms
-    recurring: dict[str, Any] = {"interval": terms.interval, "usage_type": terms.usage_type}
-    if terms.stripe_meter_id:
-        recurring["meter"] = terms.stripe_meter_id
-    params: dict[str, Any] = {
-        "currency": terms.currency,
-        "product": spec.stripe_product_id,
-        "recurring": recurring,
-        "lookup_key": spec.lookup_key,
-        "nickname": spec.nickname,
-        "metadata": dict(spec.metadata),
-        "expand": ["tiers"],  # tiers are only rendered when expanded, even on create
-    }
-    if spec.transfer_lookup_key:
-        params["transfer_lookup_key"] = True
-    if terms.tiers:
-        params["billing_scheme"] = "tiered"
-        params["tiers_mode"] = "graduated"
-        params["tiers"] = [
-            _tier_params(t.up_to, t.unit_amount_decimal, t.flat_amount) for t in terms.tiers
-        ]
-    else:
-        assert terms.unit_amount_decimal is not None, "per-unit price needs unit_amount_decimal"
-        params["billing_scheme"] = "per_unit"
-        unit = terms.unit_amount_decimal
-        if unit == unit.to_integral_value():
-            params["unit_amount"] = int(unit)
-        else:
-            params["unit_amount_decimal"] = format_decimal(unit)
-    return params  # type: ignore[return-value]
-
-
-def _tier_params(up_to: int | None, unit: Decimal, flat_amount: int) -> dict[str, Any]:
-    tier: dict[str, Any] = {"up_to": "inf" if up_to is None else up_to}
-    if unit == unit.to_integral_value():
-        tier["unit_amount"] = int(unit)
-    else:
-        tier["unit_amount_decimal"] = format_decimal(unit)
-    if flat_amount:
-        tier["flat_amount"] = flat_amount
-    return tier

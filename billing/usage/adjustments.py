@@ -20,17 +20,18 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
-from billing.core.errors import PermanentBillingError
+from billing.core.components import BILLING_KIND, BillingKind
+from billing.core.keys import usage_adjustment_key
 from billing.core.meters import Meter
-from billing.core.periods import Period, to_unix
+from billing.core.periods import Period
+from billing.ledger.stripe_writes import mark, write_to_stripe
 from billing.pricing.book import Terms
 from billing.pricing.charge import price_meter
 from billing.stripe_gateway.records import StripeInvoiceItem
-from models.push_records import PushStatus, UsageAdjustment, UsagePeriod
+from models.push_records import UsageAdjustment, UsagePeriod
+from models.stripe_records import WriteStatus
 
 log = structlog.get_logger(__name__)
-
-ADJUSTMENT_KIND = "usage_adjustment"
 
 
 class AdjustmentGateway(Protocol):
@@ -83,19 +84,12 @@ def adjust_final_period(
     (Stripe's idempotency answers the first response if it got through), before any new
     difference is computed.
     """
-    org_id, terms, meter, period, now = (
-        target.org_id,
-        target.terms,
-        target.meter,
-        target.period,
-        target.now,
-    )
     unfinished = session.exec(
         select(UsageAdjustment).where(
-            UsageAdjustment.org_id == org_id,
-            UsageAdjustment.meter == meter.value,
-            UsageAdjustment.period_start_at == period.period_start,
-            UsageAdjustment.status == PushStatus.STARTED,
+            UsageAdjustment.org_id == target.org_id,
+            UsageAdjustment.meter == target.meter.value,
+            UsageAdjustment.period_start_at == target.period.period_start,
+            UsageAdjustment.status == WriteStatus.STARTED,
         )
     ).first()
     if unfinished is not None:
@@ -109,8 +103,27 @@ def adjust_final_period(
     if delta == 0:
         session.commit()
         return Adjustment(Decimal(0))
-    price = terms.meters[meter]
-    amount = price_meter(price, quantity).amount - price_meter(price, billed).amount
+    row = _new_adjustment(session, target, quantity, billed)
+    failure = _send(session, gateway, row, state, target)
+    if failure is not None:
+        return failure
+    log.info(
+        "usage.adjusted",
+        org_id=target.org_id,
+        meter=target.meter.value,
+        period=target.period.label(),
+        quantity_delta=str(delta),
+        amount=row.amount,
+    )
+    return Adjustment(delta, row.amount)
+
+
+def _new_adjustment(
+    session: Session, target: AdjustmentTarget, quantity: Decimal, billed: Decimal
+) -> UsageAdjustment:
+    """The next adjustment of the period's meter: the priced difference of the meter line."""
+    org_id, meter, period = target.org_id, target.meter, target.period
+    price = target.terms.meters[meter]
     sequence = 1 + int(
         session.exec(
             select(sa.func.count())
@@ -122,32 +135,17 @@ def adjust_final_period(
             )
         ).one()
     )
-    key = f"usage-adjust:{org_id}:{meter.value}:{to_unix(period.period_start)}:{sequence}"
-    row = UsageAdjustment(
+    return UsageAdjustment(
         org_id=org_id,
         meter=meter.value,
         period_start_at=period.period_start,
         sequence=sequence,
-        quantity_delta=delta,
-        amount=amount,
-        idempotency_key=key,
-        status=PushStatus.STARTED,
-        created_at=now,
+        quantity_delta=quantity - billed,
+        amount=price_meter(price, quantity).amount - price_meter(price, billed).amount,
+        idempotency_key=usage_adjustment_key(org_id, meter, period.period_start, sequence),
+        status=WriteStatus.STARTED,
+        created_at=target.now,
     )
-    session.add(row)
-    session.commit()  # recorded before the Stripe call
-    failure = _send(session, gateway, row, state, target)
-    if failure is not None:
-        return failure
-    log.info(
-        "usage.adjusted",
-        org_id=org_id,
-        meter=meter.value,
-        period=period.label(),
-        quantity_delta=str(delta),
-        amount=amount,
-    )
-    return Adjustment(delta, amount)
 
 
 def _send(
@@ -160,38 +158,43 @@ def _send(
     """Create the row's invoice item (if it has an amount) and complete the row."""
     terms, meter, period, now = target.terms, target.meter, target.period, target.now
     delta, amount, key = row.quantity_delta, row.amount, row.idempotency_key
-    if amount != 0:
-        try:
-            item = gateway.create_invoice_item(
-                stripe_customer_id=target.stripe_customer_id,
-                amount=amount,
-                currency=terms.currency,
-                description=(
-                    f"Late usage for {period.label()}: {meter.value} "
-                    f"{'+' if delta > 0 else ''}{delta.normalize():f}"
-                ),
-                idempotency_key=key,
-                stripe_subscription_id=target.stripe_subscription_id,
-                metadata={
-                    "billing_kind": ADJUSTMENT_KIND,
-                    "org_id": row.org_id,
-                    "meter": meter.value,
-                    "period_start": period.period_start.isoformat(),
-                    "quantity_delta": f"{delta.normalize():f}",
-                },
-            )
-        except PermanentBillingError as exc:
-            row.status = PushStatus.FAILED
-            row.error = str(exc)[:2000]
-            row.finished_at = now
-            session.add(row)
-            session.commit()
-            return Adjustment(delta, error=str(exc))
-        row.stripe_invoice_item_id = item.stripe_invoice_item_id
-    row.status = PushStatus.DONE
-    row.finished_at = now
-    state.adjusted_quantity += delta
-    state.updated_at = now
-    session.add_all([row, state])
-    session.commit()
-    return None
+
+    def done(item: StripeInvoiceItem | None) -> None:
+        if item is not None:
+            row.stripe_invoice_item_id = item.stripe_invoice_item_id
+        state.adjusted_quantity += delta
+        state.updated_at = now
+        session.add(state)
+
+    if amount == 0:  # nothing to bill: no invoice item
+        mark(row, WriteStatus.DONE, now)
+        done(None)
+        session.add(row)
+        session.commit()
+        return None
+    metadata = {
+        BILLING_KIND: BillingKind.USAGE_ADJUSTMENT.value,
+        "org_id": row.org_id,
+        "meter": meter.value,
+        "period_start": period.period_start.isoformat(),
+        "quantity_delta": f"{delta.normalize():f}",
+    }
+    outcome = write_to_stripe(
+        session,
+        row,
+        now,
+        lambda: gateway.create_invoice_item(
+            stripe_customer_id=target.stripe_customer_id,
+            amount=amount,
+            currency=terms.currency,
+            description=(
+                f"Late usage for {period.label()}: {meter.value} "
+                f"{'+' if delta > 0 else ''}{delta.normalize():f}"
+            ),
+            idempotency_key=key,
+            stripe_subscription_id=target.stripe_subscription_id,
+            metadata=metadata,
+        ),
+        on_done=done,
+    )
+    return Adjustment(delta, error=outcome.error) if outcome.error else None

@@ -15,7 +15,7 @@ pending item that Stripe puts on the next invoice, so nothing is lost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,17 +24,20 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
-from billing.core.errors import PermanentBillingError
+from billing.core.components import BILLING_KIND, MINIMUM, BillingKind
+from billing.core.keys import minimum_topup_key
 from billing.core.meters import Meter
-from billing.core.periods import Period, to_unix
+from billing.core.periods import Period
+from billing.ledger.stripe_writes import write_to_stripe
 from billing.pricing.book import Terms
 from billing.pricing.charge import usage_lines
+from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceItem
 from billing.usage.adjustments import AdjustmentGateway
-from models.push_records import MinimumTopUp, PushStatus
+from billing.usage.periods import OrgSubscription
+from models.push_records import MinimumTopUp, UsagePeriod
+from models.stripe_records import WriteStatus
 
 log = structlog.get_logger(__name__)
-
-MINIMUM_KIND = "minimum_commitment"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,63 @@ class TopUp:
     amount: int  # the total top-up now on the invoice
     changed_by: int  # what this run added (0 when already right)
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class MinimumResult:
+    period_start_at: datetime
+    usage_amount: int
+    top_up_amount: int  # the period's whole top-up now on Stripe
+    changed_by: int  # added by this push (0 when it already was right)
+    error: str | None = None
+
+
+def period_minimums(
+    session: Session,
+    gateway: AdjustmentGateway,
+    *,
+    org_id: str,
+    sub: OrgSubscription,
+    terms: Terms,
+    periods: Sequence[Period],
+    invoices: Mapping[datetime, StripeInvoice],
+    states: Mapping[tuple[str, datetime], UsagePeriod],
+    period_totals: Mapping[datetime, Mapping[Meter, Decimal]],
+    now: datetime,
+) -> list[MinimumResult]:
+    """The minimum-commitment top-up of every ended period Stripe has invoiced: on the draft
+    during the grace period, pending for the next invoice once it is final."""
+    if terms.minimum_amount <= 0:
+        return []
+    found: list[MinimumResult] = []
+    for period in periods:
+        invoice = invoices.get(period.period_start)
+        if period.period_end > now or invoice is None:
+            continue  # not over yet, or Stripe has not drafted its invoice
+        final = any(
+            state.invoice_final_at is not None
+            for (_, start), state in states.items()
+            if start == period.period_start
+        )
+        done = ensure_minimum(
+            session,
+            gateway,
+            org_id=org_id,
+            stripe_customer_id=sub.stripe_customer_id,
+            stripe_subscription_id=sub.stripe_subscription_id,
+            stripe_invoice_id=None if final else invoice.stripe_invoice_id,
+            terms=terms,
+            period=period,
+            usage=period_totals.get(period.period_start, {}),
+            now=now,
+        )
+        if done is not None:
+            found.append(
+                MinimumResult(
+                    period.period_start, done.usage_amount, done.amount, done.changed_by, done.error
+                )
+            )
+    return found
 
 
 def ensure_minimum(
@@ -63,72 +123,31 @@ def ensure_minimum(
         return None
     usage = {meter: quantity for meter, quantity in usage.items() if meter in terms.meters}
     lines = usage_lines(terms, usage)
-    usage_amount = sum(line.amount for line in lines if line.code != "minimum")
+    usage_amount = sum(line.amount for line in lines if line.code != MINIMUM)
     wanted = max(0, terms.minimum_amount - usage_amount)
-    rows = session.exec(
-        select(MinimumTopUp).where(
-            MinimumTopUp.org_id == org_id, MinimumTopUp.period_start_at == period.period_start
-        )
-    ).all()
-    unfinished = next((row for row in rows if row.status == PushStatus.STARTED), None)
-    if unfinished is None:
-        booked = sum(row.amount for row in rows if row.status == PushStatus.DONE)
-        if booked == wanted:
-            return TopUp(usage_amount, wanted, 0)
-        sequence = 1 + max((row.sequence for row in rows), default=0)
-        unfinished = MinimumTopUp(
-            org_id=org_id,
-            period_start_at=period.period_start,
-            sequence=sequence,
-            usage_amount=usage_amount,
-            amount=wanted - booked,
-            stripe_invoice_id=stripe_invoice_id,
-            idempotency_key=f"minimum:{org_id}:{to_unix(period.period_start)}:{sequence}",
-            status=PushStatus.STARTED,
-            created_at=now,
-        )
-        session.add(unfinished)
-        session.commit()  # recorded before the Stripe call
-    row = unfinished
-    try:
-        item = gateway.create_invoice_item(
-            stripe_customer_id=stripe_customer_id,
-            amount=row.amount,
-            currency=terms.currency,
-            description=(
-                f"Minimum commitment for {period.label()}: "
-                f"{terms.minimum_amount} less usage {row.usage_amount}"
-                if row.sequence == 1
-                else f"Minimum commitment correction for {period.label()}"
-            ),
-            idempotency_key=row.idempotency_key,
-            stripe_subscription_id=stripe_subscription_id,
-            stripe_invoice_id=row.stripe_invoice_id,
-            metadata={
-                "billing_kind": MINIMUM_KIND,
-                "org_id": org_id,
-                "period_start": period.period_start.isoformat(),
-                "usage_amount": str(row.usage_amount),
-            },
-        )
-    except PermanentBillingError as exc:
-        row.status = PushStatus.FAILED
-        row.error = str(exc)[:2000]
-        row.finished_at = now
-        session.add(row)
-        session.commit()
-        return TopUp(usage_amount, wanted, 0, error=str(exc))
-    row.stripe_invoice_item_id = item.stripe_invoice_item_id
-    row.status = PushStatus.DONE
-    row.finished_at = now
-    session.add(row)
-    session.commit()
+    row = _row_to_send(
+        session, org_id, period, usage_amount, wanted, stripe_invoice_id=stripe_invoice_id, now=now
+    )
+    if row is None:
+        return TopUp(usage_amount, wanted, 0)
+    error = _send(
+        session,
+        gateway,
+        row,
+        stripe_customer_id=stripe_customer_id,
+        stripe_subscription_id=stripe_subscription_id,
+        terms=terms,
+        period=period,
+        now=now,
+    )
+    if error is not None:
+        return TopUp(usage_amount, wanted, 0, error=error)
     total = int(
         session.exec(
             select(sa.func.coalesce(sa.func.sum(MinimumTopUp.amount), 0)).where(
                 MinimumTopUp.org_id == org_id,
                 MinimumTopUp.period_start_at == period.period_start,
-                MinimumTopUp.status == PushStatus.DONE,
+                MinimumTopUp.status == WriteStatus.DONE,
             )
         ).one()
     )
@@ -141,3 +160,90 @@ def ensure_minimum(
         stripe_invoice_id=row.stripe_invoice_id,
     )
     return TopUp(usage_amount, total, row.amount)
+
+
+def _row_to_send(
+    session: Session,
+    org_id: str,
+    period: Period,
+    usage_amount: int,
+    wanted: int,
+    *,
+    stripe_invoice_id: str | None,
+    now: datetime,
+) -> MinimumTopUp | None:
+    """The item a crash left `started` (sent again as it is), else a new item for the
+    difference between `wanted` and what is booked; None when nothing is to send."""
+    rows = session.exec(
+        select(MinimumTopUp).where(
+            MinimumTopUp.org_id == org_id, MinimumTopUp.period_start_at == period.period_start
+        )
+    ).all()
+    unfinished = next((row for row in rows if row.status == WriteStatus.STARTED), None)
+    if unfinished is not None:
+        return unfinished
+    booked = sum(row.amount for row in rows if row.status == WriteStatus.DONE)
+    if booked == wanted:
+        return None
+    sequence = 1 + max((row.sequence for row in rows), default=0)
+    return MinimumTopUp(
+        org_id=org_id,
+        period_start_at=period.period_start,
+        sequence=sequence,
+        usage_amount=usage_amount,
+        amount=wanted - booked,
+        stripe_invoice_id=stripe_invoice_id,
+        idempotency_key=minimum_topup_key(org_id, period.period_start, sequence),
+        status=WriteStatus.STARTED,
+        created_at=now,
+    )
+
+
+def _send(
+    session: Session,
+    gateway: AdjustmentGateway,
+    row: MinimumTopUp,
+    *,
+    stripe_customer_id: str,
+    stripe_subscription_id: str,
+    terms: Terms,
+    period: Period,
+    now: datetime,
+) -> str | None:
+    """Create the row's invoice item (on the draft, or pending for the next invoice) and
+    complete the row; returns Stripe's error when it refused."""
+    description = (
+        f"Minimum commitment for {period.label()}: "
+        f"{terms.minimum_amount} less usage {row.usage_amount}"
+        if row.sequence == 1
+        else f"Minimum commitment correction for {period.label()}"
+    )
+    amount, key, stripe_invoice_id = row.amount, row.idempotency_key, row.stripe_invoice_id
+    metadata = {
+        BILLING_KIND: BillingKind.MINIMUM_COMMITMENT.value,
+        "org_id": row.org_id,
+        "period_start": period.period_start.isoformat(),
+        "usage_amount": str(row.usage_amount),
+    }
+
+    def done(item: StripeInvoiceItem | None) -> None:
+        assert item is not None
+        row.stripe_invoice_item_id = item.stripe_invoice_item_id
+
+    outcome = write_to_stripe(
+        session,
+        row,
+        now,
+        lambda: gateway.create_invoice_item(
+            stripe_customer_id=stripe_customer_id,
+            amount=amount,
+            currency=terms.currency,
+            description=description,
+            idempotency_key=key,
+            stripe_subscription_id=stripe_subscription_id,
+            stripe_invoice_id=stripe_invoice_id,
+            metadata=metadata,
+        ),
+        on_done=done,
+    )
+    return outcome.error

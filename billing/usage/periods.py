@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Literal, Protocol
 
 from sqlmodel import Session, select
 
+from billing.core.keys import meter_event_identifier
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, term_containing, term_period
-from billing.ledger.expected_invoice import org_ledger
+from billing.ledger.queries import org_ledger
 from billing.pricing.charge import ledger_quantity
 from billing.stripe_gateway.records import StripeInvoice
-from models.push_records import UsagePeriod
+from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import (
     StripeCustomerRecord,
     StripeSubscriptionItemRecord,
     StripeSubscriptionRecord,
+    WriteStatus,
 )
 
 
@@ -116,6 +119,81 @@ def note_invoice(
         ),
         per,
     )
+
+
+class InvoiceReader(Protocol):
+    def list_invoices(
+        self,
+        *,
+        stripe_customer_id: str | None = None,
+        stripe_subscription_id: str | None = None,
+        status: Literal["draft", "open", "paid", "uncollectible", "void"] | None = None,
+        created_from_at: datetime | None = None,
+        created_before_at: datetime | None = None,
+    ) -> list[StripeInvoice]: ...
+
+
+def invoices_by_period(
+    gateway: InvoiceReader, sub: OrgSubscription, periods: Sequence[Period], now: datetime
+) -> dict[datetime, StripeInvoice]:
+    """The Stripe invoice billing each ended period's metered items, by period start."""
+    ended = [p for p in periods if p.period_end <= now]
+    if not ended:
+        return {}
+    invoices = gateway.list_invoices(
+        stripe_subscription_id=sub.stripe_subscription_id,
+        created_from_at=ended[0].period_end - timedelta(minutes=1),
+    )
+    item_ids = set(sub.items.values())
+    found: dict[datetime, StripeInvoice] = {}
+    for invoice in invoices:
+        if invoice.status == "void":
+            continue
+        for line in invoice.lines:
+            if line.stripe_subscription_item_id in item_ids and line.period_start_at:
+                found.setdefault(line.period_start_at, invoice)
+    return found
+
+
+def new_state(
+    session: Session, org_id: str, meter: Meter, period: Period, now: datetime
+) -> UsagePeriod:
+    """The bookkeeping row of a meter's period that was never pushed (added to the session)."""
+    state = UsagePeriod(
+        org_id=org_id,
+        meter=meter.value,
+        period_start_at=period.period_start,
+        period_end_at=period.period_end,
+        ledger_quantity=Decimal(0),
+        updated_at=now,
+    )
+    session.add(state)
+    return state
+
+
+def next_push(session: Session, state: UsagePeriod, quantity: Decimal, now: datetime) -> UsagePush:
+    """The period's next revision, to report the cumulative `quantity` (added to the session,
+    `started`): its timestamp is `min(now, period_end − 1 s)`, never before the last one's."""
+    org_id, meter = state.org_id, Meter(state.meter)
+    period = Period(state.period_start_at, state.period_end_at)
+    revision = state.sent_revision + 1
+    timestamp = min(now, period.period_end - timedelta(seconds=1))
+    if state.sent_at is not None:
+        timestamp = max(timestamp, min(state.sent_at, period.period_end - timedelta(seconds=1)))
+    timestamp = max(timestamp, period.period_start).replace(microsecond=0)
+    push = UsagePush(
+        org_id=org_id,
+        meter=meter.value,
+        period_start_at=period.period_start,
+        revision=revision,
+        quantity=quantity,
+        identifier=meter_event_identifier(org_id, meter, period.period_start, revision),
+        event_timestamp_at=timestamp,
+        status=WriteStatus.STARTED,
+        created_at=now,
+    )
+    session.add(push)
+    return push
 
 
 def ceil_to(at: datetime, step: timedelta) -> datetime:

@@ -27,40 +27,46 @@ what was invoiced.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Literal, Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from billing.core.errors import PermanentBillingError
+from billing.core.components import MINIMUM
+from billing.core.keys import event_name, meter_key
 from billing.core.meters import Meter
-from billing.core.periods import Period, to_unix
+from billing.core.periods import Period
+from billing.ledger.stripe_writes import mark, write_to_stripe
 from billing.pricing.book import Terms
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import ledger_quantity, meter_value
-from billing.setup.catalog import catalog_entries, event_name, meter_key
+from billing.setup.catalog import catalog_entries
 from billing.stripe_gateway.records import (
     StripeInvoice,
     StripeMeterEvent,
     StripeMeterEventSummary,
 )
 from billing.usage.adjustments import AdjustmentGateway, AdjustmentTarget, adjust_final_period
-from billing.usage.minimum import ensure_minimum
+from billing.usage.minimum import MinimumResult, period_minimums
 from billing.usage.periods import (
     OrgSubscription,
     ceil_to,
+    invoices_by_period,
     ledger_totals,
+    new_state,
+    next_push,
     note_invoice,
     open_periods,
     org_subscription,
 )
 from models.ledger import OrgPlanChange
-from models.push_records import PushStatus, UsagePeriod, UsagePush
+from models.push_records import UsagePeriod, UsagePush
+from models.stripe_records import WriteStatus
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +112,25 @@ class UsageGateway(AdjustmentGateway, Protocol):
     ) -> list[StripeMeterEventSummary]: ...
 
 
+class MeterPushAction(StrEnum):
+    """What a push did for one meter and usage period."""
+
+    SENT = "sent"  # a meter event with the new total reached Stripe
+    UNCHANGED = "unchanged"  # Stripe already has the ledger's total
+    ADJUSTED = "adjusted"  # the invoice is final: the difference became an invoice item
+    FINAL = "final"  # the invoice is final and already bills the ledger's total
+    FAILED = "failed"  # Stripe refused for good, or the period is too old to report: see `error`
+
+
+class UsagePushAction(StrEnum):
+    """What one usage push of an org did, all meters and periods together."""
+
+    PUSHED = "pushed"  # at least one meter event or adjustment reached Stripe
+    UNCHANGED = "unchanged"
+    NOT_PROVISIONED = "not_provisioned"  # no Stripe subscription with metered items yet
+    FAILED = "failed"  # at least one meter, period or minimum failed
+
+
 @dataclass(frozen=True)
 class MeterPushResult:
     meter: str
@@ -113,7 +138,7 @@ class MeterPushResult:
     period_end_at: datetime
     ledger_quantity: Decimal
     sent_quantity: Decimal | None
-    action: str  # sent | unchanged | adjusted | final | failed
+    action: MeterPushAction
     revision: int = 0
     confirmed_quantity: Decimal | None = None
     adjustment_amount: int | None = None
@@ -121,27 +146,33 @@ class MeterPushResult:
 
 
 @dataclass(frozen=True)
-class MinimumResult:
-    period_start_at: datetime
-    usage_amount: int
-    top_up_amount: int  # the period's whole top-up now on Stripe
-    changed_by: int  # added by this push (0 when it already was right)
-    error: str | None = None
-
-
-@dataclass(frozen=True)
 class UsagePushOutcome:
     org_id: str
-    action: str  # pushed | unchanged | not_provisioned | failed
+    action: UsagePushAction
     results: tuple[MeterPushResult, ...] = ()
     minimums: tuple[MinimumResult, ...] = ()
 
     @property
     def meter_events_sent(self) -> int:
-        return sum(1 for r in self.results if r.action == "sent")
+        return sum(1 for r in self.results if r.action is MeterPushAction.SENT)
 
 
 @dataclass
+class _Run:
+    """One push of one org: what the steps read and found so far."""
+
+    org_id: str
+    now: datetime
+    sub: OrgSubscription
+    terms: Terms
+    states: dict[tuple[str, datetime], UsagePeriod]  # by (meter, period start)
+    periods: list[Period]
+    invoices: dict[datetime, StripeInvoice] = field(default_factory=dict)  # by period start
+    period_totals: dict[datetime, dict[Meter, Decimal]] = field(default_factory=dict)
+    results: list[MeterPushResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class _Send:
     """A meter event to send: its period state and its `usage_pushes` row."""
 
@@ -149,11 +180,14 @@ class _Send:
     period: Period
     state: UsagePeriod
     push: UsagePush
-    error: str | None = None
 
 
 class UsagePusher:
-    """`push_org(org_id, now)` reports every open usage period of one org; safe to repeat."""
+    """`push_org(org_id, now)` reports every open usage period of one org; safe to repeat.
+
+    The steps share one session, committed before every Stripe call: nothing of the database
+    stays open while Stripe answers.
+    """
 
     def __init__(
         self, engine: Engine, gateway: UsageGateway, books: BookCache | None = None
@@ -168,293 +202,260 @@ class UsagePusher:
         """Push every open usage period of the org (only those overlapping `within`, if given);
         `verify` also reads back Stripe's aggregate for each period."""
         with Session(self.engine, expire_on_commit=False) as session:
-            sub = org_subscription(session, org_id)
-            terms = self._terms(session, org_id, now)
-            if sub is None or terms is None or not sub.items:
-                return UsagePushOutcome(org_id, "not_provisioned")
-            states = {
-                (row.meter, row.period_start_at): row
-                for row in session.exec(
-                    select(UsagePeriod).where(
-                        UsagePeriod.org_id == org_id,
-                        col(UsagePeriod.period_end_at) > now - METER_EVENT_MAX_AGE * 3,
-                    )
-                )
-            }
-            periods = open_periods(sub, states.values(), now)
-            if within is not None:
-                periods = [p for p in periods if p.overlaps(within)]
-            invoices = self._invoices_by_period(sub, periods, now)
-            unfinished = {
-                (row.meter, row.period_start_at): row
-                for row in session.exec(
-                    select(UsagePush).where(
-                        UsagePush.org_id == org_id, UsagePush.status == PushStatus.STARTED
-                    )
-                )
-            }
-            results: list[MeterPushResult] = []
-            sends: list[_Send] = []
-            period_totals: dict[datetime, dict[Meter, Decimal]] = {}
-            for period in periods:
-                totals = ledger_totals(session, org_id, period, now)
-                period_totals[period.period_start] = totals
-                for meter, stripe_item_id in sub.items.items():
-                    if meter not in terms.meters:
-                        continue
-                    quantity = totals.get(meter, Decimal(0))
-                    key = (meter.value, period.period_start)
-                    state = states.get(key) or _new_state(session, org_id, meter, period, now)
-                    states[key] = state
-                    note_invoice(
-                        state,
-                        invoices.get(period.period_start),
-                        stripe_item_id,
-                        terms.meters[meter].per,
-                        now,
-                    )
-                    if state.invoice_final_at is not None:
-                        target = AdjustmentTarget(
-                            org_id,
-                            sub.stripe_customer_id,
-                            sub.stripe_subscription_id,
-                            terms,
-                            meter,
-                            period,
-                            now,
-                        )
-                        results.append(self._adjust(session, target, state, quantity))
-                        continue
-                    if period.period_end <= now - METER_EVENT_MAX_AGE:
-                        results.append(
-                            _result(
-                                meter,
-                                period,
-                                state,
-                                quantity,
-                                "failed",
-                                error="ended over 35 days ago and its invoice "
-                                "was not found final: settle it by hand",
-                            )
-                        )
-                        continue
-                    pending = unfinished.get(key)
-                    if pending is None and state.sent_quantity == quantity:
-                        results.append(_result(meter, period, state, quantity, "unchanged"))
-                        continue
-                    if pending is not None and pending.quantity != quantity:
-                        # A crash left a revision in doubt and the total moved on: the new
-                        # revision replaces it whether or not it reached Stripe.
-                        pending.status = PushStatus.DONE
-                        pending.error = "superseded by a later revision before it was confirmed"
-                        pending.finished_at = now
-                        session.add(pending)
-                        pending = None
-                    push = pending or _new_push(session, state, quantity, now)
-                    sends.append(_Send(meter, period, state, push))
-            session.commit()  # every `started` row is recorded before any Stripe call
-            for send in sends:
-                self._send(send, sub, terms, now)
-                session.add_all([send.push, send.state])
-            session.commit()
-            for send in sends:
-                action = "failed" if send.error else "sent"
-                results.append(
-                    _result(
-                        send.meter,
-                        send.period,
-                        send.state,
-                        send.push.quantity,
-                        action,
-                        revision=send.push.revision,
-                        error=send.error,
-                    )
-                )
+            run = self._open(session, org_id, now, within)
+            if run is None:
+                return UsagePushOutcome(org_id, UsagePushAction.NOT_PROVISIONED)
+            run.invoices = invoices_by_period(self.gateway, run.sub, run.periods, now)
+            sends = self._plan(session, run)
+            self._send_all(session, run, sends)
             if verify:
-                results = [self._verify(session, sub, terms, r, states) for r in results]
+                run.results = [self._verify(session, run, result) for result in run.results]
                 session.commit()
-            minimums = self._minimums(
-                session,
-                org_id=org_id,
-                sub=sub,
-                terms=terms,
-                periods=periods,
-                invoices=invoices,
-                states=states,
-                period_totals=period_totals,
-                now=now,
-            )
-        if any(m.error for m in minimums):
-            results.append(
-                MeterPushResult(
-                    "minimum",
-                    periods[0].period_start,
-                    periods[-1].period_end,
-                    Decimal(0),
-                    None,
-                    "failed",
-                    error="; ".join(m.error for m in minimums if m.error),
-                )
-            )
-        action = (
-            "failed"
-            if any(r.action == "failed" for r in results)
-            else "pushed"
-            if any(r.action in ("sent", "adjusted") for r in results)
-            else "unchanged"
-        )
-        log.info(
-            "usage.pushed",
-            org_id=org_id,
-            action=action,
-            meter_events=sum(1 for r in results if r.action == "sent"),
-            adjustments=sum(1 for r in results if r.action == "adjusted"),
-        )
-        return UsagePushOutcome(org_id, action, tuple(results), tuple(minimums))
-
-    # ------------------------------------------------------------------ Stripe writes
-
-    def _minimums(
-        self,
-        session: Session,
-        *,
-        org_id: str,
-        sub: OrgSubscription,
-        terms: Terms,
-        periods: Sequence[Period],
-        invoices: Mapping[datetime, StripeInvoice],
-        states: Mapping[tuple[str, datetime], UsagePeriod],
-        period_totals: Mapping[datetime, Mapping[Meter, Decimal]],
-        now: datetime,
-    ) -> list[MinimumResult]:
-        """The minimum-commitment top-up of every ended period Stripe has invoiced: on the
-        draft during the grace period, pending for the next invoice once it is final."""
-        if terms.minimum_amount <= 0:
-            return []
-        found: list[MinimumResult] = []
-        for period in periods:
-            invoice = invoices.get(period.period_start)
-            if period.period_end > now or invoice is None:
-                continue  # not over yet, or Stripe has not drafted its invoice
-            final = any(
-                state.invoice_final_at is not None
-                for (_, start), state in states.items()
-                if start == period.period_start
-            )
-            done = ensure_minimum(
+            minimums = period_minimums(
                 session,
                 self.gateway,
                 org_id=org_id,
-                stripe_customer_id=sub.stripe_customer_id,
-                stripe_subscription_id=sub.stripe_subscription_id,
-                stripe_invoice_id=None if final else invoice.stripe_invoice_id,
-                terms=terms,
-                period=period,
-                usage=period_totals.get(period.period_start, {}),
+                sub=run.sub,
+                terms=run.terms,
+                periods=run.periods,
+                invoices=run.invoices,
+                states=run.states,
+                period_totals=run.period_totals,
                 now=now,
             )
-            if done is not None:
-                found.append(
-                    MinimumResult(
-                        period.period_start,
-                        done.usage_amount,
-                        done.amount,
-                        done.changed_by,
-                        done.error,
-                    )
+        return self._outcome(run, minimums)
+
+    # ------------------------------------------------------------------ steps
+
+    def _open(
+        self, session: Session, org_id: str, now: datetime, within: Period | None
+    ) -> _Run | None:
+        """The org's subscription, terms and the usage periods still open (None: nothing is
+        provisioned to push to)."""
+        sub = org_subscription(session, org_id)
+        terms = self._terms(session, org_id, now)
+        if sub is None or terms is None or not sub.items:
+            return None
+        states = {
+            (row.meter, row.period_start_at): row
+            for row in session.exec(
+                select(UsagePeriod).where(
+                    UsagePeriod.org_id == org_id,
+                    col(UsagePeriod.period_end_at) > now - METER_EVENT_MAX_AGE * 3,
                 )
-        return found
-
-    def _send(self, send: _Send, sub: OrgSubscription, terms: Terms, now: datetime) -> None:
-        push, state = send.push, send.state
-        try:
-            self.gateway.create_meter_event(
-                event_name=event_name(terms.book, send.meter),
-                stripe_customer_id=sub.stripe_customer_id,
-                value=meter_value(push.quantity, terms.meters[send.meter].per),
-                timestamp_at=push.event_timestamp_at,
-                identifier=push.identifier,
             )
-        except PermanentBillingError as exc:
-            if exc.code not in _ALREADY_RECEIVED:
-                push.status = PushStatus.FAILED
-                push.error = str(exc)[:2000]
-                push.finished_at = now
-                send.error = str(exc)
-                return
-            # Stripe already has this identifier: an earlier attempt got through.
-        push.status = PushStatus.DONE
-        push.finished_at = now
-        state.sent_quantity = push.quantity
-        state.sent_revision = push.revision
-        state.sent_at = now
-        state.ledger_quantity = push.quantity
-        state.updated_at = now
+        }
+        periods = open_periods(sub, states.values(), now)
+        if within is not None:
+            periods = [p for p in periods if p.overlaps(within)]
+        session.commit()  # the reads end here: Stripe's invoices are read next
+        return _Run(org_id, now, sub, terms, states, periods)
 
-    def _adjust(
-        self, session: Session, target: AdjustmentTarget, state: UsagePeriod, quantity: Decimal
-    ) -> MeterPushResult:
-        done = adjust_final_period(session, self.gateway, target, state, quantity)
-        action = "failed" if done.error else "adjusted" if done.quantity_delta else "final"
-        return _result(
-            target.meter,
-            target.period,
-            state,
-            quantity,
-            action,
-            adjustment=done.amount,
-            error=done.error,
-        )
+    def _plan(self, session: Session, run: _Run) -> list[_Send]:
+        """Per period and meter: adjust a final period, or decide the meter event to send.
+        Every `started` row is committed before the first meter event is sent."""
+        unfinished = {
+            (row.meter, row.period_start_at): row
+            for row in session.exec(
+                select(UsagePush).where(
+                    UsagePush.org_id == run.org_id, UsagePush.status == WriteStatus.STARTED
+                )
+            )
+        }
+        sends: list[_Send] = []
+        for period in run.periods:
+            totals = ledger_totals(session, run.org_id, period, run.now)
+            run.period_totals[period.period_start] = totals
+            for meter, stripe_item_id in run.sub.items.items():
+                if meter not in run.terms.meters:
+                    continue
+                planned = self._plan_meter(
+                    session,
+                    run,
+                    period,
+                    meter,
+                    stripe_item_id,
+                    totals.get(meter, Decimal(0)),
+                    unfinished.get((meter.value, period.period_start)),
+                )
+                if isinstance(planned, _Send):
+                    sends.append(planned)
+                else:
+                    run.results.append(planned)
+        session.commit()
+        return sends
 
-    # ------------------------------------------------------------------ Stripe reads
-
-    def _invoices_by_period(
-        self, sub: OrgSubscription, periods: Sequence[Period], now: datetime
-    ) -> dict[datetime, StripeInvoice]:
-        """The Stripe invoice billing each ended period's metered items, by period start."""
-        ended = [p for p in periods if p.period_end <= now]
-        if not ended:
-            return {}
-        invoices = self.gateway.list_invoices(
-            stripe_subscription_id=sub.stripe_subscription_id,
-            created_from_at=ended[0].period_end - timedelta(minutes=1),
-        )
-        item_ids = set(sub.items.values())
-        found: dict[datetime, StripeInvoice] = {}
-        for invoice in invoices:
-            if invoice.status == "void":
-                continue
-            for line in invoice.lines:
-                if line.stripe_subscription_item_id in item_ids and line.period_start_at:
-                    found.setdefault(line.period_start_at, invoice)
-        return found
-
-    def _verify(
+    def _plan_meter(  # noqa: PLR0917 - one meter of one period, and what is known of it
         self,
         session: Session,
-        sub: OrgSubscription,
-        terms: Terms,
-        result: MeterPushResult,
-        states: Mapping[tuple[str, datetime], UsagePeriod],
+        run: _Run,
+        period: Period,
+        meter: Meter,
+        stripe_item_id: str,
+        quantity: Decimal,
+        pending: UsagePush | None,
+    ) -> MeterPushResult | _Send:
+        key = (meter.value, period.period_start)
+        state = run.states.get(key) or new_state(session, run.org_id, meter, period, run.now)
+        run.states[key] = state
+        per = run.terms.meters[meter].per
+        note_invoice(state, run.invoices.get(period.period_start), stripe_item_id, per, run.now)
+        if state.invoice_final_at is not None:
+            return self._adjust(session, run, meter, period, state, quantity)
+        if period.period_end <= run.now - METER_EVENT_MAX_AGE:
+            return _result(
+                meter,
+                period,
+                state,
+                quantity,
+                MeterPushAction.FAILED,
+                error="ended over 35 days ago and its invoice was not found final: "
+                "settle it by hand",
+            )
+        if pending is None and state.sent_quantity == quantity:
+            return _result(meter, period, state, quantity, MeterPushAction.UNCHANGED)
+        if pending is not None and pending.quantity != quantity:
+            # A crash left a revision in doubt and the total moved on: the new revision
+            # replaces it whether or not it reached Stripe.
+            mark(
+                pending,
+                WriteStatus.DONE,
+                run.now,
+                note="superseded by a later revision before it was confirmed",
+            )
+            session.add(pending)
+            pending = None
+        return _Send(meter, period, state, pending or next_push(session, state, quantity, run.now))
+
+    def _send_all(self, session: Session, run: _Run, sends: list[_Send]) -> None:
+        for send in sends:
+            run.results.append(self._send(session, run, send))
+
+    def _send(self, session: Session, run: _Run, send: _Send) -> MeterPushResult:
+        """Send one meter event (its row `started` before, `done` or `failed` after); an
+        identifier Stripe already has counts as sent."""
+        push, state, now = send.push, send.state, run.now
+        value = meter_value(push.quantity, run.terms.meters[send.meter].per)
+        name = event_name(run.terms.book, send.meter)
+        customer, timestamp_at, identifier = (
+            run.sub.stripe_customer_id,
+            push.event_timestamp_at,
+            push.identifier,
+        )
+
+        def sent(_: StripeMeterEvent | None) -> None:
+            state.sent_quantity = push.quantity
+            state.sent_revision = push.revision
+            state.sent_at = now
+            state.ledger_quantity = push.quantity
+            state.updated_at = now
+            session.add(state)
+
+        outcome = write_to_stripe(
+            session,
+            push,
+            now,
+            lambda: self.gateway.create_meter_event(
+                event_name=name,
+                stripe_customer_id=customer,
+                value=value,
+                timestamp_at=timestamp_at,
+                identifier=identifier,
+            ),
+            on_done=sent,
+            already_received=_ALREADY_RECEIVED,
+        )
+        return _result(
+            send.meter,
+            send.period,
+            state,
+            push.quantity,
+            MeterPushAction.FAILED if outcome.error else MeterPushAction.SENT,
+            revision=push.revision,
+            error=outcome.error,
+        )
+
+    def _adjust(  # noqa: PLR0917 - one final period's meter
+        self,
+        session: Session,
+        run: _Run,
+        meter: Meter,
+        period: Period,
+        state: UsagePeriod,
+        quantity: Decimal,
     ) -> MeterPushResult:
+        target = AdjustmentTarget(
+            run.org_id,
+            run.sub.stripe_customer_id,
+            run.sub.stripe_subscription_id,
+            run.terms,
+            meter,
+            period,
+            run.now,
+        )
+        done = adjust_final_period(session, self.gateway, target, state, quantity)
+        action = (
+            MeterPushAction.FAILED
+            if done.error
+            else MeterPushAction.ADJUSTED
+            if done.quantity_delta
+            else MeterPushAction.FINAL
+        )
+        return _result(
+            meter, period, state, quantity, action, adjustment=done.amount, error=done.error
+        )
+
+    def _verify(self, session: Session, run: _Run, result: MeterPushResult) -> MeterPushResult:
         """Read Stripe's aggregate for the period (what Stripe will bill) into the ledger."""
-        state = states.get((result.meter, result.period_start_at))
-        entries = catalog_entries(self.engine, [meter_key(terms.book, Meter(result.meter))])
+        state = run.states.get((result.meter, result.period_start_at))
+        entries = catalog_entries(self.engine, [meter_key(run.terms.book, Meter(result.meter))])
         stripe_meter_id = next(iter(entries.values())).stripe_meter_id if entries else None
         if state is None or stripe_meter_id is None:
             return result
         summaries = self.gateway.list_meter_event_summaries(
             stripe_meter_id,
-            stripe_customer_id=sub.stripe_customer_id,
+            stripe_customer_id=run.sub.stripe_customer_id,
             start_at=result.period_start_at.replace(second=0, microsecond=0),
             end_at=ceil_to(result.period_end_at, timedelta(minutes=1)),
         )
         value = summaries[0].aggregated_value if summaries else Decimal(0)
-        confirmed = ledger_quantity(value, terms.meters[Meter(result.meter)].per)
+        confirmed = ledger_quantity(value, run.terms.meters[Meter(result.meter)].per)
         state.confirmed_quantity = confirmed
         state.confirmed_at = state.sent_at or datetime.now(UTC)
         session.add(state)
-        return MeterPushResult(**{**result.__dict__, "confirmed_quantity": confirmed})
+        return replace(result, confirmed_quantity=confirmed)
+
+    @staticmethod
+    def _outcome(run: _Run, minimums: list[MinimumResult]) -> UsagePushOutcome:
+        results = run.results
+        if any(m.error for m in minimums):
+            results.append(
+                MeterPushResult(
+                    MINIMUM,
+                    run.periods[0].period_start,
+                    run.periods[-1].period_end,
+                    Decimal(0),
+                    None,
+                    MeterPushAction.FAILED,
+                    error="; ".join(m.error for m in minimums if m.error),
+                )
+            )
+        actions = {r.action for r in results}
+        action = (
+            UsagePushAction.FAILED
+            if MeterPushAction.FAILED in actions
+            else UsagePushAction.PUSHED
+            if actions & {MeterPushAction.SENT, MeterPushAction.ADJUSTED}
+            else UsagePushAction.UNCHANGED
+        )
+        log.info(
+            "usage.pushed",
+            org_id=run.org_id,
+            action=action,
+            meter_events=sum(1 for r in results if r.action is MeterPushAction.SENT),
+            adjustments=sum(1 for r in results if r.action is MeterPushAction.ADJUSTED),
+        )
+        return UsagePushOutcome(run.org_id, action, tuple(results), tuple(minimums))
 
     # ------------------------------------------------------------------ ledger reads
 
@@ -469,53 +470,12 @@ class UsagePusher:
         return self.books.terms(segment.book, segment.plan, segment.interval, org_id)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _new_state(
-    session: Session, org_id: str, meter: Meter, period: Period, now: datetime
-) -> UsagePeriod:
-    state = UsagePeriod(
-        org_id=org_id,
-        meter=meter.value,
-        period_start_at=period.period_start,
-        period_end_at=period.period_end,
-        ledger_quantity=Decimal(0),
-        updated_at=now,
-    )
-    session.add(state)
-    return state
-
-
-def _new_push(session: Session, state: UsagePeriod, quantity: Decimal, now: datetime) -> UsagePush:
-    org_id, meter = state.org_id, Meter(state.meter)
-    period = Period(state.period_start_at, state.period_end_at)
-    revision = state.sent_revision + 1
-    timestamp = min(now, period.period_end - timedelta(seconds=1))
-    if state.sent_at is not None:
-        timestamp = max(timestamp, min(state.sent_at, period.period_end - timedelta(seconds=1)))
-    timestamp = max(timestamp, period.period_start).replace(microsecond=0)
-    push = UsagePush(
-        org_id=org_id,
-        meter=meter.value,
-        period_start_at=period.period_start,
-        revision=revision,
-        quantity=quantity,
-        identifier=f"usage:{org_id}:{meter.value}:{to_unix(period.period_start)}:r{revision}",
-        event_timestamp_at=timestamp,
-        status=PushStatus.STARTED,
-        created_at=now,
-    )
-    session.add(push)
-    return push
-
-
 def _result(
     meter: Meter,
     period: Period,
     state: UsagePeriod,
     quantity: Decimal,
-    action: str,
+    action: MeterPushAction,
     *,
     revision: int = 0,
     adjustment: int | None = None,

@@ -23,20 +23,21 @@ from celery.result import GroupResult
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from billing.core.keys import event_name
 from billing.core.meters import Meter
 from billing.core.periods import isoformat_z, month_period, to_unix
-from billing.ledger.expected_invoice import expected_invoice
 from billing.ledger.ingest import Ingestor
+from billing.ledger.queries import expected_invoice
 from billing.pricing.book import load_book
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import meter_value
 from billing.pricing.proration import SeatChange, billed_quantity, seat_terms
-from billing.setup.catalog import CatalogSync, event_name
+from billing.setup.catalog import CatalogSync
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.ledger import Org, SeatChangeRecord, UsageEvent
-from models.push_records import PushStatus, SeatPush, UsagePush
-from models.stripe_records import StripeCustomerRecord, StripeSubscriptionItemRecord
+from models.push_records import SeatPush, UsagePush
+from models.stripe_records import StripeCustomerRecord, StripeSubscriptionItemRecord, WriteStatus
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from tests.integration.cluster import TASK_SECONDS, Cluster
 from worker.demo_data import DemoOrg, daily_events, demo_orgs, opening_events
@@ -334,7 +335,7 @@ def assert_nothing_doubled(month: Month) -> None:
             .per
         )
         assert Decimal(value) == meter_value(push.quantity, per), (identifier, value, push)
-    assert {p.status for p in pushes} == {PushStatus.DONE}, Counter(p.status for p in pushes)
+    assert {p.status for p in pushes} == {WriteStatus.DONE}, Counter(p.status for p in pushes)
     assert {p.identifier for p in pushes} == {i for i, _, _ in records}
     revisions: dict[tuple[str, str, datetime], list[UsagePush]] = {}
     for push in pushes:
@@ -345,7 +346,7 @@ def assert_nothing_doubled(month: Month) -> None:
         # A new revision is made only when the total changed.
         for before, after in pairwise(rows):
             assert before.quantity != after.quantity, (key, before.revision, after.revision)
-    assert all(p.status == PushStatus.DONE for p in seat_pushes), [
+    assert all(p.status == WriteStatus.DONE for p in seat_pushes), [
         (p.idempotency_key, p.status, p.error) for p in seat_pushes if p.status != "done"
     ]
     windows = Counter(

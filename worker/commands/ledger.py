@@ -16,9 +16,9 @@ from billing.core.meters import Meter
 from billing.core.money import format_decimal, format_minor_units
 from billing.core.periods import PeriodError, isoformat_z, month_period
 from billing.ledger.expected_invoice import ExpectedInvoice, ExpectedLine, UnknownOrgError
-from billing.ledger.expected_invoice import expected_invoice as compute_expected_invoice
 from billing.ledger.formats import EVENT_TYPES
 from billing.ledger.ingest import Ingestor, IngestOutcome
+from billing.ledger.queries import expected_invoice as compute_expected_invoice
 from billing.pricing.book import PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from models.db import unit_of_work

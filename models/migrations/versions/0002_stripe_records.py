@@ -26,6 +26,13 @@ def _stripe_id(name: str, *, nullable: bool = True) -> sa.Column[str]:
 
 
 def upgrade() -> None:
+    _create_stripe_catalog_entries()
+    _create_stripe_customers()
+    _create_stripe_subscriptions()
+    _create_stripe_subscription_items()
+
+
+def _create_stripe_catalog_entries() -> None:
     op.create_table(
         "stripe_catalog_entries",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
@@ -46,6 +53,9 @@ def upgrade() -> None:
         sa.Column("synced_at", _AT, nullable=False),
         sa.UniqueConstraint("catalog_key", name="uq_stripe_catalog_entries_key"),
     )
+
+
+def _create_stripe_customers() -> None:
     op.create_table(
         "stripe_customers",
         sa.Column("org_id", sa.String(200), primary_key=True),
@@ -58,6 +68,9 @@ def upgrade() -> None:
         sa.Column("updated_at", _AT, nullable=False),
         sa.UniqueConstraint("stripe_customer_id", name="uq_stripe_customers_stripe_customer_id"),
     )
+
+
+def _create_stripe_subscriptions() -> None:
     op.create_table(
         "stripe_subscriptions",
         sa.Column("org_id", sa.String(200), primary_key=True),
@@ -76,6 +89,9 @@ def upgrade() -> None:
             "stripe_subscription_id", name="uq_stripe_subscriptions_stripe_subscription_id"
         ),
     )
+
+
+def _create_stripe_subscription_items() -> None:
     op.create_table(
         "stripe_subscription_items",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),

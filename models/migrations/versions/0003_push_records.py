@@ -29,6 +29,14 @@ def _common(*columns: sa.Column) -> list[sa.Column]:  # type: ignore[type-arg]
 
 
 def upgrade() -> None:
+    _create_seat_pushes()
+    _create_usage_periods()
+    _create_usage_pushes()
+    _create_usage_adjustments()
+    _create_minimum_topups()
+
+
+def _create_seat_pushes() -> None:
     op.create_table(
         "seat_pushes",
         *_common(
@@ -49,6 +57,9 @@ def upgrade() -> None:
             sa.Column("finished_at", _AT),
         ),
     )
+
+
+def _create_usage_periods() -> None:
     op.create_table(
         "usage_periods",
         *_common(
@@ -69,6 +80,9 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("org_id", "meter", "period_start_at", name="uq_usage_periods"),
     )
+
+
+def _create_usage_pushes() -> None:
     op.create_table(
         "usage_pushes",
         *_common(
@@ -87,6 +101,9 @@ def upgrade() -> None:
             "org_id", "meter", "period_start_at", "revision", name="uq_usage_pushes_revision"
         ),
     )
+
+
+def _create_usage_adjustments() -> None:
     op.create_table(
         "usage_adjustments",
         *_common(
@@ -106,6 +123,9 @@ def upgrade() -> None:
             "org_id", "meter", "period_start_at", "sequence", name="uq_usage_adjustments_sequence"
         ),
     )
+
+
+def _create_minimum_topups() -> None:
     op.create_table(
         "minimum_topups",
         *_common(

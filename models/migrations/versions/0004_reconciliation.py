@@ -21,6 +21,13 @@ _QUANTITY = sa.Numeric(38, 12).with_variant(sa.Text(), "sqlite")
 
 
 def upgrade() -> None:
+    _create_reconciliations()
+    _create_reconciliation_lines()
+    _create_stripe_webhook_events()
+    _create_price_checks()
+
+
+def _create_reconciliations() -> None:
     op.create_table(
         "reconciliations",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
@@ -41,6 +48,9 @@ def upgrade() -> None:
         sa.Column("note", sa.Text()),
         sa.Column("created_at", _AT, nullable=False),
     )
+
+
+def _create_reconciliation_lines() -> None:
     op.create_table(
         "reconciliation_lines",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
@@ -62,6 +72,9 @@ def upgrade() -> None:
         sa.Column("explanation", sa.Text(), nullable=False),
         sa.Column("trace_json", sa.Text(), nullable=False),
     )
+
+
+def _create_stripe_webhook_events() -> None:
     op.create_table(
         "stripe_webhook_events",
         sa.Column("stripe_event_id", sa.String(255), primary_key=True),
@@ -74,6 +87,9 @@ def upgrade() -> None:
         sa.Column("outcome", sa.Text()),
         sa.Column("attempts", sa.Integer(), nullable=False),
     )
+
+
+def _create_price_checks() -> None:
     op.create_table(
         "price_checks",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),

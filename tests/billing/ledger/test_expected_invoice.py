@@ -10,13 +10,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from billing.core.periods import month_period
-from billing.ledger.expected_invoice import (
-    ExpectedInvoice,
-    UnknownOrgError,
-    expected_invoice,
-    expected_invoices_for_period,
-)
+from billing.ledger.expected_invoice import ExpectedInvoice, UnknownOrgError
 from billing.ledger.ingest import Ingestor
+from billing.ledger.queries import expected_invoice, expected_invoices_for_period
 from models.db import unit_of_work
 
 NOW = datetime(2027, 6, 1, tzinfo=UTC)

@@ -14,13 +14,8 @@ from sqlmodel import Session, select
 
 from billing.core.meters import Interval
 from billing.pricing.book import load_book
-from billing.setup.catalog import (
-    CatalogAction,
-    CatalogSync,
-    plan_catalog,
-    price_keys_for_terms,
-    stripe_unit_price,
-)
+from billing.setup.catalog import CatalogAction, CatalogSync
+from billing.setup.catalog_plan import plan_catalog, price_keys_for_terms, stripe_unit_price
 from billing.stripe_gateway import PriceTier
 from models.stripe_records import StripeCatalogEntry
 from tests.fixtures.fake_stripe import FakeStripe

@@ -14,14 +14,15 @@ import pytest
 from sqlmodel import Session, select
 
 from billing.core.periods import Period, month_period, to_unix
-from billing.ledger.expected_invoice import expected_invoice
+from billing.ledger.queries import expected_invoice
 from billing.pricing.proration import prorated_amount
 from billing.reconciliation.reconciler import Reconciler
-from models.push_records import PushStatus, SeatPush, UsageAdjustment, UsagePeriod, UsagePush
+from models.push_records import SeatPush, UsageAdjustment, UsagePeriod, UsagePush
 from models.stripe_records import (
     StripeCustomerRecord,
     StripeSubscriptionItemRecord,
     StripeSubscriptionRecord,
+    WriteStatus,
 )
 from tests.fixtures.e2e import World, world
 
@@ -171,7 +172,7 @@ def test_a_month_of_seats_and_usage_invoices_what_the_ledger_expects(w: World) -
     assert w.push_usage("acme").action == "unchanged"
     with Session(w.engine) as session:
         row = session.exec(select(UsageAdjustment)).one()
-        assert row.status == PushStatus.DONE
+        assert row.status == WriteStatus.DONE
         assert row.stripe_invoice_item_id is not None
     item = w.emulator.state.get(row.stripe_invoice_item_id)
     assert item["amount"] == 100
@@ -226,7 +227,7 @@ def test_a_seat_push_left_started_is_resolved_by_reading_stripe(w: World) -> Non
     assert w.sync_seats("acme").stripe_quantity_after == 11
     with Session(w.engine) as session:  # simulate a crash after Stripe answered
         row = session.exec(select(SeatPush)).one()
-        row.status = PushStatus.STARTED
+        row.status = WriteStatus.STARTED
         session.add(row)
         session.commit()
     before = w.emulator.state.stats()["requests_by_route"].get(
@@ -246,7 +247,7 @@ def test_a_usage_push_left_started_is_resent_with_the_same_identifier(w: World) 
     w.push_usage("acme")
     with Session(w.engine) as session:
         row = session.exec(select(UsagePush).where(UsagePush.meter == "copilot_messages")).one()
-        row.status = PushStatus.STARTED
+        row.status = WriteStatus.STARTED
         session.add(row)
         state = session.exec(
             select(UsagePeriod).where(UsagePeriod.meter == "copilot_messages")
