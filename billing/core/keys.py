@@ -121,6 +121,14 @@ def minimum_topup_key(org_id: str, period_start_at: datetime, sequence: int) -> 
 # --------------------------------------------------------------------------- reconciliation
 
 
-def invoice_hold_key(stripe_invoice_id: str) -> str:
-    """Holding a draft invoice (auto_advance=false) reconciliation found wrong."""
-    return f"reconciliation:hold:{stripe_invoice_id}"
+def invoice_hold_key(stripe_invoice_id: str, sequence: int = 0) -> str:
+    """Holding a draft invoice (auto_advance=false) reconciliation found wrong; `sequence` is
+    the number of earlier reconciliations of the invoice (a draft held again after a release
+    is a new write, not a replay of the first)."""
+    suffix = f":{sequence}" if sequence else ""
+    return f"reconciliation:hold:{stripe_invoice_id}{suffix}"
+
+
+def invoice_release_key(stripe_invoice_id: str, sequence: int) -> str:
+    """Releasing a draft we held (auto_advance=true) once reconciliation finds it right."""
+    return f"reconciliation:release:{stripe_invoice_id}:{sequence}"

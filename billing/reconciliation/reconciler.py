@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from billing.core.components import SEAT_PRORATION, SEATS
-from billing.core.keys import invoice_hold_key
+from billing.core.keys import invoice_hold_key, invoice_release_key
 from billing.core.periods import Period, add_months, month_period_of
 from billing.ledger.expected_invoice import (
     ExpectedInvoice,
@@ -42,6 +42,7 @@ from billing.reconciliation.match import (
 from billing.reconciliation.records import (
     adjustments,
     component_map,
+    hold_state,
     latest_statuses,
     meter_facts,
     meter_ids,
@@ -166,19 +167,7 @@ class Reconciler:
         assert invoice.stripe_invoice_id is not None, "previews are not reconciled"
         org_id, period, comparison, note = self._comparison(invoice)
         status = Status.ERROR if comparison is None else comparison.status
-        held = (
-            hold
-            and invoice.status == "draft"
-            and comparison is not None
-            and self.hold_policy.holds(status)
-        )
-        if held:
-            self.gateway.set_invoice_auto_advance(
-                invoice.stripe_invoice_id,
-                auto_advance=False,
-                idempotency_key=invoice_hold_key(invoice.stripe_invoice_id),
-            )
-            note = f"draft held (auto_advance=false): {status.value}"
+        held, note = self._hold_or_release(invoice, comparison, status, hold, note)
         rec_id = self._store(invoice, org_id, period, comparison, status, trigger, held, note, now)
         log.info(
             "reconciliation.reconciled",
@@ -205,6 +194,42 @@ class Reconciler:
             () if comparison is None else comparison.lines,
         )
 
+    def _hold_or_release(
+        self,
+        invoice: StripeInvoice,
+        comparison: InvoiceComparison | None,
+        status: Status,
+        hold: bool,
+        note: str | None,
+    ) -> tuple[bool, str | None]:
+        """A wrong draft is held (auto_advance=false) and stays held while it is wrong; a
+        draft we held is released once it is right again (usage still arriving in the grace
+        period, or the worker's own top-up, can make it right). A hold set by a person, or an
+        invoice that could not be compared, is left as it is."""
+        invoice_id = invoice.stripe_invoice_id
+        assert invoice_id is not None
+        if not hold or invoice.status != "draft" or comparison is None:
+            return False, note
+        with Session(self.engine) as session:
+            sequence, held_by_us = hold_state(session, invoice_id)
+        if self.hold_policy.holds(status):
+            if invoice.auto_advance is not False:
+                self.gateway.set_invoice_auto_advance(
+                    invoice_id,
+                    auto_advance=False,
+                    idempotency_key=invoice_hold_key(invoice_id, sequence),
+                )
+            return True, f"draft held (auto_advance=false): {status.value}"
+        if held_by_us and invoice.auto_advance is False:
+            self.gateway.set_invoice_auto_advance(
+                invoice_id,
+                auto_advance=True,
+                idempotency_key=invoice_release_key(invoice_id, sequence),
+            )
+            log.info("reconciliation.hold_released", stripe_invoice_id=invoice_id)
+            return False, f"hold released (auto_advance=true): now {status.value}"
+        return False, note
+
     def reconcile_period(self, period: Period, now: datetime) -> list[ReconciliationOutcome]:
         """Every invoice whose compared period is `period` (created from its start to a day
         after its end, so the cycle invoice at its end is included)."""
@@ -223,7 +248,9 @@ class Reconciler:
 
     def sweep(self, now: datetime, lookback: timedelta) -> SweepOutcome:
         """Reconcile recent invoices whose status changed since their last reconciliation
-        (or that were never reconciled): a missed webhook loses nothing. Drafts may be held."""
+        (or that were never reconciled), and every draft: a missed webhook loses nothing, a
+        draft that went wrong in its grace period is held, and one we held that is right
+        again is released."""
         invoices = self.gateway.list_invoices(
             created_from_at=now - lookback, created_before_at=now + timedelta(seconds=1)
         )
@@ -232,7 +259,7 @@ class Reconciler:
             seen = latest_statuses(session, [i.stripe_invoice_id or "" for i in invoices])
         for invoice in invoices:
             invoice_id = invoice.stripe_invoice_id or ""
-            if invoice_id in seen and seen[invoice_id] == invoice.status:
+            if invoice.status != "draft" and seen.get(invoice_id, "") == invoice.status:
                 continue
             done.append(
                 self.reconcile(invoice, now, trigger="sweep", hold=invoice.status == "draft")

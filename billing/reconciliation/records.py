@@ -30,16 +30,18 @@ from models.stripe_records import (
 def pushed_prorations(
     session: Session, org_id: str, after: datetime, until: datetime
 ) -> set[datetime]:
-    """`proration_at` of the org's seat steps that reached Stripe in `(after, until]` with a
-    prorated amount (the seat sync's records)."""
+    """`proration_at` of the org's seat steps that reached Stripe in `[after, until)` with a
+    prorated amount (the seat sync's records). A step pushed in the very second Stripe created
+    an invoice came after it (Stripe drafts at the period end before the worker acts on it), so
+    it is on the next one."""
     rows = session.exec(
         select(SeatPush.proration_at).where(
             SeatPush.org_id == org_id,
             SeatPush.kind == SeatPushKind.STEP,
             SeatPush.status == WriteStatus.DONE,
             SeatPush.proration_behavior == "create_prorations",
-            col(SeatPush.finished_at) > after,
-            col(SeatPush.finished_at) <= until,
+            col(SeatPush.finished_at) >= after,
+            col(SeatPush.finished_at) < until,
         )
     ).all()
     return {at for at in rows if at is not None}
@@ -145,6 +147,16 @@ def adjustments(session: Session, invoice: StripeInvoice) -> list[ExpectedAdjust
         )
         for row in rows
     ]
+
+
+def hold_state(session: Session, stripe_invoice_id: str) -> tuple[int, bool]:
+    """How many times the invoice was reconciled, and whether the latest left it held by us."""
+    rows = session.exec(
+        select(Reconciliation.held)
+        .where(Reconciliation.stripe_invoice_id == stripe_invoice_id)
+        .order_by(col(Reconciliation.id).desc())
+    ).all()
+    return len(rows), bool(rows and rows[0])
 
 
 def latest_statuses(session: Session, invoice_ids: Collection[str]) -> dict[str, str | None]:

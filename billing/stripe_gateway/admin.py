@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from billing.stripe_gateway.gateway import StripeGateway, check_idempotency_key
+from billing.stripe_gateway.gateway import StripeGateway
+from billing.stripe_gateway.params import check_idempotency_key
 
 
 @dataclass(frozen=True)

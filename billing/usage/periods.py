@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from billing.core.keys import meter_event_identifier
 from billing.core.meters import Interval, Meter
@@ -16,6 +17,7 @@ from billing.core.periods import Period, term_containing, term_period
 from billing.ledger.queries import org_ledger
 from billing.pricing.charge import ledger_quantity
 from billing.stripe_gateway.records import StripeInvoice
+from models.ledger import ResourceReport, UsageEvent
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import (
     StripeCustomerRecord,
@@ -56,6 +58,57 @@ def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
                 anchors.append(row.current_period_start_at)
     anchor = min(anchors) if anchors else sub.term_start_at
     return OrgSubscription(customer.stripe_customer_id, sub.stripe_subscription_id, anchor, items)
+
+
+# A ledger row committed while a push was reading may carry a `received_at` just before the
+# push's `now`: a final period is looked at again for this long after its last look.
+LATE_MARGIN = timedelta(minutes=15)
+
+
+def late_final_periods(session: Session, org_id: str) -> list[UsagePeriod]:
+    """The org's final usage periods (of any age) that the ledger changed after they were
+    last looked at: usage events of the period's meter dated in it, or resource reports dated
+    before its end, received since. Each becomes an adjustment on the next invoice (SPEC §3,
+    §10): late usage is never dropped."""
+    final = (
+        select(UsagePeriod)
+        .where(UsagePeriod.org_id == org_id, col(UsagePeriod.invoice_final_at).is_not(None))
+        .subquery()
+    )
+    usage = (
+        select(final.c.id, sa.func.max(UsageEvent.received_at))
+        .join(
+            UsageEvent,
+            sa.and_(
+                col(UsageEvent.org_id) == final.c.org_id,
+                col(UsageEvent.meter) == final.c.meter,
+                col(UsageEvent.at) >= final.c.period_start_at,
+                col(UsageEvent.at) < final.c.period_end_at,
+                col(UsageEvent.received_at) > final.c.invoice_final_at,
+            ),
+        )
+        .group_by(final.c.id)
+    )
+    resources = (
+        select(final.c.id, sa.func.max(ResourceReport.received_at))
+        .where(final.c.meter == Meter.IAC_RESOURCE_HOURS.value)
+        .join(
+            ResourceReport,
+            sa.and_(
+                col(ResourceReport.org_id) == final.c.org_id,
+                col(ResourceReport.at) < final.c.period_end_at,
+                col(ResourceReport.received_at) > final.c.invoice_final_at,
+            ),
+        )
+        .group_by(final.c.id)
+    )
+    latest: dict[int, datetime] = {}
+    for period_id, received_at in [*session.exec(usage).all(), *session.exec(resources).all()]:
+        latest[period_id] = max(received_at, latest.get(period_id, received_at))
+    if not latest:
+        return []
+    rows = session.exec(select(UsagePeriod).where(col(UsagePeriod.id).in_(list(latest))))
+    return [row for row in rows if row.id and latest[row.id] > row.updated_at - LATE_MARGIN]
 
 
 def open_periods(
@@ -176,7 +229,16 @@ def next_push(session: Session, state: UsagePeriod, quantity: Decimal, now: date
     `started`): its timestamp is `min(now, period_end − 1 s)`, never before the last one's."""
     org_id, meter = state.org_id, Meter(state.meter)
     period = Period(state.period_start_at, state.period_end_at)
-    revision = state.sent_revision + 1
+    # After the newest revision recorded, sent or not: a revision Stripe refused for good is
+    # `failed`, and the next one must not reuse its identifier (nor its row).
+    latest = session.exec(
+        select(sa.func.max(UsagePush.revision)).where(
+            UsagePush.org_id == org_id,
+            UsagePush.meter == meter.value,
+            UsagePush.period_start_at == period.period_start,
+        )
+    ).one()
+    revision = max(state.sent_revision, latest or 0) + 1
     timestamp = min(now, period.period_end - timedelta(seconds=1))
     if state.sent_at is not None:
         timestamp = max(timestamp, min(state.sent_at, period.period_end - timedelta(seconds=1)))

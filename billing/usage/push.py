@@ -57,6 +57,7 @@ from billing.usage.periods import (
     OrgSubscription,
     ceil_to,
     invoices_by_period,
+    late_final_periods,
     ledger_totals,
     new_state,
     next_push,
@@ -246,6 +247,12 @@ class UsagePusher:
             )
         }
         periods = open_periods(sub, states.values(), now)
+        for row in late_final_periods(session, org_id):
+            states.setdefault((row.meter, row.period_start_at), row)
+            period = Period(row.period_start_at, row.period_end_at)
+            if period not in periods:
+                periods.append(period)
+        periods.sort()
         if within is not None:
             periods = [p for p in periods if p.overlaps(within)]
         session.commit()  # the reads end here: Stripe's invoices are read next
@@ -394,6 +401,7 @@ class UsagePusher:
             run.now,
         )
         done = adjust_final_period(session, self.gateway, target, state, quantity)
+        state.updated_at = run.now  # looked at: a later ledger change makes it late again
         action = (
             MeterPushAction.FAILED
             if done.error

@@ -99,13 +99,17 @@ def test_an_invoice_item_added_by_hand_holds_the_draft(tmp_path: Path) -> None:
     assert verdict(may) == ("unexpected_in_stripe", 200, 700)
 
 
-def test_usage_arriving_after_its_invoice_is_final_is_billed_next_month(tmp_path: Path) -> None:
+def test_late_usage_is_billed_on_the_right_invoice_or_as_an_adjustment(tmp_path: Path) -> None:
     result = run("late_arrival", tmp_path)
     _, june, july = invoices(result, "late-co")
-    # l-2 arrives at 00:30 on 1 July, inside Stripe's grace period: it is on June's invoice.
+    # l-2 (40 messages) arrives at 00:30 on 1 July, inside Stripe's grace period but after the
+    # 00:05 push: the sweep at 00:30 finds June's draft short of the ledger and holds it, the
+    # 01:05 push reports it, the sweep at 01:15 finds the draft right and releases it.
     assert amounts(june) == [("copilot_messages", 180)]
     assert verdict(june) == ("matched", 180, 180)
-    # l-3 arrives on 4 July, after June's invoice was final: an adjustment on July's.
+    assert june["status"] == "paid"
+    # l-3 (25 messages) arrives on 4 July, after June's invoice was final: an adjustment on
+    # July's invoice, 25 × 2¢.
     assert amounts(july) == [("adjustment", 50)]
     assert verdict(july) == ("matched", 50, 50)
 
