@@ -22,7 +22,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from billing.core.components import SEAT_PRORATION, SEATS
-from billing.core.keys import invoice_hold_key, invoice_release_key
 from billing.core.periods import Period, add_months, month_period_of
 from billing.ledger.expected_invoice import (
     ExpectedInvoice,
@@ -32,6 +31,7 @@ from billing.ledger.expected_invoice import (
 from billing.ledger.queries import expected_invoice
 from billing.pricing.book import PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
+from billing.reconciliation.holds import hold_or_release
 from billing.reconciliation.match import (
     InvoiceComparison,
     LineComparison,
@@ -42,7 +42,6 @@ from billing.reconciliation.match import (
 from billing.reconciliation.records import (
     adjustments,
     component_map,
-    hold_state,
     latest_statuses,
     meter_facts,
     meter_ids,
@@ -167,7 +166,16 @@ class Reconciler:
         assert invoice.stripe_invoice_id is not None, "previews are not reconciled"
         org_id, period, comparison, note = self._comparison(invoice)
         status = Status.ERROR if comparison is None else comparison.status
-        held, note = self._hold_or_release(invoice, comparison, status, hold, note)
+        held, note = hold_or_release(
+            self.engine,
+            self.gateway,
+            self.hold_policy,
+            invoice,
+            comparison,
+            status,
+            hold=hold,
+            note=note,
+        )
         rec_id = self._store(invoice, org_id, period, comparison, status, trigger, held, note, now)
         log.info(
             "reconciliation.reconciled",
@@ -193,42 +201,6 @@ class Reconciler:
             held,
             () if comparison is None else comparison.lines,
         )
-
-    def _hold_or_release(
-        self,
-        invoice: StripeInvoice,
-        comparison: InvoiceComparison | None,
-        status: Status,
-        hold: bool,
-        note: str | None,
-    ) -> tuple[bool, str | None]:
-        """A wrong draft is held (auto_advance=false) and stays held while it is wrong; a
-        draft we held is released once it is right again (usage still arriving in the grace
-        period, or the worker's own top-up, can make it right). A hold set by a person, or an
-        invoice that could not be compared, is left as it is."""
-        invoice_id = invoice.stripe_invoice_id
-        assert invoice_id is not None
-        if not hold or invoice.status != "draft" or comparison is None:
-            return False, note
-        with Session(self.engine) as session:
-            sequence, held_by_us = hold_state(session, invoice_id)
-        if self.hold_policy.holds(status):
-            if invoice.auto_advance is not False:
-                self.gateway.set_invoice_auto_advance(
-                    invoice_id,
-                    auto_advance=False,
-                    idempotency_key=invoice_hold_key(invoice_id, sequence),
-                )
-            return True, f"draft held (auto_advance=false): {status.value}"
-        if held_by_us and invoice.auto_advance is False:
-            self.gateway.set_invoice_auto_advance(
-                invoice_id,
-                auto_advance=True,
-                idempotency_key=invoice_release_key(invoice_id, sequence),
-            )
-            log.info("reconciliation.hold_released", stripe_invoice_id=invoice_id)
-            return False, f"hold released (auto_advance=true): now {status.value}"
-        return False, note
 
     def reconcile_period(self, period: Period, now: datetime) -> list[ReconciliationOutcome]:
         """Every invoice whose compared period is `period` (created from its start to a day

@@ -111,6 +111,28 @@ def late_final_periods(session: Session, org_id: str) -> list[UsagePeriod]:
     return [row for row in rows if row.id and latest[row.id] > row.updated_at - LATE_MARGIN]
 
 
+def periods_to_push(
+    session: Session, sub: OrgSubscription, org_id: str, now: datetime, *, since: datetime
+) -> tuple[dict[tuple[str, datetime], UsagePeriod], list[Period]]:
+    """The org's known periods ending after `since` (by meter and start), and the periods to
+    push now: the open ones, and the final ones the ledger changed since (adjustments)."""
+    states = {
+        (row.meter, row.period_start_at): row
+        for row in session.exec(
+            select(UsagePeriod).where(
+                UsagePeriod.org_id == org_id, col(UsagePeriod.period_end_at) > since
+            )
+        )
+    }
+    periods = open_periods(sub, states.values(), now)
+    for row in late_final_periods(session, org_id):
+        states.setdefault((row.meter, row.period_start_at), row)
+        period = Period(row.period_start_at, row.period_end_at)
+        if period not in periods:
+            periods.append(period)
+    return states, sorted(periods)
+
+
 def open_periods(
     sub: OrgSubscription, states: Iterable[UsagePeriod], now: datetime
 ) -> list[Period]:

@@ -57,13 +57,12 @@ from billing.usage.periods import (
     OrgSubscription,
     ceil_to,
     invoices_by_period,
-    late_final_periods,
     ledger_totals,
     new_state,
     next_push,
     note_invoice,
-    open_periods,
     org_subscription,
+    periods_to_push,
 )
 from models.ledger import OrgPlanChange
 from models.push_records import UsagePeriod, UsagePush
@@ -237,22 +236,9 @@ class UsagePusher:
         terms = self._terms(session, org_id, now)
         if sub is None or terms is None or not sub.items:
             return None
-        states = {
-            (row.meter, row.period_start_at): row
-            for row in session.exec(
-                select(UsagePeriod).where(
-                    UsagePeriod.org_id == org_id,
-                    col(UsagePeriod.period_end_at) > now - METER_EVENT_MAX_AGE * 3,
-                )
-            )
-        }
-        periods = open_periods(sub, states.values(), now)
-        for row in late_final_periods(session, org_id):
-            states.setdefault((row.meter, row.period_start_at), row)
-            period = Period(row.period_start_at, row.period_end_at)
-            if period not in periods:
-                periods.append(period)
-        periods.sort()
+        states, periods = periods_to_push(
+            session, sub, org_id, now, since=now - METER_EVENT_MAX_AGE * 3
+        )
         if within is not None:
             periods = [p for p in periods if p.overlaps(within)]
         session.commit()  # the reads end here: Stripe's invoices are read next

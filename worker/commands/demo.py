@@ -61,7 +61,17 @@ def demo_command(
     if as_json:
         typer.echo(json.dumps(result.as_json()))
         return
-    table = Table(title=f"billing demo · {month.label()} · seed {seed}")
+    Console().print(summary_table(result, f"billing demo · {month.label()} · seed {seed}"))
+    Console().print(verdict(result))
+    database = directory / "billing-demo.db"
+    console.print(
+        f"database kept at {database}; browse it with:\n"
+        f"  BILLING_DATABASE_URL=sqlite:///{database} .venv/bin/billing reconciliations list"
+    )
+
+
+def summary_table(result: DemoResult, title: str) -> Table:
+    table = Table(title=title)
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("orgs", str(result.orgs))
@@ -74,13 +84,7 @@ def demo_command(
     for status, count in result.reconciliations.items():
         table.add_row(f"reconciliations {status}", str(count))
     table.add_row("seconds", str(result.seconds))
-    Console().print(table)
-    Console().print(verdict(result))
-    database = directory / "billing-demo.db"
-    console.print(
-        f"database kept at {database}; browse it with:\n"
-        f"  BILLING_DATABASE_URL=sqlite:///{database} .venv/bin/billing reconciliations list"
-    )
+    return table
 
 
 def verdict(result: DemoResult) -> str:
