@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from models.db import migrate
 from worker.cli import main
 from worker.commands.failures import describe_failure, mask_url
 from worker.settings import Settings, get_settings
@@ -25,8 +26,11 @@ def closed_port() -> int:
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """A fresh SQLite ledger, no Stripe key; settings re-read from the patched environment."""
-    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'billing.db'}")
+    """A fresh, migrated SQLite ledger, no Stripe key; settings re-read from the patched
+    environment."""
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    migrate(url)
+    monkeypatch.setenv("BILLING_DATABASE_URL", url)
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     monkeypatch.delenv("BILLING_STRIPE_WEBHOOK_SECRET", raising=False)
     get_settings.cache_clear()
@@ -116,7 +120,10 @@ def test_blank_secrets_count_as_unset() -> None:
             "postgresql://billing:hunter2@127.0.0.1:{port}/billing",
             "database postgresql://billing:***@127.0.0.1:{port}/billing: connection failed",
         ),
-        ("sqlite:////nonexistent-folder/billing.db", "unable to open database file"),
+        (
+            "sqlite:////nonexistent-folder/billing.db",
+            "the database at sqlite:////nonexistent-folder/billing.db does not exist",
+        ),
     ],
 )
 def test_database_unreachable_is_one_line_without_the_password(

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from models.db import make_engine
+from models.db import make_engine, migrate
 from tests.worker.web_server import serving
 from worker.cli import main
 from worker.settings import get_settings
@@ -81,7 +81,9 @@ def serve_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
     """`billing serve` up to uvicorn.run, which records its arguments instead of serving."""
     runs: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append(options))
-    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{tmp_path / 'billing.db'}")
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    migrate(url)  # `billing db upgrade`: serve refuses a database that is not migrated
+    monkeypatch.setenv("BILLING_DATABASE_URL", url)
     monkeypatch.setenv("BILLING_WEB_INLINE_TASKS", "true")
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     monkeypatch.delenv("BILLING_STRIPE_WEBHOOK_SECRET", raising=False)

@@ -23,6 +23,7 @@ def serve_command(
     from worker.web.app import create_app
     from worker.web.health import UNVERIFIABLE_WEBHOOKS
 
+    app = create_app()  # refuses a schema that is behind before anything is said
     if get_settings().stripe_webhook_secret is None:
         log.warning("serve.started_without_webhook_secret", problem=UNVERIFIABLE_WEBHOOKS)
-    uvicorn.run(create_app(), host=host, port=port, proxy_headers=True, log_level="info")
+    uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")

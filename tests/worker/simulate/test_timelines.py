@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from tests.conftest import REDIS_TEST_URL
 from worker.cli import main
 from worker.simulate.simulation import default_span, simulate
 from worker.simulate.timeline import parse_timeline
@@ -191,3 +193,22 @@ def test_a_seat_decrease_takes_effect_at_the_annual_renewal(tmp_path: Path) -> N
     assert amounts(renewal) == [("copilot_messages", 40), ("seats", 6300)]
     assert verdict(renewal) == ("matched", 6340, 6340)
     assert not renewal["held"]
+
+
+@pytest.mark.integration
+def test_the_same_timeline_on_real_celery_workers(tmp_path: Path) -> None:
+    """With a Redis, the jobs run on Celery worker processes (reading the simulated clock
+    from Redis) and Stripe bills exactly the same."""
+    url = REDIS_TEST_URL.rsplit("/", 1)[0] + "/11"
+    redis.Redis.from_url(url).flushdb()
+    timeline = parse_timeline((HERE / "overage.jsonl").read_text().splitlines())
+    span = default_span(timeline)
+    assert span is not None
+    result = simulate(timeline, start_at=span[0], end_at=span[1], redis_url=url, workdir=tmp_path)
+    _, march = invoices(result, "free-co")
+    assert amounts(march) == [
+        ("copilot_messages", 60),
+        ("runner_minutes", 16),
+        ("iac_resource_hours", 360),
+    ]
+    assert verdict(march) == ("matched", 436, 436)
