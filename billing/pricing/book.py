@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -172,13 +173,23 @@ def resolve_book_path(name_or_path: str | Path) -> Path:
 
 
 def load_book(name_or_path: str | Path = DEFAULT_BOOK) -> PriceBook:
-    """Load and validate a price book; raises PriceBookError naming file, key and problem."""
+    """Load and validate a price book; raises PriceBookError naming file, key and problem.
+
+    A book is parsed once per file content: the same text gives the same (frozen) book, and
+    every service of every job asks for it."""
     path = resolve_book_path(name_or_path)
     source = str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PriceBookError(source, [("(file)", "file not found")]) from None
+    return _parsed_book(text, source)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_book(text: str, source: str) -> PriceBook:
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PriceBookError(source, [("(syntax)", str(exc))]) from None
     return parse_book(data, source)
