@@ -34,8 +34,12 @@ log = structlog.get_logger(__name__)
 
 MAX_STEP = timedelta(days=27)  # under two months: the shortest interval is a month
 RENEWAL_LEAD = timedelta(minutes=55)  # inside the seat sync's one-hour renewal lead
-# The beat entries that push usage: the first of them after an arrival pushes it.
-PUSHES = ("billing.usage.sweep", "billing.usage.close_due")
+# The beat entries that push usage: the first of them after an arrival pushes it (unless one
+# fires at the arrival's own step, after it was ingested). `close_due` pushes every org, so at
+# one instant it covers the sweep of the orgs with new usage.
+SUBSET_PUSH, SUPERSET_PUSH = "billing.usage.sweep", "billing.usage.close_due"
+PUSHES = (SUBSET_PUSH, SUPERSET_PUSH)
+PUSHED_TYPES = frozenset({"usage", "resources", "org"})
 # Every tick of these inside the grace period after a renewal (a new draft) or a
 # finalization: the pushes of the final totals, and the sweeps that re-check the drafts.
 AFTER_DUE = (
@@ -95,12 +99,21 @@ class Simulator:
         self.stats.steps += 1
         self.world.clocks.advance(at)
         self._settle()
-        for entry in self._arrivals.get(at, []):
+        arrivals = self._arrivals.get(at, [])
+        for entry in arrivals:
             self._arrive(entry, at)
-        for beat in self.entries:
-            if beat.fired_between(previous, at):
-                self.beat.run(beat.task, at)
-                self._settle()
+        fired = [beat.task for beat in self.entries if beat.fired_between(previous, at)]
+        if SUPERSET_PUSH in fired:
+            # At one instant, pushing every org covers pushing the orgs with new usage.
+            fired = [task for task in fired if task != SUBSET_PUSH]
+        for task in fired:
+            self.beat.run(task, at)
+            self._settle()
+        if any(e.body.get("type") in PUSHED_TYPES for e in arrivals) and not set(fired) & set(
+            PUSHES
+        ):
+            # What arrived is pushed at the first push tick after it.
+            self._schedule(min(self._tick_at_or_after(task, at) for task in PUSHES))
         self.on_step(at)
 
     def _settle(self) -> None:
@@ -150,8 +163,8 @@ class Simulator:
 
     def _arrival_instants(self) -> Iterable[datetime]:
         """Each arrival, and the first beat tick that acts on what arrived: provisioning for
-        a new org, the seat sweep once the seat change's coalescing window has closed, the
-        first usage push for usage and resource reports."""
+        a new org, the seat sweep once the seat change's coalescing window has closed. (The
+        first usage push after usage arrives is scheduled by the step itself.)"""
         window = timedelta(seconds=SEAT_SYNC_WINDOW_SECONDS)
         for at, entries in self._arrivals.items():
             yield at
@@ -162,8 +175,6 @@ class Simulator:
                 if entry.body.get("type") in {"seats", "org"}:
                     closes = window_start_of(_whole(entry.at)) + window
                     yield self._tick_at_or_after("billing.seats.sweep", max(at, closes))
-            if kinds & {"usage", "resources", "org"}:
-                yield min(self._tick_at_or_after(task, at) for task in PUSHES)
 
     def _schedule_stripe(self) -> None:
         """Around what Stripe does next on the simulation's clocks: the seat sync's renewal
