@@ -20,7 +20,6 @@ from worker.settings import Settings
 from worker.simulate.world import Clocks
 
 PROVISION_SWEEP = "billing.orgs.sweep"
-QUEUE = "billing"
 _QUIET_POLLS = 2
 
 
@@ -107,7 +106,7 @@ class CeleryBeat:
         while quiet < _QUIET_POLLS:
             if time.monotonic() > deadline:
                 raise RuntimeError("the Celery workers did not finish the step within 10 minutes")
-            busy = client.llen(QUEUE) or client.hlen("unacked")
+            busy = client.llen(self.celery.conf.task_default_queue) or client.hlen("unacked")
             quiet = 0 if busy else quiet + 1
             time.sleep(0.05)
 

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 
 from billing.pricing.book import load_book
+from billing.stripe_gateway.admin import create_webhook_endpoint
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.db import migrate
 from stripe_emulator import EmulatorConfig, EmulatorServer
@@ -113,13 +115,13 @@ def build_world(
         emulator = stack.enter_context(
             EmulatorServer(EmulatorConfig(webhook_timeout_seconds=WEBHOOK_TIMEOUT_SECONDS))
         )
-        url = database_url or f"sqlite:///{workdir / 'billing-simulation.db'}"
-        migrate(url)
+        db_url = database_url or f"sqlite:///{workdir / 'billing-simulation.db'}"
+        migrate(db_url)
         port = _free_port()
         web_url = f"http://127.0.0.1:{port}"
         base = get_settings().model_copy(
             update={
-                "database_url": url,
+                "database_url": db_url,
                 "stripe_api_base": emulator.url,
                 "stripe_meter_events_base": None,
                 "stripe_api_key": None,
@@ -130,26 +132,17 @@ def build_world(
             }
         )
         gateway = composition.stripe_gateway(base)
-        secret = _webhook_endpoint(gateway, f"{web_url}{WEBHOOK_PATH}")
+        hook_url = f"{web_url}{WEBHOOK_PATH}"
+        endpoint = create_webhook_endpoint(
+            gateway, hook_url, WEBHOOK_EVENTS, idempotency_key=f"simulate:webhook:{hook_url}"
+        )
+        secret = SecretStr(endpoint.secret)  # the web process verifies signatures with it
         settings = base.model_copy(update={"stripe_webhook_secret": secret})
         for name in books:
             composition.catalog_sync(settings).sync(load_book(name), start_at)
         stack.enter_context(_serving(create_app(settings), port))
         clocks = Clocks(TestClocks(gateway, poll_seconds=0.01), start_at)
         yield World(emulator, settings, web_url, clocks)
-
-
-def _webhook_endpoint(gateway: Any, url: str) -> Any:
-    """Register the web process's endpoint with Stripe; its signing secret configures the web."""
-    from pydantic import SecretStr  # noqa: PLC0415 - only here
-
-    endpoint = gateway._call(
-        lambda: gateway.client.v1.webhook_endpoints.create(
-            {"url": url, "enabled_events": list(WEBHOOK_EVENTS)},
-            {"idempotency_key": f"simulate:webhook-endpoint:{url}"},
-        )
-    )
-    return SecretStr(str(endpoint.secret))
 
 
 def _free_port() -> int:
