@@ -28,6 +28,12 @@ class EmulatorConfig:
     # Simulated payment: charge_automatically invoices are paid as soon as they finalize
     # (the emulator has no payment methods; real test-mode customers without a card would not).
     auto_pay: bool = True
+    # Whether a draft's metered lines follow usage reported in the grace period at once (True),
+    # or only at finalization (False). Stripe bills the meter's value when the draft finalizes,
+    # but its draft "might not immediately reflect recently received meter events"
+    # (https://docs.stripe.com/billing/subscriptions/usage-based/recording-usage): False models
+    # a draft that still shows a stale quantity while the meter's summaries are current.
+    draft_follows_usage: bool = True
     # --- load ------------------------------------------------------------------------------------
     latency_ms: int = 0  # added to every API request (not to control endpoints)
     rate_limit_rps: float | None = None  # token bucket shared by all clients; None = unlimited

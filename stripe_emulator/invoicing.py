@@ -186,8 +186,10 @@ def refresh_draft(store: Store, invoice: dict[str, Any]) -> None:
     """A draft's usage lines follow the usage reported for their period until it finalizes:
     "During the grace period, you can continue to report usage for the previous billing
     period" (https://docs.stripe.com/billing/subscriptions/usage-based/configure-grace-period).
-    Stripe aggregates asynchronously; the emulator counts at once."""
-    if invoice["status"] == "draft":
+    Stripe aggregates asynchronously; the emulator counts at once, unless the configuration says
+    drafts show usage only at finalization (`draft_follows_usage=False`)."""
+    follows = store.config.draft_follows_usage if store.config is not None else True
+    if invoice["status"] == "draft" and follows:
         refresh_metered_lines(store, invoice)
 
 

@@ -5,6 +5,7 @@ period loaded (one org, or every org set-based), and the expected invoices compu
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -62,14 +63,22 @@ def expected_invoices_for_period(
 
 
 def _load_ledgers(
-    connection: sa.Connection, period: Period, org_id: str | None
+    connection: sa.Connection,
+    period: Period,
+    org_id: str | None,
+    received_before: datetime | None = None,
 ) -> Iterator[OrgLedger]:
+    """Each org's ledger for `period`; with `received_before`, only the usage and resource
+    reports received before that instant (what the ledger knew then)."""
     plans = _t(OrgPlanChange)
     seats = _t(SeatChangeRecord)
     usage = _t(UsageEvent)
 
     def only(table: sa.Table) -> list[Any]:
         return [] if org_id is None else [table.c.org_id == org_id]
+
+    def known(table: sa.Table) -> list[Any]:
+        return [] if received_before is None else [table.c.received_at < received_before]
 
     segments: dict[str, list[PlanSegment]] = {}
     rows = connection.execute(
@@ -96,12 +105,14 @@ def _load_ledgers(
             usage.c.at >= period.period_start,
             usage.c.at < period.period_end,
             *only(usage),
+            *known(usage),
         )
         .group_by(usage.c.org_id, usage.c.meter)
     )
     for org, meter, quantity in sums:
         totals.setdefault(org, {})[Meter(meter)] = _plain(quantity)
-    hours = dict(resource_hours_by_org(_resource_rows(connection, period, org_id), period))
+    rows_of_reports = _resource_rows(connection, period, org_id, known(_t(ResourceReport)))
+    hours = dict(resource_hours_by_org(rows_of_reports, period))
     for org, org_segments in segments.items():
         yield OrgLedger(
             org_id=org,
@@ -113,14 +124,14 @@ def _load_ledgers(
 
 
 def _resource_rows(
-    connection: sa.Connection, period: Period, org_id: str | None
+    connection: sa.Connection, period: Period, org_id: str | None, known: list[Any]
 ) -> Iterable[tuple[str, str, int, int]]:
     """Reports of the period's hours plus, per stack, the last report before them (carried),
     ordered by org, stack, time and arrival, streamed."""
     reports = _t(ResourceReport)
     start_unix, end_unix = hour_bounds(period)
     start, end = from_unix(start_unix), from_unix(end_unix)
-    org_filter = [] if org_id is None else [reports.c.org_id == org_id]
+    org_filter = [*known] if org_id is None else [reports.c.org_id == org_id, *known]
     columns = (
         reports.c.org_id,
         reports.c.stack,
@@ -172,7 +183,10 @@ def _t(model: type[Any]) -> sa.Table:
     return table
 
 
-def org_ledger(session: Session, org_id: str, period: Period) -> OrgLedger | None:
+def org_ledger(
+    session: Session, org_id: str, period: Period, *, received_before: datetime | None = None
+) -> OrgLedger | None:
     """One org's ledger for `period` (plan segments and seat changes before its end, usage
-    totals and resource-hours within it), or None when it has no plan before the period ends."""
-    return next(_load_ledgers(session.connection(), period, org_id), None)
+    totals and resource-hours within it, only what was received before `received_before` if
+    given), or None when it has no plan before the period ends."""
+    return next(_load_ledgers(session.connection(), period, org_id, received_before), None)

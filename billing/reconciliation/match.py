@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -22,11 +23,18 @@ from billing.core.components import (
     SEATS,
     BillingKind,
 )
-from billing.core.money import format_decimal
-from billing.core.periods import isoformat_z
+from billing.core.periods import parse_instant
 from billing.ledger.expected_invoice import ExpectedLine
 from billing.pricing.book import Terms
-from billing.pricing.charge import meter_value, price_meter
+from billing.pricing.charge import meter_value
+from billing.reconciliation.traces import (
+    MeterFacts,
+    meter_trace,
+    num,
+    proration_trace,
+    span,
+    stripe_side,
+)
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
 
 
@@ -43,6 +51,9 @@ class Status(StrEnum):
 
 ADJUSTMENT = "adjustment"
 UNEXPECTED = "unexpected"
+CUSTOMER_BALANCE = "customer_balance"  # a balance Stripe applied to a final invoice's amount due
+INVOICE_TOTAL = "invoice_total"  # the total differs from the lines (a discount, a tax)
+PERIOD_SLACK = timedelta(hours=1)  # Stripe's period bounds and the ledger's, by different clocks
 ROUNDING_TOLERANCE = 1  # cents per independently rounded Stripe line pair
 
 # Worst last: an invoice takes the worst status of its lines.
@@ -82,23 +93,12 @@ class ComponentMap:
 
 
 @dataclass(frozen=True)
-class MeterFacts:
-    """What the ledger holds for one meter in the period: the first step of a trace."""
+class ExpectedCharge:
+    """An expected amount of a component not drawn from the ledger's lines: late usage's
+    adjustment (billing.reconciliation.late_usage), with its explanation."""
 
-    event_count: int
-    quantity_total: Decimal
-    source: str = "usage events"
-
-
-@dataclass(frozen=True)
-class ExpectedAdjustment:
-    """A usage adjustment the worker booked, identified on the invoice by its invoice item."""
-
-    stripe_invoice_item_id: str
-    meter: str
-    period_start: str
-    quantity_delta: Decimal
     amount: int
+    trace: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,17 @@ class InvoiceComparison:
 
     @property
     def status(self) -> Status:
-        return worst(line.status for line in self.lines)
+        """The worst line's status; never `matched` or `rounding` when the totals differ by
+        more than the rounding the lines account for (a last guard: money is never silently
+        wrong, whatever a line's verdict said)."""
+        status = worst(line.status for line in self.lines)
+        if status in (Status.MATCHED, Status.ROUNDING):
+            allowed = sum(
+                abs(line.difference_amount) for line in self.lines if line.status is Status.ROUNDING
+            )
+            if abs(self.stripe_total_amount - self.expected_total_amount) > allowed:
+                return Status.MISMATCHED
+        return status
 
     @property
     def expected_total_amount(self) -> int:
@@ -152,14 +162,24 @@ def compare_invoice(
     *,
     terms: Terms | None = None,
     meter_facts: Mapping[str, MeterFacts] | None = None,
-    adjustments: Sequence[ExpectedAdjustment] = (),
+    adjustment: ExpectedCharge | None = None,
+    own_period_start: datetime | None = None,
+    notes: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
 ) -> InvoiceComparison:
-    """Compare `invoice` with the expected lines that belong on it (chosen by the caller)."""
+    """Compare `invoice` with the expected lines that belong on it (chosen by the caller).
+
+    A minimum-commitment item of another period than `own_period_start` is a correction of
+    that period: it is compared with the `adjustment`. `notes` are the timing rules applied to
+    each component, shown in its trace."""
     facts = meter_facts or {}
     stripe_groups: dict[str, list[StripeInvoiceLine]] = {}
     unexpected: list[StripeInvoiceLine] = []
     for line in invoice.lines:
         component = components.component_of(line)
+        if component == MINIMUM and own_period_start is not None:
+            start = period_start_of_item(line)
+            if start is not None and abs(start - own_period_start) > PERIOD_SLACK:
+                component = ADJUSTMENT
         if component == UNEXPECTED:
             unexpected.append(line)
         else:
@@ -169,15 +189,77 @@ def compare_invoice(
         expected[wanted.code] = _merge(
             expected.get(wanted.code), _expected_of(wanted, terms, facts)
         )
-    if adjustments:
-        expected[ADJUSTMENT] = _expected_adjustments(adjustments)
+    if adjustment is not None and (adjustment.amount or ADJUSTMENT in stripe_groups):
+        expected[ADJUSTMENT] = _Expected(None, adjustment.amount, dict(adjustment.trace))
+    for component, applied in (notes or {}).items():
+        if applied:
+            found = expected.setdefault(component, _Expected(None, 0, {}))
+            found.trace["timing_rules"] = list(applied)
     order = list(dict.fromkeys([*expected, *stripe_groups]))
     results = [
         _compare(component, expected.get(component), stripe_groups.get(component, []))
         for component in order
     ]
     results.extend(_unexpected(line) for line in unexpected)
+    results.extend(_invoice_level(invoice))
     return InvoiceComparison(tuple(results))
+
+
+def period_start_of_item(line: StripeInvoiceLine) -> datetime | None:
+    """The usage period an invoice item of ours bills (its `period_start` metadata)."""
+    text = line.metadata.get("period_start")
+    if not text:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError:
+        return None
+
+
+def _invoice_level(invoice: StripeInvoice) -> list[LineComparison]:
+    """What the invoice's total and amount due hold beyond its lines: a discount or tax (the
+    total differs from the lines' sum) and, once final, a customer balance applied. The ledger
+    holds neither, so either is unexpected."""
+    found = []
+    lines_amount = sum(line.amount for line in invoice.lines)
+    if invoice.total_amount != lines_amount:
+        found.append(
+            _invoice_line(
+                INVOICE_TOTAL,
+                invoice.total_amount - lines_amount,
+                f"the invoice total {invoice.total_amount}¢ differs from its lines' sum "
+                f"{lines_amount}¢ (a discount or tax the ledger does not hold)",
+            )
+        )
+    applied = invoice.amount_due - invoice.total_amount
+    if invoice.status not in (None, "draft") and invoice.total_amount > 0 and applied:
+        found.append(
+            _invoice_line(
+                CUSTOMER_BALANCE,
+                applied,
+                f"Stripe applied {applied:+d}¢ of customer balance: {invoice.amount_due}¢ due "
+                f"on a total of {invoice.total_amount}¢, a balance the ledger does not hold",
+            )
+        )
+    return found
+
+
+def _invoice_line(component: str, amount: int, why: str) -> LineComparison:
+    return LineComparison(
+        component=component,
+        status=Status.UNEXPECTED_IN_STRIPE,
+        expected_quantity=None,
+        expected_amount=0,
+        stripe_quantity=None,
+        stripe_amount=amount,
+        explanation=why,
+        trace={
+            "expected": None,
+            "stripe": {"amount": amount},
+            "difference_amount": amount,
+            "verdict": why,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- expected side
@@ -188,28 +270,28 @@ def _expected_of(
 ) -> _Expected:
     trace: dict[str, Any] = {
         "description": line.description,
-        "quantity": _num(line.quantity),
+        "quantity": num(line.quantity),
         "amount": line.amount,
     }
     quantity: Decimal | None = line.quantity
     if line.code == SEATS:
         trace["steps"] = [
-            f"{_num(line.quantity)} seat(s) at the term start × {_num(line.unit_amount_decimal)}¢"
+            f"{num(line.quantity)} seat(s) at the term start × {num(line.unit_amount_decimal)}¢"
             f" = {line.amount}¢ upfront for the term",
         ]
-        trace["term"] = _span(line)
+        trace["term"] = span(line)
     elif line.code == SEAT_PRORATION:
-        trace["prorations"] = [_proration_trace(line)]
+        trace["prorations"] = [proration_trace(line)]
     elif line.code == MINIMUM:
         quantity = None
         trace["steps"] = [line.description]
     else:
-        trace.update(_meter_trace(line, terms, facts.get(line.code)))
+        trace.update(meter_trace(line, terms, facts.get(line.code)))
         # Stripe's meter and invoice count in the price's unit (hours of 3,600 seconds).
         quantity = meter_value(line.quantity, line.per)
         if line.per != 1:
             trace["stripe_unit"] = (
-                f"{_num(line.quantity)} ledger units ÷ {line.per} = {_num(quantity)} on the invoice"
+                f"{num(line.quantity)} ledger units ÷ {line.per} = {num(quantity)} on the invoice"
             )
     return _Expected(quantity, line.amount, trace)
 
@@ -229,106 +311,7 @@ def _merge(first: _Expected | None, second: _Expected) -> _Expected:
     return _Expected(quantity, first.amount + second.amount, trace)
 
 
-def _proration_trace(line: ExpectedLine) -> dict[str, Any]:
-    return {
-        "from_quantity": line.from_quantity,
-        "to_quantity": line.to_quantity,
-        "proration_at": isoformat_z(line.proration_at) if line.proration_at else None,
-        "term_end_at": isoformat_z(line.period_end) if line.period_end else None,
-        "unit_amount_decimal": _num(line.unit_amount_decimal),
-        "amount": line.amount,
-        "rule": "added seats × seat price × remaining seconds of the term / term seconds, "
-        "rounded half up once",
-    }
-
-
-def _meter_trace(
-    line: ExpectedLine, terms: Terms | None, facts: MeterFacts | None
-) -> dict[str, Any]:
-    steps: list[str] = []
-    trace: dict[str, Any] = {}
-    if facts is not None:
-        trace["events"] = {
-            "source": facts.source,
-            "count": facts.event_count,
-            "quantity_total": _num(facts.quantity_total),
-        }
-        steps.append(f"{facts.event_count} {facts.source} → total {_num(facts.quantity_total)}")
-    trace["included"] = _num(line.included)
-    trace["billable"] = _num(line.billable)
-    steps.append(f"included {_num(line.included)} → billable {_num(line.billable)}")
-    price = (
-        None
-        if terms is None
-        else next((p for m, p in terms.meters.items() if m.value == line.code), None)
-    )
-    if price is not None:
-        charge = price_meter(price, line.quantity)
-        trace["tiers"] = [
-            {
-                "up_to": "inf" if use.up_to is None else use.up_to,
-                "quantity": _num(use.quantity),
-                "unit_amount_decimal": _num(use.unit_amount_decimal),
-                "per": price.per,
-                "flat_amount": use.flat_amount,
-                "exact_amount": _num(use.exact_amount),
-            }
-            for use in charge.tiers
-        ]
-        exact = sum((use.exact_amount for use in charge.tiers), Decimal(0))
-        for use in charge.tiers:
-            per = f" per {price.per}" if price.per != 1 else ""
-            steps.append(
-                f"tier ≤{'inf' if use.up_to is None else use.up_to}: {_num(use.quantity)} × "
-                f"{_num(use.unit_amount_decimal)}¢{per} = {_num(use.exact_amount)}¢"
-            )
-        trace["exact_amount"] = _num(exact)
-        steps.append(f"{_num(exact)}¢ rounded half up once → {line.amount}¢")
-    trace["steps"] = steps
-    return trace
-
-
-def _expected_adjustments(adjustments: Sequence[ExpectedAdjustment]) -> _Expected:
-    return _Expected(
-        None,
-        sum(a.amount for a in adjustments),
-        {
-            "adjustments": [
-                {
-                    "stripe_invoice_item_id": a.stripe_invoice_item_id,
-                    "meter": a.meter,
-                    "period_start": a.period_start,
-                    "quantity_delta": _num(a.quantity_delta),
-                    "amount": a.amount,
-                }
-                for a in adjustments
-            ],
-            "steps": ["late usage booked by the worker as invoice items on this invoice"],
-        },
-    )
-
-
 # --------------------------------------------------------------------------- comparison
-
-
-def _stripe_side(component: str, lines: Sequence[StripeInvoiceLine]) -> dict[str, Any]:
-    return {
-        "lines": [
-            {
-                "id": line.stripe_invoice_line_id,
-                "quantity": None if line.quantity_decimal is None else _num(line.quantity_decimal),
-                "amount": line.amount,
-                "price": line.stripe_price_id,
-                "proration": line.proration,
-                "invoice_item": line.stripe_invoice_item_id,
-                "period_start": isoformat_z(line.period_start_at) if line.period_start_at else None,
-                "period_end": isoformat_z(line.period_end_at) if line.period_end_at else None,
-                "description": line.description,
-            }
-            for line in lines
-        ],
-        "component": component,
-    }
 
 
 def _stripe_quantity(component: str, lines: Sequence[StripeInvoiceLine]) -> Decimal | None:
@@ -358,7 +341,7 @@ def _compare(
     difference = (stripe_amount or 0) - (expected.amount if expected else 0)
     trace: dict[str, Any] = {
         "expected": None if expected is None else expected.trace,
-        "stripe": _stripe_side(component, lines),
+        "stripe": stripe_side(component, lines),
         "difference_amount": difference,
         "rounding_tolerance": tolerance,
     }
@@ -407,7 +390,7 @@ def _verdict(  # noqa: PLR0917 - both sides of one comparison, always passed tog
         return (
             Status.MISSING_IN_STRIPE,
             f"{component}: expected {expected.amount}¢ "
-            f"(quantity {_num(expected_quantity)}) but Stripe has no line",
+            f"(quantity {num(expected_quantity)}) but Stripe has no line",
         )
     quantity_differs = (
         expected_quantity is not None
@@ -417,8 +400,8 @@ def _verdict(  # noqa: PLR0917 - both sides of one comparison, always passed tog
     if quantity_differs:
         return (
             Status.MISMATCHED,
-            f"{component}: quantity {_num(stripe_quantity)} in Stripe, "
-            f"{_num(expected_quantity)} in the ledger; amount {stripe_amount}¢ vs "
+            f"{component}: quantity {num(stripe_quantity)} in Stripe, "
+            f"{num(expected_quantity)} in the ledger; amount {stripe_amount}¢ vs "
             f"{expected.amount}¢",
         )
     if difference == 0:
@@ -433,6 +416,60 @@ def _verdict(  # noqa: PLR0917 - both sides of one comparison, always passed tog
         Status.MISMATCHED,
         f"{component}: {stripe_amount}¢ in Stripe, {expected.amount}¢ expected "
         f"(difference {difference:+d}¢)",
+    )
+
+
+def rejudge(
+    line: LineComparison,
+    stripe_quantity: Decimal | None,
+    stripe_amount: int,
+    note: str,
+    evidence: Mapping[str, Any],
+) -> LineComparison:
+    """The same component judged again on what Stripe will bill (a draft's line projected
+    to its finalization), by the same rules; `note` and `evidence` join the trace."""
+    expected = (
+        None
+        if line.expected_amount is None
+        else _Expected(line.expected_quantity, line.expected_amount, {})
+    )
+    difference = stripe_amount - (line.expected_amount or 0)
+    status, why = _verdict(
+        line.component,
+        expected,
+        line.expected_quantity,
+        stripe_amount,
+        stripe_quantity,
+        difference,
+        ROUNDING_TOLERANCE,
+    )
+    why = f"{note}; {why}"
+    trace = {**line.trace, "projected": dict(evidence), "verdict": why}
+    trace["difference_amount"] = difference
+    return LineComparison(
+        line.component,
+        status,
+        line.expected_quantity,
+        line.expected_amount,
+        stripe_quantity,
+        stripe_amount,
+        why,
+        trace,
+    )
+
+
+def mismatch(line: LineComparison, why: str, evidence: Mapping[str, Any]) -> LineComparison:
+    """The component found wrong for a reason beside its amounts (an unknown price, say)."""
+    trace = {**line.trace, "projected": dict(evidence), "verdict": why}
+    return LineComparison(
+        line.component,
+        Status.MISMATCHED,
+        line.expected_quantity,
+        line.expected_amount,
+        line.stripe_quantity,
+        line.stripe_amount,
+        why,
+        trace,
     )
 
 
@@ -452,19 +489,8 @@ def _unexpected(line: StripeInvoiceLine) -> LineComparison:
         explanation=why,
         trace={
             "expected": None,
-            "stripe": _stripe_side(UNEXPECTED, [line]),
+            "stripe": stripe_side(UNEXPECTED, [line]),
             "difference_amount": line.amount,
             "verdict": why,
         },
     )
-
-
-def _span(line: ExpectedLine) -> dict[str, str | None]:
-    return {
-        "period_start": isoformat_z(line.period_start) if line.period_start else None,
-        "period_end": isoformat_z(line.period_end) if line.period_end else None,
-    }
-
-
-def _num(value: Decimal | None) -> str | None:
-    return None if value is None else format_decimal(value)

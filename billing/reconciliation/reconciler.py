@@ -1,18 +1,19 @@
 """The Reconciler service: compares Stripe invoices with the ledger and stores every result.
 
-Which expected lines belong on which invoice: a `subscription_create` invoice carries the
-upfront seats of the first term; a `subscription_cycle` invoice at boundary B carries the usage,
-seat prorations and minimum of the monthly usage period ending at B plus the upfront seats of a
-term beginning at B (renewals are billed in advance); any other invoice is compared only on
-what it holds (seat prorations at their instants, adjustments by invoice item). Results are
+What each invoice must hold comes from the ledger and the price book alone
+(billing.reconciliation.expectations; late usage in billing.reconciliation.late_usage); push
+records only explain timing, through named rules shown in the trace. Each invoice is read in
+three steps: the ledger (database), then Stripe (the org's earlier invoices when late usage is
+expected, the meters when a draft shows a stale quantity) with the database closed, then the
+pure comparison, on amounts, of what Stripe bills or will bill at finalization. Results are
 append-only: reconciling again adds a new row.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -21,43 +22,57 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from billing.core.components import SEAT_PRORATION, SEATS
-from billing.core.periods import Period, add_months, month_period_of
-from billing.ledger.expected_invoice import (
-    ExpectedInvoice,
-    ExpectedLine,
-    UnknownOrgError,
-)
-from billing.ledger.queries import expected_invoice
-from billing.pricing.book import PriceBookError, UnknownTermsError
+from billing.core.components import MINIMUM
+from billing.core.periods import Period
+from billing.ledger.expected_invoice import UnknownOrgError
+from billing.pricing.book import MeterPrice, PriceBookError, Terms, UnknownTermsError
 from billing.pricing.book_cache import BookCache
+from billing.reconciliation.drafts import project_draft
+from billing.reconciliation.expectations import (
+    BOUNDARY_SLACK,
+    Selection,
+    TimingNote,
+    invoice_period,
+    select_expected,
+)
 from billing.reconciliation.holds import hold_or_release
+from billing.reconciliation.late_usage import (
+    RULE_LATE_USAGE_JUST_BEFORE_DRAFT,
+    LatePeriod,
+    LateUsage,
+    billed_for,
+    describe_rule,
+    late_periods,
+)
 from billing.reconciliation.match import (
+    ADJUSTMENT,
+    ComponentMap,
+    ExpectedCharge,
     InvoiceComparison,
     LineComparison,
-    MeterFacts,
     Status,
     compare_invoice,
+    period_start_of_item,
 )
 from billing.reconciliation.records import (
-    adjustments,
     component_map,
     latest_statuses,
     meter_facts,
     meter_ids,
+    meter_prices,
     org_of,
-    pushed_prorations,
-    usage_period_ending,
 )
-from billing.stripe_gateway.records import StripeInvoice, StripeMeterEventSummary
+from billing.reconciliation.traces import MeterFacts
+from billing.stripe_gateway.records import (
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripeMeterEventSummary,
+)
 from models.db import unit_of_work
 from models.reconciliation import Reconciliation, ReconciliationLine
 
 log = structlog.get_logger(__name__)
 
-# A term found within this much of the invoice's boundary is the one it bills (the ledger's
-# term start and Stripe's anchor are written by different clocks).
-BOUNDARY_SLACK = timedelta(hours=1)
 DEFAULT_HOLD_ON: frozenset[Status] = frozenset(
     {Status.MISMATCHED, Status.MISSING_IN_STRIPE, Status.UNEXPECTED_IN_STRIPE}
 )
@@ -129,10 +144,16 @@ class SweepOutcome:
 
 
 @dataclass(frozen=True)
-class _Selection:
-    lines: tuple[ExpectedLine, ...]
-    period: Period | None
-    expected: ExpectedInvoice | None  # the usage period's (for terms and traces)
+class _LedgerSide:
+    """What the ledger and our catalog say about one invoice, read before Stripe is."""
+
+    selection: Selection
+    components: ComponentMap
+    terms: Terms | None
+    facts: Mapping[str, MeterFacts]
+    late: tuple[LatePeriod, ...]
+    meter_ids: Mapping[str, str] = field(default_factory=dict)
+    prices: Mapping[str, MeterPrice] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -213,7 +234,7 @@ class Reconciler:
         for invoice in sorted(invoices, key=lambda i: (i.created_at or now, i.stripe_invoice_id)):
             with Session(self.engine) as session:
                 org_id = org_of(session, invoice.stripe_customer_id)
-                target = None if org_id is None else self._period_of(session, invoice, org_id)
+                target = None if org_id is None else invoice_period(session, invoice, org_id)
             if target is not None and target.label() == period.label():
                 outcomes.append(self.reconcile(invoice, now, trigger="cli"))
         return outcomes
@@ -242,174 +263,122 @@ class Reconciler:
     def _comparison(
         self, invoice: StripeInvoice
     ) -> tuple[str | None, Period | None, InvoiceComparison | None, str | None]:
-        """The invoice's org, compared period and comparison, or why there is none. The
-        ledger is read first; a draft's metered lines are then refreshed from Stripe's meters
-        with the database closed."""
-        period: Period | None = None
+        """The invoice's org, compared period and comparison, or why there is none."""
         with Session(self.engine) as session:
             org_id = org_of(session, invoice.stripe_customer_id)
             if org_id is None:
                 unknown = f"customer {invoice.stripe_customer_id} is not one of our orgs"
                 return None, None, None, unknown
             try:
-                selection = self._select(session, invoice, org_id)
-                period = selection.period
-                comparison = self._compare(session, invoice, org_id, selection)
+                side = self._ledger_side(session, invoice, org_id)
             except (UnknownOrgError, UnknownTermsError, PriceBookError) as exc:
-                return org_id, period, None, str(exc)
-            draft = invoice.status == "draft" and period is not None
-            ids = meter_ids(session) if draft else {}
-        if draft and period is not None:
-            comparison = self._refreshed_draft(invoice, comparison, period, ids)
+                return org_id, invoice_period(session, invoice, org_id), None, str(exc)
+        # Stripe is read with the database closed.
+        late = self._late_usage(invoice, side)
+        period = side.selection.period
+        comparison = compare_invoice(
+            invoice,
+            side.selection.lines,
+            side.components,
+            terms=side.terms,
+            meter_facts=side.facts,
+            adjustment=None if late is None else late[0],
+            own_period_start=None if period is None else period.period_start,
+            notes=_notes(side.selection.notes, () if late is None else late[1]),
+        )
+        if invoice.status == "draft" and period is not None:
+            values = self._stale_meter_values(invoice, comparison, period, side.meter_ids)
+            comparison = project_draft(comparison, invoice, side.components, side.prices, values)
         return org_id, period, comparison, None
 
-    # ------------------------------------------------------------------ selection
-
-    def _period_of(self, session: Session, invoice: StripeInvoice, org_id: str) -> Period | None:
-        if invoice.billing_reason == "subscription_create":
-            start = invoice.period_start_at or invoice.created_at
-            return None if start is None else Period(start, add_months(start, 1))
-        if invoice.billing_reason == "subscription_cycle" and invoice.period_end_at:
-            return usage_period_ending(session, org_id, invoice.period_end_at)
-        return None
-
-    def _select(self, session: Session, invoice: StripeInvoice, org_id: str) -> _Selection:
-        period = self._period_of(session, invoice, org_id)
-        if invoice.billing_reason == "subscription_create" and period is not None:
-            lines = self._upfront_seats(session, org_id, period.period_start)
-            return _Selection(lines, period, None)
-        if invoice.billing_reason == "subscription_cycle" and period is not None:
-            usage = expected_invoice(session, org_id, period, self.books)
-            arrears = tuple(
-                line for line in usage.lines if line.code not in (SEATS, SEAT_PRORATION)
-            )
-            # Stripe sweeps a proration into the first invoice it creates after the quantity
-            # change reached it: a step of the period's last minutes, synced after the period
-            # ended, is billed (and expected) on the next invoice.
-            pushed = self._prorations_at(
-                session,
-                org_id,
-                pushed_prorations(
-                    session, org_id, period.period_start, invoice.created_at or period.period_end
-                ),
-            )
-            renewal = self._upfront_seats(session, org_id, period.period_end)
-            return _Selection(arrears + pushed + renewal, period, usage)
-        return _Selection(self._held_prorations(session, invoice, org_id), None, None)
-
-    def _upfront_seats(
-        self, session: Session, org_id: str, boundary: datetime
-    ) -> tuple[ExpectedLine, ...]:
-        window = Period(boundary - BOUNDARY_SLACK, add_months(boundary, 1))
-        try:
-            found = expected_invoice(session, org_id, window, self.books)
-        except UnknownOrgError:
-            return ()
-        return tuple(
-            line
-            for line in found.lines
-            if line.code == SEATS
-            and line.period_start is not None
-            and abs(line.period_start - boundary) <= BOUNDARY_SLACK
-        )
-
-    def _held_prorations(
-        self, session: Session, invoice: StripeInvoice, org_id: str
-    ) -> tuple[ExpectedLine, ...]:
-        """For other invoices: the expected seat steps at the instants Stripe prorated."""
-        instants = {
-            line.period_start_at
-            for line in invoice.lines
-            if line.proration and line.period_start_at
-        }
-        return self._prorations_at(session, org_id, instants)
-
-    def _prorations_at(
-        self, session: Session, org_id: str, instants: Collection[datetime]
-    ) -> tuple[ExpectedLine, ...]:
-        """The expected seat steps (ledger lines) prorated at these instants."""
-        lines: list[ExpectedLine] = []
-        for month in sorted({month_period_of(at) for at in instants}):
-            found = expected_invoice(session, org_id, month, self.books)
-            lines.extend(
-                line
-                for line in found.lines
-                if line.code == SEAT_PRORATION and line.proration_at in instants
-            )
-        return tuple(lines)
-
-    # ------------------------------------------------------------------ comparison
-
-    def _compare(
-        self, session: Session, invoice: StripeInvoice, org_id: str, selection: _Selection
-    ) -> InvoiceComparison:
-        components = component_map(session, org_id)
+    def _ledger_side(self, session: Session, invoice: StripeInvoice, org_id: str) -> _LedgerSide:
+        """Everything the ledger and our catalog say about the invoice (database only)."""
+        selection = select_expected(session, invoice, org_id, self.books)
         terms = None
         facts: dict[str, MeterFacts] = {}
+        late: tuple[LatePeriod, ...] = ()
         if selection.expected is not None and selection.period is not None:
-            exp = selection.expected
+            exp, period = selection.expected, selection.period
             terms = self.books.terms(exp.book, exp.plan, exp.interval, org_id)
-            facts = meter_facts(session, org_id, selection.period)
-        return compare_invoice(
-            invoice,
-            selection.lines,
-            components,
+            facts = meter_facts(session, org_id, period)
+            if invoice.billing_reason == "subscription_cycle":
+                drafted_at = invoice.created_at or period.period_end
+                late = late_periods(session, org_id, period, drafted_at, self.books)
+        draft = invoice.status == "draft"
+        return _LedgerSide(
+            selection=selection,
+            components=component_map(session, org_id),
             terms=terms,
-            meter_facts=facts,
-            adjustments=adjustments(session, invoice),
+            facts=facts,
+            late=late,
+            meter_ids=meter_ids(session) if draft else {},
+            prices=meter_prices(session, self.books) if draft else {},
         )
 
-    def _refreshed_draft(
+    def _late_usage(
+        self, invoice: StripeInvoice, side: _LedgerSide
+    ) -> tuple[ExpectedCharge, tuple[TimingNote, ...]] | None:
+        """The adjustment a cycle invoice must hold for earlier periods' late usage, from
+        Stripe's own earlier invoices of the org (one listing, only when the ledger has
+        late usage)."""
+        period = side.selection.period
+        if invoice.billing_reason != "subscription_cycle" or period is None:
+            return None
+        drafted_at = invoice.created_at or period.period_end
+        if not side.late:
+            return ExpectedCharge(0, {"steps": ["no late usage in the ledger"]}), ()
+        earlier = self.gateway.list_invoices(
+            stripe_customer_id=invoice.stripe_customer_id,
+            created_from_at=side.late[0].period.period_end - BOUNDARY_SLACK,
+            created_before_at=drafted_at,
+        )
+        late = LateUsage(
+            side.late,
+            billed_for(
+                side.late,
+                earlier,
+                side.components.component_of,
+                own_invoice_id=invoice.stripe_invoice_id,
+                drafted_at=drafted_at,
+            ),
+        )
+        on_invoice = sum(
+            line.amount for line in invoice.lines if _is_adjustment(line, period, side.components)
+        )
+        if on_invoice != late.amount and on_invoice == late.amount_before_window:
+            note = TimingNote(RULE_LATE_USAGE_JUST_BEFORE_DRAFT, ADJUSTMENT, describe_rule(late))
+            return ExpectedCharge(late.amount_before_window, late.trace()), (note,)
+        return ExpectedCharge(late.amount, late.trace()), ()
+
+    def _stale_meter_values(
         self,
         invoice: StripeInvoice,
         comparison: InvoiceComparison,
         period: Period,
         ids: Mapping[str, str],
-    ) -> InvoiceComparison:
-        """A draft's metered lines are refreshed from the meter at finalization: a quantity
-        the meter already holds (pushed during the grace period) is not a discrepancy.
-        `ids` are the Stripe meter ids by meter code."""
-        lines = []
+    ) -> dict[str, Decimal]:
+        """Stripe's current meter value (summaries over the period) of each metered line whose
+        draft quantity disagrees with the ledger's."""
+        values = {}
         for line in comparison.lines:
             meter_id = ids.get(line.component)
             if (
-                line.status is Status.MISMATCHED
-                and meter_id is not None
+                meter_id is not None
                 and line.expected_quantity is not None
                 and line.stripe_quantity != line.expected_quantity
             ):
-                held = self._meter_value(meter_id, invoice.stripe_customer_id, period)
-                if held == line.expected_quantity:
-                    why = (
-                        f"{line.component}: draft line shows {line.stripe_quantity}, Stripe's "
-                        f"meter now holds {held} as the ledger does; refreshed at finalization"
-                    )
-                    trace = {**line.trace, "verdict": why, "stripe_meter_value": str(held)}
-                    lines.append(
-                        LineComparison(
-                            line.component,
-                            Status.MATCHED,
-                            line.expected_quantity,
-                            line.expected_amount,
-                            line.stripe_quantity,
-                            line.stripe_amount,
-                            why,
-                            trace,
-                        )
-                    )
-                    continue
-            lines.append(line)
-        return InvoiceComparison(tuple(lines))
+                values[line.component] = self._meter_value(
+                    meter_id, invoice.stripe_customer_id, period
+                )
+        return values
 
-    def _meter_value(self, meter_id: str, customer_id: str, period: Period) -> Decimal | None:
+    def _meter_value(self, meter_id: str, customer_id: str, period: Period) -> Decimal:
         summaries = self.gateway.list_meter_event_summaries(
             meter_id,
             stripe_customer_id=customer_id,
             start_at=period.period_start,
             end_at=period.period_end,
         )
-        if not summaries:
-            return None
         return sum((s.aggregated_value for s in summaries), Decimal(0))
 
     # ------------------------------------------------------------------ storage
@@ -439,7 +408,13 @@ class Reconciler:
                 currency=invoice.currency,
                 status=status.value,
                 expected_total_amount=0 if comparison is None else comparison.expected_total_amount,
-                stripe_total_amount=sum(line.amount for line in invoice.lines),
+                # What Stripe bills: a draft's lines as they will finalize, and any balance
+                # applied to a final invoice's amount due.
+                stripe_total_amount=(
+                    sum(line.amount for line in invoice.lines)
+                    if comparison is None
+                    else comparison.stripe_total_amount
+                ),
                 trigger=trigger,
                 held=held,
                 note=note,
@@ -465,6 +440,24 @@ class Reconciler:
                     )
                 )
             return row.id
+
+
+def _is_adjustment(line: StripeInvoiceLine, period: Period, components: ComponentMap) -> bool:
+    """Whether a Stripe line adjusts an earlier period (compare_invoice's grouping)."""
+    component = components.component_of(line)
+    if component == MINIMUM:
+        start = period_start_of_item(line)
+        return start is not None and abs(start - period.period_start) > BOUNDARY_SLACK
+    return component == ADJUSTMENT
+
+
+def _notes(*groups: Iterable[TimingNote]) -> dict[str, list[dict[str, str]]]:
+    """The timing rules applied, by component, for the traces."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for group in groups:
+        for note in group:
+            found.setdefault(note.component, []).append(note.as_json())
+    return found
 
 
 def statuses_of(lines: Iterable[LineComparison]) -> Mapping[str, str]:

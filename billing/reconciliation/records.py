@@ -11,40 +11,20 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from billing.core.components import SEATS
-from billing.core.meters import Interval
+from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, month_period_of, term_containing
-from billing.reconciliation.match import ComponentMap, ExpectedAdjustment, MeterFacts
-from billing.stripe_gateway.records import StripeInvoice
+from billing.pricing.book import MeterPrice, PriceBookError, UnknownTermsError
+from billing.pricing.book_cache import BookCache
+from billing.reconciliation.match import ComponentMap
+from billing.reconciliation.traces import MeterFacts
 from models.ledger import Org, ResourceReport, UsageEvent, decimal_sum
-from models.push_records import SeatPush, SeatPushKind, UsageAdjustment
 from models.reconciliation import Reconciliation
 from models.stripe_records import (
     StripeCatalogEntry,
     StripeCustomerRecord,
     StripeSubscriptionItemRecord,
     StripeSubscriptionRecord,
-    WriteStatus,
 )
-
-
-def pushed_prorations(
-    session: Session, org_id: str, after: datetime, until: datetime
-) -> set[datetime]:
-    """`proration_at` of the org's seat steps that reached Stripe in `[after, until)` with a
-    prorated amount (the seat sync's records). A step pushed in the very second Stripe created
-    an invoice came after it (Stripe drafts at the period end before the worker acts on it), so
-    it is on the next one."""
-    rows = session.exec(
-        select(SeatPush.proration_at).where(
-            SeatPush.org_id == org_id,
-            SeatPush.kind == SeatPushKind.STEP,
-            SeatPush.status == WriteStatus.DONE,
-            SeatPush.proration_behavior == "create_prorations",
-            col(SeatPush.finished_at) >= after,
-            col(SeatPush.finished_at) < until,
-        )
-    ).all()
-    return {at for at in rows if at is not None}
 
 
 def org_of(session: Session, stripe_customer_id: str) -> str | None:
@@ -57,13 +37,18 @@ def org_of(session: Session, stripe_customer_id: str) -> str | None:
 
 def usage_period_ending(session: Session, org_id: str, boundary: datetime) -> Period:
     """The monthly usage period that ends at `boundary`, on the subscription's anchor."""
+    return usage_period_containing(session, org_id, boundary - timedelta(seconds=1))
+
+
+def usage_period_containing(session: Session, org_id: str, at: datetime) -> Period:
+    """The monthly usage period holding `at`, on the subscription's anchor (calendar months
+    before the subscription, or without one)."""
     sub = session.get(StripeSubscriptionRecord, org_id)
     org = session.get(Org, org_id)
     anchor = sub.term_start_at if sub else (org.term_start_at if org else None)
-    last_second = boundary - timedelta(seconds=1)
-    if anchor is None or anchor > last_second:
-        return month_period_of(last_second)
-    return term_containing(anchor, Interval.MONTH, last_second)
+    if anchor is None or anchor > at:
+        return month_period_of(at)
+    return term_containing(anchor, Interval.MONTH, at)
 
 
 def component_map(session: Session, org_id: str) -> ComponentMap:
@@ -128,27 +113,6 @@ def meter_facts(session: Session, org_id: str, period: Period) -> dict[str, Mete
     return facts
 
 
-def adjustments(session: Session, invoice: StripeInvoice) -> list[ExpectedAdjustment]:
-    item_ids = [
-        line.stripe_invoice_item_id for line in invoice.lines if line.stripe_invoice_item_id
-    ]
-    if not item_ids:
-        return []
-    rows = session.exec(
-        select(UsageAdjustment).where(col(UsageAdjustment.stripe_invoice_item_id).in_(item_ids))
-    ).all()
-    return [
-        ExpectedAdjustment(
-            stripe_invoice_item_id=row.stripe_invoice_item_id or "",
-            meter=row.meter,
-            period_start=row.period_start_at.isoformat(),
-            quantity_delta=row.quantity_delta,
-            amount=row.amount,
-        )
-        for row in rows
-    ]
-
-
 def hold_state(session: Session, stripe_invoice_id: str) -> tuple[int, bool]:
     """How many times the invoice was reconciled, and whether the latest left it held by us."""
     rows = session.exec(
@@ -179,3 +143,24 @@ def table_of(model: type[Any]) -> sa.Table:
     table = model.__table__
     assert isinstance(table, sa.Table)
     return table
+
+
+def meter_prices(session: Session, books: BookCache) -> dict[str, MeterPrice]:
+    """The book's meter price behind each metered Stripe price of the catalog, by price id."""
+    found: dict[str, MeterPrice] = {}
+    entries = session.exec(
+        select(StripeCatalogEntry).where(
+            StripeCatalogEntry.kind == "price", col(StripeCatalogEntry.meter).is_not(None)
+        )
+    ).all()
+    for entry in entries:
+        if entry.stripe_price_id is None or entry.plan is None or entry.meter is None:
+            continue
+        try:
+            terms = books.terms(entry.book, entry.plan, None, entry.contract_org_id or "")
+        except (PriceBookError, UnknownTermsError):
+            continue  # a plan the book no longer has: its price cannot be projected
+        price = terms.meters.get(Meter(entry.meter))
+        if price is not None:
+            found[entry.stripe_price_id] = price
+    return found

@@ -9,8 +9,10 @@ sent. Later usage in the grace period changes the top-up by a correcting item, n
 second full one. Each item is a `minimum_topups` row written before the Stripe call with a
 deterministic key; a row a crash left `started` is sent again with its key.
 
-If the invoice is already final (the close missed the grace period), the top-up becomes a
-pending item that Stripe puts on the next invoice, so nothing is lost.
+If the invoice is already final (late usage, or the close missed the grace period), the top-up
+or its correction becomes a pending item that Stripe puts on the next invoice, so nothing is
+lost; it is then tagged `billing_kind=usage_adjustment` with `meter=minimum`, an adjustment of
+the final period like the meters' own.
 """
 
 from __future__ import annotations
@@ -225,6 +227,11 @@ def _send(
         "period_start": period.period_start.isoformat(),
         "usage_amount": str(row.usage_amount),
     }
+    if stripe_invoice_id is None:
+        # The period's invoice is final: the correction is late usage's, a line of its own on
+        # the next invoice (SPEC §10 "Late usage"), beside the meters' adjustments.
+        metadata[BILLING_KIND] = BillingKind.USAGE_ADJUSTMENT.value
+        metadata["meter"] = MINIMUM
 
     def done(item: StripeInvoiceItem | None) -> None:
         assert item is not None

@@ -123,8 +123,8 @@ def test_devtools_month_makes_every_stripe_call_outside_a_transaction(
     w.ingest([{"type": "seats", "org": "acme", "count": 12, "at": iso(at(3, 12, 1))}])
     w.sync_seats("acme")
     # A crash after a step's row was recorded `started`, before its call reached Stripe.
-    w.ingest([{"type": "seats", "org": "acme", "count": 13, "at": iso(at(3, 12, 21))}])
     w.advance(at(3, 12, 30))
+    w.ingest([{"type": "seats", "org": "acme", "count": 13, "at": iso(at(3, 12, 21))}])
     with Session(w.engine) as session:
         item = session.exec(select(SeatPush)).one().stripe_subscription_item_id
         session.add(

@@ -81,7 +81,7 @@ class World:
             },
         ]
         with unit_of_work(self.engine) as session:
-            outcome = Ingestor(session).ingest([json.dumps(line) for line in lines], JAN_1)
+            outcome = Ingestor(session).ingest([json.dumps(line) for line in lines], JAN_20)
             assert outcome.ok, outcome.errors
         provisioned = Provisioner(self.gateway, self.engine).provision(
             OrgToProvision(

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import redis
+from sqlmodel import Session, create_engine, select
 
+from models.reconciliation import Reconciliation, ReconciliationLine
 from tests.conftest import REDIS_TEST_URL
 from worker.cli import main
 from worker.simulate.simulation import default_span, simulate
@@ -114,6 +116,92 @@ def test_late_usage_is_billed_on_the_right_invoice_or_as_an_adjustment(tmp_path:
     # July's invoice, 25 × 2¢.
     assert amounts(july) == [("adjustment", 50)]
     assert verdict(july) == ("matched", 50, 50)
+
+
+def test_late_usage_41_days_late_is_an_adjustment_two_invoices_later(tmp_path: Path) -> None:
+    result = run("late_usage_41_days", tmp_path)
+    _, june, july, august = invoices(result, "slow")
+    assert amounts(june) == [("copilot_messages", 100)]  # 100 messages, 50 over × 2¢
+    assert amounts(july) == []
+    # s-2 (25 messages of 30 June) arrives on 10 August, after July's invoice was drafted:
+    # an adjustment of 25 × 2¢ on August's invoice, expected from the ledger.
+    assert amounts(august) == [("adjustment", 50)]
+    assert verdict(august) == ("matched", 50, 50)
+    assert august["status"] == "paid"
+
+
+def test_late_zenaton_usage_corrects_the_minimum_on_the_next_invoice(tmp_path: Path) -> None:
+    result = run("zenaton_late_minimum", tmp_path)
+    _, may_small, june_small = invoices(result, "small")
+    assert amounts(may_small) == [("execution_time", 130), ("minimum", 870)]
+    # 5 late hours (+65¢) leave May under the minimum: the top-up drops by 65¢, net 0, and
+    # June (no usage) is topped up to $10.
+    assert amounts(june_small) == [("adjustment", 65), ("adjustment", -65), ("minimum", 1000)]
+    assert verdict(june_small) == ("matched", 1000, 1000)
+    assert not june_small["held"]
+    _, may_grown, june_grown = invoices(result, "grown")
+    assert amounts(may_grown) == [("execution_time", 130), ("minimum", 870)]
+    # 100 late hours: May is 110 h × 13¢ = $14.30, above the minimum: +$13.00 of usage and
+    # the $8.70 top-up taken back, +$4.30 in all.
+    assert amounts(june_grown) == [("adjustment", 1300), ("adjustment", -870), ("minimum", 1000)]
+    assert verdict(june_grown) == ("matched", 1430, 1430)
+    assert june_grown["status"] == "paid"
+
+
+def test_a_customer_balance_applied_by_hand_is_flagged(tmp_path: Path) -> None:
+    result = run("customer_balance_by_hand", tmp_path)
+    _, may = invoices(result, "acme")
+    assert amounts(may) == [("copilot_messages", 200)]
+    # The lines match the ledger, but the customer pays 50¢ of the 200¢ the ledger bills.
+    assert (may["total"], may["amount_due"]) == (200, 50)
+    assert verdict(may) == ("unexpected_in_stripe", 200, 50)
+
+
+def test_a_new_term_that_never_reached_stripe_is_flagged(tmp_path: Path) -> None:
+    result = run("term_not_in_stripe", tmp_path)
+    _, april = invoices(result, "grow")
+    # Team's annual term began on 10 March in the ledger: 10 seats × $9, billed with March.
+    # Stripe still holds the Free subscription (plan changes do not reach Stripe yet), so
+    # the draft bills nothing: held, never matched.
+    assert amounts(april) == []
+    assert verdict(april) == ("mismatched", 9000, 0)
+    assert (april["status"], april["held"]) == ("draft", True)
+
+
+def test_a_seat_step_that_reached_stripe_after_the_draft_is_expected_on_the_next_invoice(
+    tmp_path: Path,
+) -> None:
+    result = run("seat_step_after_draft", tmp_path)
+    _, february, march = invoices(result, "edge")
+    # 10 → 12 seats at 23:58 on 31 January; the coalescing window closes after Stripe drafted
+    # February's invoice, so the proration is swept into March's.
+    assert amounts(february) == []
+    assert verdict(february) == ("matched", 0, 0)
+    assert amounts(march) == [("seat_proration", -8236), ("seat_proration", 9883)]
+    assert verdict(march) == ("matched", 1647, 1647)
+    rules = _timing_rules(tmp_path)
+    assert {(invoice, rule) for invoice, rule in rules} == {
+        (february["id"], "seat_step_reached_stripe_after_draft"),
+        (march["id"], "seat_step_reached_stripe_after_draft"),
+    }
+
+
+def _timing_rules(workdir: Path) -> list[tuple[str, str]]:
+    """(invoice, rule) of every timing rule in the latest reconciliation of each invoice."""
+    engine = create_engine(f"sqlite:///{workdir / 'billing-simulation.db'}")
+    found = []
+    with Session(engine) as session:
+        rows = session.exec(select(Reconciliation).order_by(Reconciliation.id)).all()
+        latest = {row.stripe_invoice_id: row.id for row in rows}
+        for invoice_id, rec_id in latest.items():
+            lines = session.exec(
+                select(ReconciliationLine).where(ReconciliationLine.reconciliation_id == rec_id)
+            ).all()
+            for line in lines:
+                expected = json.loads(line.trace_json).get("expected") or {}
+                found.extend((invoice_id, r["rule"]) for r in expected.get("timing_rules", []))
+    engine.dispose()
+    return found
 
 
 def test_refused_lines_are_listed_and_the_run_goes_on(tmp_path: Path) -> None:
