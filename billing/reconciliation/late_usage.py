@@ -22,7 +22,7 @@ next invoice expects the rest, since Stripe has not billed it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,10 +32,11 @@ from sqlmodel import Session
 
 from billing.core.components import BILLING_KIND, MINIMUM, SEAT_PRORATION, SEATS, BillingKind
 from billing.core.money import format_decimal
-from billing.core.periods import Period, isoformat_z, parse_instant
+from billing.core.periods import Period
 from billing.ledger.expected_invoice import compute_expected_invoice
 from billing.ledger.queries import org_ledger
 from billing.pricing.book_cache import BookCache
+from billing.reconciliation.match import UNEXPECTED, period_start_of_item
 from billing.reconciliation.records import table_of, usage_period_containing
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
 from models.ledger import ResourceReport, UsageEvent
@@ -137,7 +138,7 @@ def late_periods(
 def billed_for(
     periods: Sequence[LatePeriod],
     invoices: Sequence[StripeInvoice],
-    component_of: Any,
+    component_of: Callable[[StripeInvoiceLine], str],
     *,
     own_invoice_id: str | None,
     drafted_at: datetime,
@@ -171,17 +172,6 @@ def billed_for(
     return {start: tuple(parts) for start, parts in billed.items()}
 
 
-def period_start_of_item(line: StripeInvoiceLine) -> datetime | None:
-    """The usage period an invoice item of ours is for (its `period_start` metadata)."""
-    text = line.metadata.get("period_start")
-    if not text:
-        return None
-    try:
-        return parse_instant(text)
-    except ValueError:
-        return None
-
-
 def is_ours(line: StripeInvoiceLine) -> bool:
     return line.metadata.get(BILLING_KIND) in set(BillingKind)
 
@@ -191,7 +181,7 @@ def _billed_period_start(line: StripeInvoiceLine, component: str) -> datetime | 
         return period_start_of_item(line)
     if component in (SEATS, SEAT_PRORATION, MINIMUM) or line.proration:
         return None
-    return line.period_start_at if component != "unexpected" else None
+    return line.period_start_at if component != UNEXPECTED else None
 
 
 def _candidates(
@@ -248,6 +238,5 @@ __all__: Sequence[str] = (
     "LateUsage",
     "billed_for",
     "describe_rule",
-    "isoformat_z",
     "late_periods",
 )
