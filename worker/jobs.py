@@ -44,10 +44,13 @@ LockFactory = Callable[[str, str], AbstractContextManager[None]]
 
 
 def redis_locks(settings: Settings | None = None) -> LockFactory:
+    """Per-org Redis locks, renewed while held, outliving a dead holder by the settings' timeout."""
+    settings = settings or get_settings()
     client = composition.redis_client(settings)
+    timeout_seconds = settings.org_lock_timeout_seconds
 
     def lock(scope: str, org_id: str) -> AbstractContextManager[None]:
-        return org_lock(client, scope, org_id)
+        return org_lock(client, scope, org_id, timeout_seconds=timeout_seconds)
 
     return lock
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Where the per-org locks live: "redis" (every process and machine) or "local" (threads of
     # one process: the in-process demo and simulation, which have no Redis).
     org_locks: Literal["redis", "local"] = "redis"
+    # Seconds a per-org Redis lock outlives a holder that stopped renewing it (a killed worker).
+    # A held lock is renewed every third of this, so it need not cover the longest task.
+    org_lock_timeout_seconds: float = Field(default=60.0, gt=0)
     # Simulation only (`billing simulate` on Celery workers): the Redis key holding the
     # simulated instant (ISO 8601) that worker/clock.py reads instead of the wall clock.
     simulated_clock_key: str | None = None

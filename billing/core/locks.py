@@ -1,18 +1,134 @@
-"""Per-org mutual exclusion: across every worker process and machine (Redis locks), or within
-one process (`LocalLocks`, for runs that have no Redis: the in-process demo and simulation)."""
+"""Per-org mutual exclusion: across every worker process and machine (Redis locks, renewed while
+held), or within one process (`LocalLocks`, for runs that have no Redis: the in-process demo and
+simulation).
+
+A Redis lock carries a timeout so that a killed worker's orgs are free again soon after it died
+(`BILLING_ORG_LOCK_TIMEOUT_SECONDS`, 60 s by default), not after the longest task could run. While
+the block runs, a watchdog thread renews the lock every third of its timeout (redis-py's
+`Lock.reacquire`: one atomic step that resets the expiry only if the key still holds our token),
+so a slow block keeps its org for as long as it needs and a second holder waits or gets
+LockBusyError. The watchdog stops, and is joined, before the lock is released.
+
+A lock can still be lost: renewals that cannot reach Redis for a whole timeout, a key deleted by
+hand, a Redis that restarted without its data and let another worker take the org. The holder
+learns it before its next Stripe write: the gateway calls `confirm_held_locks()` before every
+write it sends, which renews each Redis lock this thread holds, in the same atomic step that
+checks it is still ours, and raises LockLostError (a LockBusyError: tasks retry it) otherwise,
+or when Redis cannot answer; a renewal that already found the lock gone makes every later check
+raise at once.
+So no two pushes of one org overlap beyond the one request in flight when Redis itself lost the
+key, and every write starts with a full timeout of lease ahead of it.
+
+Why not a fencing token (an INCR counter stored with the lock, checked at write time): a fence
+only protects a resource that compares tokens itself, and Stripe does not. Checking the counter
+in Redis just before each call is the ownership check made here, with the same gap between the
+check and Stripe receiving the request; renewal is what keeps a slow holder's lock from expiring
+in the first place, and it needs no new key or schema. The idempotency keys and the `started`
+rows around every write (billing.ledger.stripe_writes) make the call that was in flight safe to
+resolve on the next run.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 
 import redis
+import structlog
 from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
+
+log = structlog.get_logger(__name__)
+
+# How long a lock outlives a holder that stopped renewing it (BILLING_ORG_LOCK_TIMEOUT_SECONDS).
+DEFAULT_TIMEOUT_SECONDS = 60.0
+RENEWALS_PER_TIMEOUT = 3
 
 
 class LockBusyError(RuntimeError):
     """Another process holds the lock; the caller retries later."""
+
+
+class LockLostError(LockBusyError):
+    """A lock held by the running block was lost (expired, deleted or taken by another worker):
+    the block stops before its next write, and, as for a busy lock, the job is retried later."""
+
+
+class _Lease:
+    """One held Redis lock, kept alive by a daemon thread until `stop`."""
+
+    def __init__(self, lock: Lock, name: str, timeout_seconds: float) -> None:
+        self.name = name
+        self.lost: str | None = None  # why the lock is no longer ours, once it is known
+        self._lock = lock
+        self._timeout_seconds = timeout_seconds
+        self._renewed_at = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._renew_until_stopped, name=f"billing-lock-renewal {name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing; waits for a renewal in flight (at most one timeout)."""
+        self._stopped.set()
+        self._thread.join(timeout=self._timeout_seconds)
+
+    def confirm(self) -> None:
+        """Renew the lock now, or raise LockLostError if it is no longer ours."""
+        if self.lost is not None:
+            raise LockLostError(f"{self.name} was lost ({self.lost}): stopped before the write")
+        sent_at = time.monotonic()
+        try:
+            self._lock.reacquire()
+        except LockNotOwnedError as exc:
+            self._lose("expired or taken by another worker")
+            raise LockLostError(
+                f"{self.name} was lost ({self.lost}): stopped before the write"
+            ) from exc
+        except redis.RedisError as exc:
+            raise LockLostError(
+                f"{self.name} could not be confirmed before the write: Redis did not answer"
+            ) from exc
+        self._renewed_at = sent_at
+
+    def _renew_until_stopped(self) -> None:
+        interval = self._timeout_seconds / RENEWALS_PER_TIMEOUT
+        while not self._stopped.wait(interval):
+            sent_at = time.monotonic()
+            try:
+                self._lock.reacquire()
+            except LockNotOwnedError:
+                self._lose("expired or taken by another worker")
+                return
+            except redis.RedisError as exc:
+                if sent_at - self._renewed_at >= self._timeout_seconds:
+                    self._lose(f"Redis did not answer for {self._timeout_seconds:g} s")
+                    return
+                log.warning("lock.renewal_failed", lock=self.name, error=str(exc))
+                continue
+            self._renewed_at = sent_at
+
+    def _lose(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
+            log.error("lock.lost", lock=self.name, reason=reason)
+
+
+# The Redis locks the running block holds (a stack: locks may nest), per thread and task.
+_HELD: ContextVar[tuple[_Lease, ...]] = ContextVar("billing_held_org_locks", default=())
+
+
+def confirm_held_locks() -> None:
+    """Before a write the per-org locks protect: renew every Redis lock this thread holds, or
+    raise LockLostError when one of them is no longer ours (or Redis cannot say)."""
+    for lease in _HELD.get():
+        lease.confirm()
 
 
 @contextmanager
@@ -21,27 +137,32 @@ def org_lock(
     scope: str,
     org_id: str,
     *,
-    timeout_seconds: float = 120,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     wait_seconds: float = 10,
 ) -> Iterator[None]:
-    """Hold `billing:lock:{scope}:{org_id}` while the block runs.
+    """Hold `billing:lock:{scope}:{org_id}` while the block runs, renewed every third of
+    `timeout_seconds` (how long it outlives a holder that died).
 
-    The lock expires after `timeout_seconds` so a killed worker cannot hold it forever; that
-    must exceed the longest critical section (a few Stripe calls). Raises LockBusyError when
-    it cannot be had within `wait_seconds`.
+    Raises LockBusyError when it cannot be had within `wait_seconds`. Writes inside the block
+    call `confirm_held_locks()` first, which raises LockLostError once the lock was lost.
     """
     lock = client.lock(
         f"billing:lock:{scope}:{org_id}",
         timeout=timeout_seconds,
         blocking_timeout=wait_seconds,
-        thread_local=False,
+        thread_local=False,  # the renewal thread extends the token this thread acquired
     )
     if not lock.acquire():
         raise LockBusyError(f"{scope} lock for org {org_id!r} is held by another worker")
+    lease = _Lease(lock, f"{scope} lock for org {org_id!r}", timeout_seconds)
+    held = _HELD.set((*_HELD.get(), lease))
+    lease.start()
     try:
         yield
     finally:
-        # Expired and possibly taken by another worker: then nothing of ours to release.
+        _HELD.reset(held)
+        lease.stop()
+        # Lost, and possibly taken by another worker: then nothing of ours to release.
         with suppress(LockNotOwnedError):
             lock.release()
 

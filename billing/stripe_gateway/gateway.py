@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import stripe
 
 from billing.core.components import ProrationBehavior
+from billing.core.locks import confirm_held_locks
 from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
 from billing.stripe_gateway.errors import mapped_errors
@@ -91,6 +92,12 @@ class StripeGateway:
         with mapped_errors():
             return fn()
 
+    def _write(self, fn: Callable[[], T]) -> T:
+        """A POST with side effects, sent only while every per-org lock this thread holds is still
+        its own (billing.core.locks): a holder that lost its org's lock stops before writing."""
+        confirm_held_locks()
+        return self._call(fn)
+
     @staticmethod
     def _options(idempotency_key: str) -> stripe.RequestOptions:
         return {"idempotency_key": check_idempotency_key(idempotency_key)}
@@ -131,7 +138,7 @@ class StripeGateway:
             params["test_clock"] = stripe_test_clock_id
         options = self._options(idempotency_key)
         return convert.customer(
-            self._call(lambda: self.client.v1.customers.create(params, options))
+            self._write(lambda: self.client.v1.customers.create(params, options))
         )
 
     def retrieve_customer(self, stripe_customer_id: str) -> StripeCustomer:
@@ -161,7 +168,7 @@ class StripeGateway:
     ) -> StripeProduct:
         params: ProductCreateParams = {"name": name, "metadata": dict(metadata)}
         options = self._options(idempotency_key)
-        return convert.product(self._call(lambda: self.client.v1.products.create(params, options)))
+        return convert.product(self._write(lambda: self.client.v1.products.create(params, options)))
 
     def retrieve_product(self, stripe_product_id: str) -> StripeProduct:
         return convert.product(
@@ -193,7 +200,7 @@ class StripeGateway:
             params["event_time_window"] = event_time_window
         options = self._options(idempotency_key)
         return convert.meter(
-            self._call(lambda: self.client.v1.billing.meters.create(params, options))
+            self._write(lambda: self.client.v1.billing.meters.create(params, options))
         )
 
     def list_meters(self) -> list[StripeMeter]:
@@ -203,7 +210,7 @@ class StripeGateway:
     def create_price(self, spec: PriceSpec, *, idempotency_key: str) -> StripePrice:
         params = price_create_params(spec)
         options = self._options(idempotency_key)
-        return convert.price(self._call(lambda: self.client.v1.prices.create(params, options)))
+        return convert.price(self._write(lambda: self.client.v1.prices.create(params, options)))
 
     def retrieve_price(self, stripe_price_id: str) -> StripePrice:
         return convert.price(
@@ -242,7 +249,7 @@ class StripeGateway:
             "metadata": dict(metadata),
         }
         options = self._options(idempotency_key)
-        sub = self._call(lambda: self.client.v1.subscriptions.create(params, options))
+        sub = self._write(lambda: self.client.v1.subscriptions.create(params, options))
         return self._subscription_with_all_items(sub)
 
     def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription:
@@ -281,7 +288,7 @@ class StripeGateway:
             params["proration_date"] = convert.to_unix(proration_at)
         options = self._options(idempotency_key)
         return convert.subscription_item(
-            self._call(
+            self._write(
                 lambda: self.client.v1.subscription_items.update(
                     stripe_subscription_item_id, params, options
                 )
@@ -312,7 +319,7 @@ class StripeGateway:
         }
         options = self._options(idempotency_key or identifier)
         return convert.meter_event(
-            self._call(lambda: self.client.v1.billing.meter_events.create(params, options))
+            self._write(lambda: self.client.v1.billing.meter_events.create(params, options))
         )
 
     def list_meter_event_summaries(
@@ -365,7 +372,7 @@ class StripeGateway:
             params["metadata"] = dict(metadata)
         options = self._options(idempotency_key)
         return convert.invoice_item(
-            self._call(lambda: self.client.v1.invoice_items.create(params, options))
+            self._write(lambda: self.client.v1.invoice_items.create(params, options))
         )
 
     def list_invoices(
@@ -441,7 +448,7 @@ class StripeGateway:
         self, stripe_invoice_id: str, *, auto_advance: bool, idempotency_key: str
     ) -> StripeInvoice:
         options = self._options(idempotency_key)
-        inv = self._call(
+        inv = self._write(
             lambda: self.client.v1.invoices.update(
                 stripe_invoice_id, {"auto_advance": auto_advance}, options
             )
@@ -450,7 +457,7 @@ class StripeGateway:
 
     def finalize_invoice(self, stripe_invoice_id: str, *, idempotency_key: str) -> StripeInvoice:
         options = self._options(idempotency_key)
-        inv = self._call(
+        inv = self._write(
             lambda: self.client.v1.invoices.finalize_invoice(stripe_invoice_id, None, options)
         )
         return self._invoice_with_all_lines(inv)

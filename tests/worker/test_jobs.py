@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from billing.core.locks import org_lock
+from billing.core.locks import LockBusyError, org_lock
 from billing.core.periods import isoformat_z
 from billing.ledger.ingest import Ingestor
 from billing.pricing.book import load_book
@@ -253,3 +253,30 @@ def test_an_inline_resync_waits_for_the_orgs_seat_lock(org: Org, web: httpx.Clie
     assert waiting, "the inline seat re-sync did not wait for the org's seat lock"
     assert isinstance(response, httpx.Response)
     assert response.status_code == 202
+
+
+def test_a_job_slower_than_the_configured_lock_timeout_keeps_its_orgs_lock(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BILLING_ORG_LOCK_TIMEOUT_SECONDS sets the lock's expiry, and the lock is renewed while a
+    job runs past it: another worker cannot take the org meanwhile."""
+    monkeypatch.setenv("BILLING_ORG_LOCK_TIMEOUT_SECONDS", "1")
+    get_settings.cache_clear()
+    redis = composition.redis_client()
+    push_org = UsagePusher.push_org
+    seen: dict[str, int | bool] = {}
+
+    def slow(service: UsagePusher, org_id: str, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.5)
+        seen["ttl_ms"] = int(redis.pttl(_lock_key("usage", org_id)))
+        try:
+            with org_lock(redis, "usage", org_id, timeout_seconds=1, wait_seconds=0.2):
+                seen["taken"] = True
+        except LockBusyError:
+            seen["taken"] = False
+        return push_org(service, org_id, *args, **kwargs)
+
+    monkeypatch.setattr(UsagePusher, "push_org", slow)
+    jobs.push_usage(org.org_id, datetime.now(UTC))
+    assert 0 < seen["ttl_ms"] <= 1000  # the configured second, renewed: not the old 120 s
+    assert seen["taken"] is False, "another worker took the org while the job still ran"
