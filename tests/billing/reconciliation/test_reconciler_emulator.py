@@ -152,6 +152,11 @@ class Org:
 
 @pytest.fixture
 def world(emulator: EmulatorServer, engine: Engine) -> World:
+    return build_world(emulator, engine)
+
+
+def build_world(emulator: EmulatorServer, engine: Engine) -> World:
+    """A devtools catalog synced into `emulator`, and a reconciler on `engine`."""
     gateway = StripeGateway(
         StripeConfig(api_key="sk_test_emulator", api_base=emulator.url, max_network_retries=0)
     )

@@ -7,34 +7,25 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import stripe
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from billing.pricing.book import load_book
-from billing.pricing.book_cache import BookCache
 from billing.reconciliation.match import Status
-from billing.reconciliation.reconciler import Reconciler
-from billing.setup.catalog import CatalogSync
-from billing.stripe_gateway import StripeConfig, StripeGateway
 from models.stripe_records import StripeCatalogEntry, StripeSubscriptionItemRecord
 from stripe_emulator import EmulatorConfig, EmulatorServer
-from tests.billing.reconciliation.test_reconciler_emulator import FEB_1, GRACE, JAN_1, Org, World
+from tests.billing.reconciliation.test_reconciler_emulator import (
+    FEB_1,
+    GRACE,
+    Org,
+    World,
+    build_world,
+)
 
 
 @pytest.fixture
 def stale_world(engine: Engine) -> Iterator[World]:
     with EmulatorServer(EmulatorConfig(draft_follows_usage=False)) as emulator:
-        gateway = StripeGateway(
-            StripeConfig(api_key="sk_test_emulator", api_base=emulator.url, max_network_retries=0)
-        )
-        CatalogSync(gateway, engine).sync(load_book("devtools"), JAN_1, repair=True)
-        client = stripe.StripeClient(
-            "sk_test_emulator",
-            base_addresses={"api": emulator.url, "meter_events": emulator.url},
-            max_network_retries=0,
-        )
-        yield World(emulator, engine, gateway, Reconciler(engine, gateway, BookCache()), client)
+        yield build_world(emulator, engine)
 
 
 def _push_in_grace(world: World, org: Org) -> None:
