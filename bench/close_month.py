@@ -204,7 +204,9 @@ def _setup(count: int, console: Console) -> list[str]:
                 }
             )
     with Session(engine) as session:
-        outcome = Ingestor(session).ingest(events, PERIOD_START)
+        # Received after the month's last usage (Oct 29) and before the close: usage dated
+        # later than its receive time would be refused.
+        outcome = Ingestor(session).ingest(events, datetime(2026, 10, 30, tzinfo=UTC))
         assert outcome.ok, outcome.errors[:3]
         session.commit()
     progress = Progress(

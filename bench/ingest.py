@@ -2,7 +2,8 @@
 
 Creates a throwaway database on the local server, loads orgs, then ingests several batches of
 usage events as JSON lines through the same Ingestor the CLI uses (validation included), each
-batch holding a share of duplicate ids (repeats inside the batch and ids already stored).
+batch holding a share of duplicates (repeats inside the batch and events already stored, each an
+identical copy: the same id with other content would be a conflict and refuse the batch).
 Prints events/s per run and the median. Usage: uv run python bench/ingest.py [--events N]
 """
 
@@ -56,17 +57,17 @@ def main() -> None:
             )
         rng = random.Random(42)
         rates: list[float] = []
-        stored_ids: list[tuple[str, str]] = []
+        stored_lines: list[str] = []
         with Progress(console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task("ingesting", total=args.runs)
             for run in range(args.runs):
-                lines, batch_ids = _batch(
+                lines, batch_lines = _batch(
                     rng,
                     run=run,
                     size=args.events,
                     orgs=orgs,
                     duplicate_share=args.duplicates,
-                    stored_ids=stored_ids,
+                    stored_lines=stored_lines,
                     base=base,
                 )
                 started = time.perf_counter()
@@ -74,7 +75,7 @@ def main() -> None:
                     outcome = Ingestor(session).ingest(lines, datetime.now(UTC))
                 elapsed = time.perf_counter() - started
                 assert outcome.ok, outcome.errors[:3]
-                stored_ids.extend(batch_ids)
+                stored_lines.extend(batch_lines)
                 rate = len(lines) / elapsed
                 rates.append(rate)
                 stored, repeated = outcome.stored["usage"], outcome.duplicates["usage"]
@@ -97,33 +98,33 @@ def _batch(
     size: int,
     orgs: list[str],
     duplicate_share: float,
-    stored_ids: list[tuple[str, str]],
+    stored_lines: list[str],
     base: datetime,
-) -> tuple[list[str], list[tuple[str, str]]]:
+) -> tuple[list[str], list[str]]:
+    """A batch of usage lines and the fresh ones among them; a repeat is an identical copy."""
     lines: list[str] = []
-    fresh: list[tuple[str, str]] = []
+    fresh: list[str] = []
     for index in range(size):
         roll = rng.random()
-        if roll < duplicate_share and (fresh or stored_ids):
+        if roll < duplicate_share and (fresh or stored_lines):
             # Half the repeats come from this batch, half from earlier batches.
-            pool = fresh if (roll < duplicate_share / 2 or not stored_ids) and fresh else stored_ids
-            org, event_id = rng.choice(pool)
-        else:
-            org, event_id = rng.choice(orgs), f"evt_{run}_{index}"
-            fresh.append((org, event_id))
+            from_batch = (roll < duplicate_share / 2 or not stored_lines) and fresh
+            pool = fresh if from_batch else stored_lines
+            lines.append(rng.choice(pool))
+            continue
         at = base + timedelta(seconds=rng.randrange(28 * 86_400))
-        lines.append(
-            json.dumps(
-                {
-                    "type": "usage",
-                    "id": event_id,
-                    "org": org,
-                    "meter": METERS[index % 2],
-                    "quantity": rng.randrange(1, 50),
-                    "at": at.isoformat().replace("+00:00", "Z"),
-                }
-            )
+        text = json.dumps(
+            {
+                "type": "usage",
+                "id": f"evt_{run}_{index}",
+                "org": rng.choice(orgs),
+                "meter": METERS[index % 2],
+                "quantity": rng.randrange(1, 50),
+                "at": at.isoformat().replace("+00:00", "Z"),
+            }
         )
+        lines.append(text)
+        fresh.append(text)
     return lines, fresh
 
 

@@ -2,9 +2,11 @@
 
 A batch is all-or-nothing: when any record is invalid nothing is stored and every problem is
 returned. Records are checked in order against the ledger and the price books, so an org may
-be created earlier in the same batch. Repeated records (the same usage event id for the org,
-or the very same plan change, seat count or resource report at the same instant) are stored
-once and counted as duplicates, whether the repeat is in the batch or already stored.
+be created earlier in the same batch. Repeated records (the same usage event id for the org
+with the same content, or the very same plan change, seat count or resource report at the same
+instant) are stored once and counted as duplicates, whether the repeat is in the batch or
+already stored; a usage id repeated with other content is a conflict, refused (usage_ids.py).
+Seats, usage and resources lines must be billable at all (admission.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from billing.core.meters import Interval, Meter
+from billing.core.meters import Interval
+from billing.ledger.admission import admission_error
 from billing.ledger.formats import (
     EVENT_TYPES,
     LineError,
@@ -27,6 +30,7 @@ from billing.ledger.formats import (
     UsageLine,
     parse_record,
 )
+from billing.ledger.usage_ids import StoredUsageLookup, UsageIds
 from billing.pricing.book import (
     DEFAULT_BOOK,
     PriceBookError,
@@ -46,7 +50,13 @@ from models.ledger import (
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 _PROGRESS_EVERY = 5_000
+_LOOKUP_EVERY = 2_500  # lines parsed between two look-ups of stored usage (divides the above)
 _IN_CHUNK = 500
+
+
+class ConcurrentIngestError(RuntimeError):
+    """Another batch stored some of this batch's usage ids between the check and the insert:
+    their contents were not compared, so this batch must be rolled back and sent again."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,16 @@ class IngestOutcome:
     stored: Mapping[str, int]
     duplicates: Mapping[str, int]
     errors: tuple[LineError, ...] = ()
+    conflicts: tuple[LineError, ...] = ()  # those of `errors` that are conflicting usage ids
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def only_conflicts(self) -> bool:
+        """Refused for conflicting usage ids alone (HTTP answers 409 rather than 422)."""
+        return bool(self.errors) and len(self.conflicts) == len(self.errors)
 
 
 @dataclass
@@ -68,6 +84,7 @@ class _OrgState:
     plan: str
     interval: str
     term_start_at: datetime
+    subscribed_at: datetime  # the earliest plan change: the org's first subscription
     terms: Terms
     history: dict[datetime, tuple[str, str, str]]
     created_at: datetime | None = None  # set when the org is new in this batch
@@ -75,6 +92,10 @@ class _OrgState:
 
 @dataclass
 class _Batch:
+    usage_ids: UsageIds
+    errors: list[LineError] = field(default_factory=list)
+    conflicts: list[LineError] = field(default_factory=list)
+    seen: set[tuple[Any, ...]] = field(default_factory=set)  # seat and resource rows
     new_orgs: dict[str, _OrgState] = field(default_factory=dict)
     changed_orgs: dict[str, _OrgState] = field(default_factory=dict)
     plan_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -110,12 +131,21 @@ class Ingestor:
 
         `now` becomes each row's `received_at`/`recorded_at`. Blank text lines are skipped.
         """
-        batch, errors = self.validate(records, now, progress)
-        if errors:
+        batch = self.validate(records, now, progress)
+        if batch.errors:
             empty = dict.fromkeys(EVENT_TYPES, 0)
-            return IngestOutcome(stored=empty, duplicates=empty, errors=tuple(errors))
-        assert batch is not None
+            return IngestOutcome(
+                stored=empty,
+                duplicates=empty,
+                errors=tuple(batch.errors),
+                conflicts=tuple(sorted(batch.conflicts)),
+            )
         stored = self._store(batch, now, progress)
+        if stored["usage"] != len(batch.usage_rows):
+            raise ConcurrentIngestError(
+                f"{len(batch.usage_rows) - stored['usage']} usage event(s) of this batch were "
+                "stored by another ingest meanwhile, unchecked: roll back and send it again"
+            )
         duplicates = {kind: batch.lines[kind] - stored[kind] for kind in EVENT_TYPES}
         return IngestOutcome(stored=stored, duplicates=duplicates)
 
@@ -126,25 +156,28 @@ class Ingestor:
         records: Iterable[Mapping[str, Any] | str],
         now: datetime,
         progress: Progress | None = None,
-    ) -> tuple[_Batch | None, list[LineError]]:
-        """Check every record; returns the rows to store, or every LineError found."""
+    ) -> _Batch:
+        """Check every record: the rows to store, to be stored only when `errors` is empty."""
         items = list(records)
         errors: list[LineError] = []
         parsed = []
-        for number, raw in enumerate(items, start=1):
-            if isinstance(raw, str) and not raw.strip():
-                continue
-            record = parse_record(number, raw, errors)
-            if record is not None:
-                parsed.append(record)
-            if progress is not None and number % _PROGRESS_EVERY == 0:
-                progress("validating", number, len(items))
+        with StoredUsageLookup(self.session.connection()) as lookup:
+            for number, raw in enumerate(items, start=1):
+                if isinstance(raw, str) and not raw.strip():
+                    continue
+                record = parse_record(number, raw, errors)
+                if record is not None:
+                    parsed.append(record)
+                if number % _LOOKUP_EVERY == 0:
+                    lookup.feed(parsed)
+                    if progress is not None and number % _PROGRESS_EVERY == 0:
+                        progress("validating", number, len(items))
+            lookup.feed(parsed)
         states = self._load_orgs({record.org_id for record in parsed})
-        batch = _Batch()
-        seen: set[tuple[Any, ...]] = set()
+        batch = _Batch(UsageIds(lookup.stored), errors)
         for record in parsed:
             if isinstance(record, OrgLine):
-                error = self._check_org(record, states=states, batch=batch, seen=seen, now=now)
+                error = self._check_org(record, states=states, batch=batch, now=now)
             elif record.org_id not in states:
                 error = LineError(
                     record.line,
@@ -153,13 +186,13 @@ class Ingestor:
                     '{"type": "org", ...} line)',
                 )
             else:
-                error = _add_event(record, states[record.org_id], batch, seen, now)
+                error = _add_event(record, states[record.org_id], batch, now)
             if error is not None:
                 errors.append(error)
         if progress is not None:
             progress("validating", len(items), len(items))
         errors.sort()
-        return (None if errors else batch), errors
+        return batch
 
     def _check_org(
         self,
@@ -167,7 +200,6 @@ class Ingestor:
         *,
         states: dict[str, _OrgState],
         batch: _Batch,
-        seen: set[tuple[Any, ...]],
         now: datetime,
     ) -> LineError | None:
         """An org line: a new org, a plan change, or a repeat; its seats, if it gives them."""
@@ -180,7 +212,14 @@ class Ingestor:
         wanted = (book_name, record.plan, interval)
         if state is None:
             state = _OrgState(
-                book_name, record.plan, interval, record.at, terms, {record.at: wanted}, now
+                book_name,
+                record.plan,
+                interval,
+                record.at,
+                record.at,
+                terms,
+                {record.at: wanted},
+                now,
             )
             states[record.org_id] = state
             batch.new_orgs[record.org_id] = state
@@ -205,9 +244,9 @@ class Ingestor:
                 }
             )
         key = ("seats", record.org_id, record.at, record.seat_count)
-        if record.seat_count is None or key in seen:
+        if record.seat_count is None or key in batch.seen:
             return None
-        seen.add(key)
+        batch.seen.add(key)
         row = _seat_row(record.org_id, record.seat_count, record.at, now)
         (batch.plan_seat_rows if changes_plan else batch.org_seat_rows).append(row)
         return None
@@ -250,8 +289,9 @@ class Ingestor:
                 except (UnknownTermsError, PriceBookError):
                     # The book changed under a stored org: its lines get a clear error below.
                     terms = _NO_TERMS
+                start_at = org.term_start_at
                 states[org.id] = _OrgState(
-                    org.book, org.plan, org.interval, org.term_start_at, terms, {}
+                    org.book, org.plan, org.interval, start_at, start_at, terms, {}
                 )
             known = [org.id for org in orgs]
             if not known:
@@ -260,11 +300,9 @@ class Ingestor:
                 select(OrgPlanChange).where(col(OrgPlanChange.org_id).in_(known))
             ).all()
             for change in changes:
-                states[change.org_id].history[change.at] = (
-                    change.book,
-                    change.plan,
-                    change.interval,
-                )
+                state = states[change.org_id]
+                state.history[change.at] = (change.book, change.plan, change.interval)
+                state.subscribed_at = min(state.subscribed_at, change.at)
         return states
 
     # ----------------------------------------------------------------------- storage
@@ -371,61 +409,54 @@ def _add_event(
     record: SeatsLine | UsageLine | ResourcesLine,
     state: _OrgState,
     batch: _Batch,
-    seen: set[tuple[Any, ...]],
     now: datetime,
 ) -> LineError | None:
-    """A seats, usage or resources line of a known org: checked against its terms, then added
-    to the batch unless it repeats one already there."""
+    """A seats, usage or resources line of a known org: checked against its terms and dates,
+    then added to the batch unless it repeats one already there (or, for usage, stored)."""
+    error = admission_error(record, state, now)
+    if error is not None:
+        return error
+    if isinstance(record, UsageLine):
+        return _add_usage(record, batch, now)
     key: tuple[Any, ...]
     if isinstance(record, SeatsLine):
-        if state.terms.seat_unit_amount is None:
-            return LineError(record.line, "count", f"plan {state.plan!r} has no seats")
-        batch.lines["seats"] += 1
-        key = ("seats", record.org_id, record.at, record.seat_count)
-        if key not in seen:
-            seen.add(key)
-            batch.seat_rows.append(_seat_row(record.org_id, record.seat_count, record.at, now))
-    elif isinstance(record, UsageLine):
-        if record.meter not in state.terms.meters:
-            return _meter_error(record.line, "meter", record.meter, state)
-        batch.lines["usage"] += 1
-        key = ("usage", record.org_id, record.event_id)
-        if key not in seen:
-            seen.add(key)
-            batch.usage_rows.append(
-                {
-                    "event_id": record.event_id,
-                    "org_id": record.org_id,
-                    "meter": record.meter.value,
-                    "quantity": record.quantity,
-                    "at": record.at,
-                    "received_at": now,
-                }
-            )
+        kind, rows = "seats", batch.seat_rows
+        key = (kind, record.org_id, record.at, record.seat_count)
+        row = _seat_row(record.org_id, record.seat_count, record.at, now)
     else:
-        if Meter.IAC_RESOURCE_HOURS not in state.terms.meters:
-            return _meter_error(record.line, "type", Meter.IAC_RESOURCE_HOURS, state)
-        batch.lines["resources"] += 1
-        key = ("resources", record.org_id, record.stack, record.at, record.resource_count)
-        if key not in seen:
-            seen.add(key)
-            batch.resource_rows.append(
-                {
-                    "org_id": record.org_id,
-                    "stack": record.stack,
-                    "resource_count": record.resource_count,
-                    "at": record.at,
-                    "received_at": now,
-                }
-            )
+        kind, rows = "resources", batch.resource_rows
+        key = (kind, record.org_id, record.stack, record.at, record.resource_count)
+        row = {
+            "org_id": record.org_id,
+            "stack": record.stack,
+            "resource_count": record.resource_count,
+            "at": record.at,
+            "received_at": now,
+        }
+    batch.lines[kind] += 1
+    if key not in batch.seen:
+        batch.seen.add(key)
+        rows.append(row)
     return None
 
 
-def _meter_error(line: int, where: str, meter: Meter, state: _OrgState) -> LineError:
-    known = ", ".join(m.value for m in state.terms.meters) or "none"
-    return LineError(
-        line,
-        where,
-        f"meter {meter.value!r} is not billed on plan {state.plan!r} of book "
-        f"{state.book!r} (meters: {known})",
-    )
+def _add_usage(record: UsageLine, batch: _Batch, now: datetime) -> LineError | None:
+    """A usage line: a row to store when its id is new, nothing when it repeats an earlier
+    copy exactly; a conflict when it differs from it."""
+    new = batch.usage_ids.check(record)
+    if isinstance(new, LineError):
+        batch.conflicts.append(new)
+        return new
+    batch.lines["usage"] += 1
+    if new:
+        batch.usage_rows.append(
+            {
+                "event_id": record.event_id,
+                "org_id": record.org_id,
+                "meter": record.meter.value,
+                "quantity": record.quantity,
+                "at": record.at,
+                "received_at": now,
+            }
+        )
+    return None

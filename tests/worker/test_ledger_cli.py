@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from billing.ledger.usage_ids import StoredUsageLookup
 from models.db import migrate
+from worker import clock
 from worker.cli import main
 from worker.settings import get_settings
 
@@ -102,3 +105,60 @@ def test_user_errors_are_one_line_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert message in err
+
+
+def test_ingest_refuses_a_conflicting_id_and_impossible_dates_with_exit_1(
+    cli_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text(EVENTS)
+    assert main(["ingest", str(source)]) == 0
+    capsys.readouterr()
+    refused = tmp_path / "refused.jsonl"
+    refused.write_text(
+        "\n".join(
+            json.dumps({**_USAGE, **changes})
+            for changes in (
+                {"id": "e2", "quantity": 5},
+                {"quantity": 701},
+                {"id": "e3", "at": "1970-01-01T00:00:00Z"},
+                {"id": "e4", "at": "2099-01-01T00:00:00Z"},
+            )
+        )
+    )
+    with clock.installed(lambda: datetime(2026, 3, 1, 12, tzinfo=UTC)):
+        assert main(["ingest", str(refused)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{refused}: line 2: id: 'e1' was already stored with quantity 700",
+        f"{refused}: line 3: at: 1970-01-01T00:00:00Z is before the org's first subscription "
+        "(2026-01-15T09:00:00Z)",
+        f"{refused}: line 4: at: 2099-01-01T00:00:00Z is more than 5 minutes in the future "
+        "(now 2026-03-01T12:00:00Z)",
+        "billing: 3 invalid line(s); nothing stored",
+    ]
+    # The conflicting line alone is refused just the same, and the ledger keeps 700 messages.
+    refused.write_text(json.dumps({**_USAGE, "quantity": 701}))
+    assert main(["ingest", str(refused), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["errors"] == [
+        {"line": 1, "field": "id", "problem": "'e1' was already stored with quantity 700"}
+    ]
+    assert main(["preview", "--org", "acme", "--period", "2026-02", "--json"]) == 0
+    lines = json.loads(capsys.readouterr().out)["lines"]
+    assert {line["code"]: line["quantity"] for line in lines}["copilot_messages"] == 700
+
+
+def test_ingest_racing_another_ingest_stores_nothing_and_exits_2(
+    cli_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text(EVENTS)
+    assert main(["ingest", str(source)]) == 0
+    # Another ingest stores e1 between this one's look-up (which found nothing) and its insert.
+    monkeypatch.setattr(StoredUsageLookup, "feed", lambda _self, _records: None)
+    source.write_text("\n".join(json.dumps({**_USAGE, "id": i}) for i in ("e2", "e1")))
+    assert main(["ingest", str(source)]) == 2
+    assert "send it again" in capsys.readouterr().err
+    monkeypatch.undo()
+    source.write_text(json.dumps({**_USAGE, "id": "e2"}))
+    assert main(["ingest", str(source), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stored"]["usage"] == 1  # e2 was not stored

@@ -17,7 +17,7 @@ from billing.core.money import format_decimal, format_minor_units
 from billing.core.periods import PeriodError, isoformat_z, month_period
 from billing.ledger.expected_invoice import ExpectedInvoice, ExpectedLine, UnknownOrgError
 from billing.ledger.formats import EVENT_TYPES
-from billing.ledger.ingest import Ingestor, IngestOutcome
+from billing.ledger.ingest import ConcurrentIngestError, Ingestor, IngestOutcome
 from billing.ledger.queries import expected_invoice as compute_expected_invoice
 from billing.pricing.book import PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
@@ -74,8 +74,8 @@ def ingest_command(
             outcome = Ingestor(session, default_book=settings.book).ingest(
                 lines, clock.now(settings), report
             )
-        except PriceBookError as exc:
-            raise CliError(str(exc)) from None
+        except (PriceBookError, ConcurrentIngestError) as exc:
+            raise CliError(str(exc)) from None  # nothing stored: the unit of work rolls back
     for error in outcome.errors:
         typer.echo(f"{source}: {error}", err=True)
     if as_json:

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from billing.ledger.ingest import Ingestor, IngestOutcome
+from billing.ledger.ingest import ConcurrentIngestError, Ingestor, IngestOutcome
+from billing.ledger.usage_ids import StoredUsageLookup
 from models.db import unit_of_work
 from models.ledger import Org, OrgPlanChange, ResourceReport, SeatChangeRecord, UsageEvent
 
@@ -241,3 +242,152 @@ def test_python_api_accepts_mappings_and_refuses_floats(engine: Engine) -> None:
     assert [(e.line, e.field) for e in outcome.errors] == [(2, "quantity")]
     good = {**bad, "quantity": Decimal("0.1")}
     assert ingest(engine, [org, good]).stored["usage"] == 1  # type: ignore[list-item]
+
+
+def usage_at(event_id: str, at: str, quantity: Any = 3, meter: str = "copilot_messages") -> str:
+    return line(type="usage", id=event_id, org="acme", meter=meter, quantity=quantity, at=at)
+
+
+AT = "2026-02-10T00:00:00Z"
+
+
+def test_an_identical_repeat_is_a_duplicate_whatever_its_spelling(engine: Engine) -> None:
+    assert ingest(engine, [ORG, usage("e1", 3)]).ok
+    copies = [
+        usage("e1", '"3.0"'),  # the same quantity, as a decimal string
+        usage_at("e1", "2026-02-04T13:00:00+01:00"),  # the same instant, at another offset
+        usage("e1", "3.000"),
+    ]
+    repeated = ingest(engine, copies)
+    assert repeated.ok
+    assert (repeated.stored["usage"], repeated.duplicates["usage"]) == (0, 3)
+    # A copy that differs is refused, and the identical copies with it.
+    refused = ingest(engine, [*copies, usage("e1", 4)])
+    assert [str(error) for error in refused.errors] == [
+        "line 4: id: 'e1' was already stored with quantity 3"
+    ]
+    assert count(engine, UsageEvent) == 1
+
+
+@pytest.mark.parametrize(
+    ("repeat", "difference"),
+    [
+        (usage("e1", 4), "quantity 3"),
+        (usage("e1", 3, meter="runner_minutes"), "meter 'copilot_messages'"),
+        (usage_at("e1", "2026-02-05T12:00:00Z"), "at 2026-02-04T12:00:00Z"),
+        (
+            usage_at("e1", "2026-02-05T12:00:00Z", quantity="2.5", meter="runner_minutes"),
+            "meter 'copilot_messages', quantity 3, at 2026-02-04T12:00:00Z",
+        ),
+    ],
+)
+def test_a_stored_id_given_again_with_other_content_refuses_the_batch(
+    engine: Engine, repeat: str, difference: str
+) -> None:
+    assert ingest(engine, [ORG, usage("e1", 3)]).ok
+    outcome = ingest(engine, [usage("e2"), line(type="seats", org="acme", count=11, at=AT), repeat])
+    assert [str(error) for error in outcome.errors] == [
+        f"line 3: id: 'e1' was already stored with {difference}"
+    ]
+    assert outcome.conflicts == outcome.errors
+    assert outcome.only_conflicts
+    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0}
+    assert count(engine, UsageEvent) == 1  # e2 was not stored either
+    assert count(engine, SeatChangeRecord) == 1  # the org's 10 seats only
+    with unit_of_work(engine) as session:
+        stored = session.exec(select(UsageEvent)).scalars().one()  # type: ignore[call-overload]
+    assert (stored.meter, stored.quantity) == ("copilot_messages", Decimal(3))
+
+
+def test_an_id_repeated_in_the_batch_with_other_content_names_the_first_line(
+    engine: Engine,
+) -> None:
+    outcome = ingest(
+        engine,
+        [
+            ORG,
+            usage("e1", 3),
+            usage("e1", "3.0"),  # a duplicate of line 2
+            usage("e1", 4),
+            usage_at("e1", "2026-02-05T12:00:00Z", meter="runner_minutes"),
+            usage("e2", 1, org="ghost"),  # another kind of error: the batch is not only conflicts
+        ],
+    )
+    assert [str(error) for error in outcome.errors] == [
+        "line 4: id: 'e1' was already given on line 2 with quantity 3",
+        "line 5: id: 'e1' was already given on line 2 with meter 'copilot_messages', "
+        "at 2026-02-04T12:00:00Z",
+        'line 6: org: unknown org \'ghost\' (create it first with a {"type": "org", ...} line)',
+    ]
+    assert [error.line for error in outcome.conflicts] == [4, 5]
+    assert not outcome.only_conflicts
+    for model in (Org, OrgPlanChange, SeatChangeRecord, UsageEvent):
+        assert count(engine, model) == 0
+
+
+def test_events_before_the_org_s_first_subscription_are_refused(engine: Engine) -> None:
+    # Created on Jan 15, moved to enterprise on Feb 1: the first subscription is Jan 15.
+    change = line(type="org", org="acme", plan="enterprise", at="2026-02-01T00:00:00Z")
+    assert ingest(engine, [ORG, change, usage_at("e1", "2026-01-20T00:00:00Z")]).ok
+    lines = [
+        usage_at("e2", "1970-01-01T00:00:00Z"),
+        line(type="seats", org="acme", count=4, at="2026-01-15T08:59:59Z"),
+        line(type="resources", org="acme", stack="s", count=3, at="2025-12-31T00:00:00Z"),
+        line(type="org", org="beta", plan="free", at="2026-02-01T00:00:00Z"),
+        line(type="usage", id="b1", org="beta", meter="copilot_messages", quantity=1, at=AT),
+        line(
+            type="usage",
+            id="b2",
+            org="beta",
+            meter="copilot_messages",
+            quantity=1,
+            at="2026-01-31T23:59:59Z",
+        ),
+    ]
+    outcome = ingest(engine, lines)
+    first = "before the org's first subscription"
+    assert [str(error) for error in outcome.errors] == [
+        f"line 1: at: 1970-01-01T00:00:00Z is {first} (2026-01-15T09:00:00Z)",
+        f"line 2: at: 2026-01-15T08:59:59Z is {first} (2026-01-15T09:00:00Z)",
+        f"line 3: at: 2025-12-31T00:00:00Z is {first} (2026-01-15T09:00:00Z)",
+        f"line 6: at: 2026-01-31T23:59:59Z is {first} (2026-02-01T00:00:00Z)",  # org of line 4
+    ]
+    assert not outcome.only_conflicts
+    assert count(engine, UsageEvent) == 1
+    assert count(engine, Org) == 1
+
+
+def test_events_more_than_five_minutes_in_the_future_are_refused(engine: Engine) -> None:
+    scheduled = line(type="org", org="acme", plan="enterprise", at="2026-06-01T00:00:00Z")
+    accepted = ingest(engine, [ORG, usage_at("e1", "2026-03-01T12:04:00Z"), scheduled])
+    assert accepted.ok  # 4 minutes of clock skew, and a plan change scheduled for June
+    assert accepted.stored == {"org": 2, "seats": 0, "usage": 1, "resources": 0}
+    outcome = ingest(
+        engine,
+        [
+            usage_at("e2", "2026-03-01T12:05:00Z"),  # exactly 5 minutes: accepted
+            usage_at("e3", "2026-03-01T12:05:01Z"),
+            usage_at("e4", "2099-01-01T00:00:00Z"),
+            line(type="seats", org="acme", count=12, at="2026-03-02T00:00:00Z"),
+            line(type="resources", org="acme", stack="s", count=3, at="2026-03-01T13:00:00Z"),
+        ],
+    )
+    future = "more than 5 minutes in the future (now 2026-03-01T12:00:00Z)"
+    assert [str(error) for error in outcome.errors] == [
+        f"line 2: at: 2026-03-01T12:05:01Z is {future}",
+        f"line 3: at: 2099-01-01T00:00:00Z is {future}",
+        f"line 4: at: 2026-03-02T00:00:00Z is {future}",
+        f"line 5: at: 2026-03-01T13:00:00Z is {future}",
+    ]
+    assert count(engine, UsageEvent) == 1
+
+
+def test_an_id_stored_by_another_ingest_meanwhile_refuses_the_whole_batch(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ingest(engine, [ORG, usage("e1", 3)]).ok
+    # The other ingest commits between this one's look-up (which found nothing) and its insert.
+    monkeypatch.setattr(StoredUsageLookup, "feed", lambda _self, _records: None)
+    with pytest.raises(ConcurrentIngestError, match="1 usage event"):
+        ingest(engine, [usage("e2"), usage("e1", 4)])
+    assert count(engine, UsageEvent) == 1
