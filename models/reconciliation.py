@@ -70,6 +70,15 @@ class WebhookEvent(SQLModel, table=True):
     """The Stripe webhook inbox: one row per Stripe event id, so a redelivery is dropped."""
 
     __tablename__ = "stripe_webhook_events"
+    __table_args__ = (
+        # The periodic re-drive reads the events not handled yet, by age.
+        sa.Index(
+            "ix_stripe_webhook_events_unhandled",
+            "received_at",
+            postgresql_where=sa.text("handled_at IS NULL"),
+            sqlite_where=sa.text("handled_at IS NULL"),
+        ),
+    )
 
     stripe_event_id: str = Field(primary_key=True, max_length=255)
     type: str = Field(max_length=100)

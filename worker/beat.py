@@ -6,6 +6,8 @@ from typing import Any
 
 from celery.schedules import crontab
 
+OUTBOX_RELAY_SECONDS = 10.0
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # New orgs of the ledger get their Stripe customer and subscription within a minute.
     "provision-new-orgs": {"task": "billing.orgs.sweep", "schedule": 60.0},
@@ -31,6 +33,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     # Monthly quota counters written to the database: a lost Redis forgets at most a minute.
     "quota-checkpoint": {"task": "billing.quotas.checkpoint", "schedule": 60.0},
+    # Task messages kept in the outbox while the broker was away are published within seconds
+    # of its return (a process that publishes successfully also relays at once).
+    "outbox-relay": {"task": "billing.outbox.relay", "schedule": OUTBOX_RELAY_SECONDS},
+    # Webhook events whose handling failed (inline, or its task was lost) are handled again,
+    # through the same task, while their draft is still in Stripe's grace period.
+    "webhook-redrive": {"task": "billing.reconciliation.redrive_events", "schedule": 300.0},
 }
 
 

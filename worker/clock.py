@@ -31,6 +31,12 @@ def now(settings: Settings | None = None) -> datetime:
     return datetime.now(UTC)
 
 
+def wall_now() -> datetime:
+    """The real wall clock, even under a simulation: for what the broker itself keeps time by
+    (a message's eta, the task outbox's timestamps), never for billing."""
+    return datetime.now(UTC)
+
+
 def _simulated(key: str, settings: Settings | None) -> datetime:
     from worker import composition  # noqa: PLC0415 - only simulations read Redis for time
 

@@ -29,7 +29,7 @@ from billing.pricing.proration import (
     seat_count_at,
     window_start_of,
 )
-from billing.reconciliation.inbox import HandleOutcome
+from billing.reconciliation.inbox import HandleOutcome, unhandled_events
 from billing.reconciliation.price_drift import PriceCheckOutcome
 from billing.reconciliation.reconciler import ReconciliationOutcome, SweepOutcome
 from billing.seats.sync import SeatSyncOutcome
@@ -352,3 +352,16 @@ def latest_seat_changes(
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for offset in range(0, len(items), size):
         yield list(items[offset : offset + size])
+
+
+# Webhook events still unhandled this long after they arrived are handled again: their first
+# handling failed (inline), or its task and every retry were lost.
+REDRIVE_AFTER = timedelta(minutes=10)
+
+
+def unhandled_webhook_events(now: datetime, settings: Settings | None = None) -> list[str]:
+    """The webhook events to handle again: unhandled, received more than `REDRIVE_AFTER` ago
+    and within the reconciliation sweep's window (older invoices are final and swept)."""
+    settings = settings or get_settings()
+    window = timedelta(hours=settings.reconciliation_sweep_hours)
+    return unhandled_events(composition.database(settings), now - window, now - REDRIVE_AFTER)

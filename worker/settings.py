@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     # the in-process demo), "none" (unit tests).
     stripe_budget: Literal["redis", "local", "none"] = "redis"
 
+    # The Celery broker: Redis (the default: BILLING_REDIS_URL) or RabbitMQ
+    # (amqp://user:password@host:5672/vhost: quorum queues, publisher confirms). Redis stays
+    # for results, the request budget, locks and quotas whatever the broker.
+    broker_url: str | None = None
+    # The queue every task goes to (tests give each run its own on a shared RabbitMQ).
+    broker_queue: str = "billing"
     # Seconds before the Redis broker hands an unacknowledged task (its worker died) to another
     # worker. Must exceed the longest task's hard time limit, or a slow task runs twice at once.
     broker_visibility_timeout: int = 900
@@ -58,6 +64,13 @@ class Settings(BaseSettings):
     # reconciliation pages; admin tokens also trigger re-syncs. Empty = nobody gets in.
     support_tokens: SecretStr = SecretStr("")
     admin_tokens: SecretStr = SecretStr("")
+    # The login form opens a server-side session (the cookie holds only its random id), kept
+    # in Redis ("redis": every web process) or in the process ("local": one process, no Redis).
+    web_session_store: Literal["redis", "local"] = "redis"
+    web_session_hours: float = Field(default=8.0, gt=0)  # from login; logout ends it sooner
+    # The session cookie's Secure flag: "auto" = in production, or when the request came over
+    # https (X-Forwarded-Proto from a proxy uvicorn trusts); "always"; "never".
+    web_cookie_secure: Literal["auto", "always", "never"] = "auto"
     # Run webhook handling and admin re-syncs inside the web process instead of sending them to
     # Celery (tests and the offline demo, where there is no broker). They run the same jobs
     # (worker/jobs.py) under the same per-org locks, so Redis is still needed.
@@ -101,6 +114,13 @@ class Settings(BaseSettings):
                 f"{self.environment.value!r}: live keys are refused outside production"
             )
         return self
+
+    @property
+    def stripe_livemode(self) -> bool:
+        """Whether the key is a live one: Stripe's webhook events must then say `livemode:
+        true`. A test key, or none (the emulator), takes test-mode events only."""
+        key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else ""
+        return key.startswith(LIVE_KEY_PREFIXES)
 
 
 SECRET_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")

@@ -51,10 +51,16 @@ def parse_decimal(value: object) -> Decimal:
 
 
 def decimal_places(value: Decimal) -> int:
-    """Number of digits after the decimal point in the normalized value (0 for integers)."""
-    exponent = value.normalize().as_tuple().exponent
+    """Number of digits after the decimal point once trailing zeros go (0 for integers).
+
+    Read from the digits themselves, not through normalize(), which a context's exponent
+    limits would round: 1E-999999999 has 999,999,999 places, not 0."""
+    _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite values only; parse_decimal guarantees it
-    return max(0, -exponent)
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if trailing_zeros == len(digits):  # zero
+        return 0
+    return max(0, -(exponent + trailing_zeros))
 
 
 def format_decimal(value: Decimal) -> str:
@@ -70,8 +76,19 @@ def format_decimal(value: Decimal) -> str:
 
 def format_minor_units(amount: int, currency: str) -> str:
     """Human-readable amount for tables: 9000 usd -> '$90.00', -5 usd -> '-$0.05'."""
-    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency.lower())
-    sign = "-" if amount < 0 else ""
     units, cents = divmod(abs(amount), 100)
-    body = f"{units:,}.{cents:02d}"
+    return _with_symbol(amount < 0, f"{units:,}.{cents:02d}", currency)
+
+
+def format_unit_amount(amount_decimal: Decimal, currency: str) -> str:
+    """A sub-cent price or an unrounded amount in major units, every digit kept:
+    Decimal('0.8') usd -> '$0.008', Decimal('720.8') -> '$7.208', Decimal('900') -> '$9.00'."""
+    units, _, fraction = format_decimal(abs(amount_decimal).scaleb(-2)).partition(".")
+    body = f"{int(units):,}.{fraction.ljust(2, '0')}"
+    return _with_symbol(amount_decimal < 0, body, currency)
+
+
+def _with_symbol(negative: bool, body: str, currency: str) -> str:
+    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency.lower())
+    sign = "-" if negative else ""
     return f"{sign}{symbol}{body}" if symbol else f"{sign}{body} {currency.upper()}"

@@ -76,7 +76,10 @@ def parse_instant(text: str) -> datetime:
         raise PeriodError(f"{text!r} is not an ISO 8601 timestamp") from None
     if at.tzinfo is None or at.utcoffset() is None:
         raise PeriodError(f"{text!r} has no timezone offset (naive); add Z or +00:00")
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise PeriodError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def to_unix(at: datetime) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,9 @@ from billing.core.periods import PeriodError, parse_instant
 MAX_ID_LENGTH = 200
 MAX_QUANTITY_PLACES = 12
 MAX_QUANTITY = Decimal(10) ** 26
+# A quantity given as a string is a decimal number as JSON writes one, without an exponent:
+# "5", "2.5", "0.125". Decimal() alone would also take "1_000", " 5", "1e3", "NaN" and "١٢".
+_DECIMAL_STRING = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
 EVENT_TYPES = ("org", "seats", "usage", "resources")
 _FIELDS: Mapping[str, frozenset[str]] = {
@@ -110,10 +114,13 @@ class _Fields:
                 self.problem(field, "is required")
             return None
         if not isinstance(value, str) or not value.strip():
-            self.problem(field, f"must be a non-empty string, got {value!r}")
+            self.problem(field, f"must be a non-empty string, got {_show(value)}")
             return None
         if len(value) > MAX_ID_LENGTH:
             self.problem(field, f"must be at most {MAX_ID_LENGTH} characters")
+            return None
+        if not value.isprintable() and not _storable(value):
+            self.problem(field, f"must be text (no NUL, no lone surrogate), got {value!r}")
             return None
         return value
 
@@ -140,6 +147,11 @@ class _Fields:
             return Decimal(value)
         if value is None:
             self.problem(field, "is required")
+            return None
+        if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
+            self.problem(
+                field, f"{_show(value)} is not a decimal number such as 5 or 2.5 (no exponent)"
+            )
             return None
         try:
             quantity = parse_decimal(value)
@@ -173,7 +185,18 @@ class _Fields:
 
 
 def _show(value: object) -> str:
-    return str(value) if isinstance(value, Decimal) else repr(value)
+    """A refused value as the message shows it: quoted, and cut short when long."""
+    text = str(value) if isinstance(value, Decimal) else repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _storable(text: str) -> bool:
+    """Whether a database can store `text`: UTF-8 (no lone surrogate) without NUL."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine | None:
@@ -187,6 +210,9 @@ def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine |
         except ValueError as exc:
             errors.append(LineError(line, "(json)", f"not valid JSON: {exc}"))
             return None
+        except RecursionError:
+            errors.append(LineError(line, "(json)", "not an event: JSON nested too deeply"))
+            return None
     if not isinstance(raw, Mapping):
         errors.append(LineError(line, "(json)", "must be a JSON object"))
         return None
@@ -195,9 +221,9 @@ def parse_record(line: int, raw: object, errors: list[LineError]) -> EventLine |
         fast = _well_formed_usage(line, raw)
         if fast is not None:
             return fast
-    if kind not in _FIELDS:
+    if not isinstance(kind, str) or kind not in _FIELDS:  # a list or an object is no type
         errors.append(
-            LineError(line, "type", f"unknown type {kind!r} (known: {', '.join(EVENT_TYPES)})")
+            LineError(line, "type", f"unknown type {_show(kind)} (known: {', '.join(EVENT_TYPES)})")
         )
         return None
     before = len(errors)
@@ -268,6 +294,8 @@ def _well_formed_usage(line: int, raw: Mapping[str, Any]) -> UsageLine | None:
         or not 0 < len(org_id) <= MAX_ID_LENGTH
         or event_id.isspace()
         or org_id.isspace()
+        or not event_id.isprintable()  # NUL or a lone surrogate: the full path says so
+        or not org_id.isprintable()
         or meter not in _METER_CODES
         or type(quantity) is not int
         or not 0 <= quantity < MAX_QUANTITY

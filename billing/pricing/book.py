@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -14,10 +14,21 @@ from typing import Any
 
 from billing.core.meters import Interval, Meter, Quota, QuotaMode
 from billing.core.money import parse_decimal
+from billing.pricing.book_examples import BookExample, parse_examples
 from billing.pricing.book_format import Validator
 
 BOOKS_DIR = Path(__file__).parent / "books"
 DEFAULT_BOOK = "devtools"
+_BOOK_KEYS = {
+    "name",
+    "currency",
+    "default_plan",
+    "seat_policy",
+    "meters",
+    "plans",
+    "contracts",
+    "examples",
+}
 
 
 class PriceBookError(ValueError):
@@ -120,6 +131,7 @@ class PriceBook:
     meter_definitions: Mapping[Meter, MeterDefinition]
     plans: Mapping[str, Mapping[str, Any]] = field(repr=False)
     contracts: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    examples: tuple[BookExample, ...] = ()  # worked examples for the formula document
 
     def plan_intervals(self, plan: str) -> tuple[Interval, ...]:
         raw = self._plan(plan)
@@ -183,6 +195,12 @@ def load_book(name_or_path: str | Path = DEFAULT_BOOK) -> PriceBook:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PriceBookError(source, [("(file)", "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        raise PriceBookError(source, [("(file)", problem)]) from None
+    except (OSError, ValueError) as exc:  # a directory, no permission, a NUL in the path
+        problem = f"cannot be read: {exc.strerror if isinstance(exc, OSError) else exc}"
+        raise PriceBookError(source, [("(file)", problem)]) from None
     return _parsed_book(text, source)
 
 
@@ -198,11 +216,7 @@ def _parsed_book(text: str, source: str) -> PriceBook:
 def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
     """Validate a parsed TOML document; every problem is collected before raising."""
     v = Validator()
-    v.keys(
-        data,
-        "",
-        {"name", "currency", "default_plan", "seat_policy", "meters", "plans", "contracts"},
-    )
+    v.keys(data, "", _BOOK_KEYS)
     name = v.string(data, "", "name")
     currency = v.string(data, "", "currency")
     if currency is not None and (
@@ -245,7 +259,10 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
             book.terms(plan, interval)
     for org_id, raw in contracts.items():
         book.terms(str(raw["plan"]), raw.get("interval"), org_id)
-    return book
+    examples = parse_examples(v, data.get("examples", []), book)
+    if v.problems:
+        raise PriceBookError(source, v.problems)
+    return replace(book, examples=examples)
 
 
 # --------------------------------------------------------------------------- validation

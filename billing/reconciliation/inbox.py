@@ -11,7 +11,7 @@ from enum import StrEnum
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from billing.reconciliation.reconciler import Reconciler, ReconciliationOutcome
 from billing.reconciliation.records import org_of
@@ -123,6 +123,26 @@ class EventHandler:
         if org_id is None:
             return
         self.push_usage(org_id, now)
+
+
+def unhandled_events(
+    engine: Engine, received_after: datetime, received_before: datetime, *, limit: int = 1000
+) -> list[str]:
+    """The ids of the inbox's events received in `[received_after, received_before)` and not
+    handled yet (their handling failed, or its task was lost), oldest first."""
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(InboxRow.stripe_event_id)
+                .where(
+                    col(InboxRow.handled_at).is_(None),
+                    col(InboxRow.received_at) >= received_after,
+                    col(InboxRow.received_at) < received_before,
+                )
+                .order_by(col(InboxRow.received_at))
+                .limit(limit)
+            ).all()
+        )
 
 
 def _customer_of(payload_json: str) -> str | None:

@@ -52,7 +52,15 @@ def list_reconciliations(
     return list(session.exec(query).all())
 
 
+# Row ids are 64-bit integers (SQL BIGINT): a larger id names no row, and neither SQLite nor
+# PostgreSQL would take it as a parameter.
+MAX_ROW_ID = 2**63 - 1
+
+
 def get_reconciliation(session: Session, reconciliation_id: int) -> ReconciliationView | None:
+    """One reconciliation with its lines; None when no row has this id (any integer)."""
+    if not 0 < reconciliation_id <= MAX_ROW_ID:
+        return None
     row = session.get(Reconciliation, reconciliation_id)
     if row is None:
         return None

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from models.db import make_engine, migrate
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from tests.conftest import REDIS_TEST_URL
+from tests.integration.brokers import Broker, Outage, broker_for, outage_for
 from tests.integration.cluster import Cluster, worker_env
 from tests.integration.month import Month
 from worker.settings import Settings
@@ -70,6 +71,23 @@ def emulator() -> Iterator[EmulatorServer]:
     # tested in tests/stripe_emulator/test_clocks.py).
     with EmulatorServer(EmulatorConfig(test_clock_max_customers=None)) as server:
         yield server
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """Each test using this runs twice: on the Redis broker, and on RabbitMQ (127.0.0.1:5672,
+    a queue of the test's own); pass `**broker.settings` to `make_cluster`."""
+    with broker_for(request.param) as chosen:
+        yield chosen
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
+    """Each test using this runs twice, its workers on a private Redis that `outage.begin()`
+    SIGKILLs (as the broker, or beside RabbitMQ, whose connections are cut with it) and
+    `outage.end()` restarts; pass `**outage.settings` to `make_cluster`."""
+    with outage_for(request.param, tmp_path / "redis-data") as chosen:
+        yield chosen
 
 
 MakeCluster = Callable[..., Cluster]

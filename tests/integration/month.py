@@ -32,11 +32,13 @@ from billing.pricing.book import load_book
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import meter_value
 from billing.pricing.proration import SeatChange, billed_quantity, seat_terms
+from billing.reconciliation.match import Status
 from billing.setup.catalog import CatalogSync
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
 from models.ledger import Org, SeatChangeRecord, UsageEvent
 from models.push_records import SeatPush, UsagePush
+from models.reconciliation import Reconciliation
 from models.stripe_records import StripeCustomerRecord, StripeSubscriptionItemRecord, WriteStatus
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from tests.integration.cluster import TASK_SECONDS, Cluster
@@ -46,6 +48,7 @@ from worker.jobs import chunks
 BOOKS = ("devtools", "zenaton")
 PERIOD = month_period("2026-10")
 CLOSE_AT = PERIOD.period_end + timedelta(minutes=10)  # inside Stripe's 1 h grace period
+FINAL_AT = PERIOD.period_end + timedelta(hours=2)  # past it: Stripe has finalized the drafts
 SEATS = "seats"
 
 
@@ -157,6 +160,16 @@ class Month:
             for group in groups:
                 counts.extend(self.cluster.wait(group.results))
         return counts
+
+    def reconcile(self) -> list[str]:
+        """Past the grace period (Stripe finalizes the drafts), every Stripe invoice is
+        reconciled by the workers; their verdicts."""
+        self.advance(FINAL_AT)
+        invoices = [invoice["id"] for invoice in self.emulator.state.invoices()]
+        calls = [
+            ("billing.reconciliation.reconcile_invoice", [i, False, self.iso]) for i in invoices
+        ]
+        return self.cluster.run(calls)  # without the close's faults: they are not under test
 
     # ------------------------------------------------------------------ steps
 
@@ -353,6 +366,31 @@ def assert_nothing_doubled(month: Month) -> None:
         (p.org_id, p.term_start_at, p.window_start_at) for p in seat_pushes if p.kind == "step"
     )
     assert not [w for w, n in windows.items() if n > 1], "a seat window was pushed twice"
+
+
+def assert_reconciled(month: Month) -> Counter[str]:
+    """Every Stripe invoice says what the ledger says (matched, or a cent of Stripe's rounding),
+    and every org has its final invoice of the period; the count of each verdict. The ledger
+    is the seeded month's, the same in every run: a run whose invoices all reconcile billed
+    what the fault-free run billed."""
+    with Session(month.engine) as session:
+        rows = session.exec(select(Reconciliation).order_by(col(Reconciliation.id))).all()
+    latest = {row.stripe_invoice_id: row for row in rows}  # the last verdict of each invoice
+    wrong = [
+        f"{r.org_id} {r.stripe_invoice_id}: {r.status} ({r.note})"
+        for r in latest.values()
+        if r.status not in (Status.MATCHED, Status.ROUNDING)
+    ]
+    assert not wrong, "\n".join(wrong)
+    assert len(latest) == len(month.emulator.state.invoices()), "an invoice was not reconciled"
+    final = {
+        r.org_id: r.invoice_status
+        for r in latest.values()
+        if r.billing_reason == "subscription_cycle" and r.period == PERIOD.label()
+    }
+    assert set(final) == set(month.org_ids), set(month.org_ids) - set(final)
+    assert set(final.values()) <= {"open", "paid"}, Counter(final.values())
+    return Counter(r.status for r in latest.values())
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TASK_SECONDS) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.brokers import Broker
 from tests.integration.conftest import MakeCluster, MakeMonth
 from tests.integration.month import (
     assert_exact,
     assert_nothing_doubled,
+    assert_reconciled,
     compare_with_ledger,
     wait_until,
 )
@@ -18,9 +20,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_a_month_for_50_orgs_ends_with_stripe_equal_to_the_ledger(
-    make_cluster: MakeCluster, make_month: MakeMonth
+    broker: Broker, make_cluster: MakeCluster, make_month: MakeMonth
 ) -> None:
-    cluster = make_cluster()
+    """On the Redis broker and on RabbitMQ (quorum queues, publisher confirms)."""
+    cluster = make_cluster(**broker.settings)
     cluster.start_worker()
     month = make_month(cluster)
     month.open()
@@ -31,6 +34,8 @@ def test_a_month_for_50_orgs_ends_with_stripe_equal_to_the_ledger(
     assert sum(c["failed"] for c in counts) == 0
     assert_exact(month)
     assert_nothing_doubled(month)
+    month.reconcile()
+    assert_reconciled(month)
 
 
 @pytest.mark.timeout(480)  # recovery waits out the killed worker's org locks (120 s)

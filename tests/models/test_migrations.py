@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import models.ledger
+import models.outbox
 import models.push_records
 import models.quota_records
 import models.reconciliation
@@ -18,6 +19,7 @@ from models.db import make_engine, migrate
 
 _ = (
     models.ledger,
+    models.outbox,
     models.push_records,
     models.quota_records,
     models.reconciliation,

@@ -6,17 +6,20 @@ import pytest
 from pydantic import ValidationError
 
 import worker.tasks.orgs
+import worker.tasks.outbox
 import worker.tasks.quotas
 import worker.tasks.reconciliation
 import worker.tasks.seats
 import worker.tasks.usage
 from billing.core.locks import LockBusyError
-from worker.celery_app import TASK_MODULES, app
+from worker.celery_app import TASK_MODULES, app, make_celery
+from worker.dispatch import BillingTask
 from worker.settings import Settings
 from worker.tasks.common import RETRYABLE, TASK_OPTIONS
 
 _ = (
     worker.tasks.orgs,
+    worker.tasks.outbox,
     worker.tasks.quotas,
     worker.tasks.reconciliation,
     worker.tasks.seats,
@@ -33,6 +36,8 @@ def test_every_beat_entry_runs_a_registered_task() -> None:
         "reconciliation-sweep",
         "reconciliation-check-prices",
         "quota-checkpoint",
+        "outbox-relay",
+        "webhook-redrive",
     } <= set(schedule)
     for name, entry in schedule.items():
         assert entry["task"] in app.tasks, name
@@ -53,6 +58,8 @@ def test_every_task_shares_one_set_of_retry_options() -> None:
         assert options == TASK_OPTIONS, name
     # A busy org lock is retried, not failed: the webhook's usage push now takes it.
     assert LockBusyError in RETRYABLE
+    # ...and every publish of theirs (a retry's included) falls back to the outbox.
+    assert all(isinstance(task, BillingTask) for task in tasks.values())
 
 
 def test_delivery_settings_survive_a_killed_worker() -> None:
@@ -65,6 +72,21 @@ def test_delivery_settings_survive_a_killed_worker() -> None:
     # A redelivered message must not overlap a still-running first attempt.
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
     assert conf.task_soft_time_limit < conf.task_time_limit
+
+
+def test_the_broker_is_redis_unless_billing_broker_url_names_rabbitmq() -> None:
+    redis_url = "redis://cache:6379/0"
+    assert make_celery(Settings(redis_url=redis_url)).conf.broker_url == redis_url
+    conf = make_celery(
+        Settings(redis_url=redis_url, broker_url="amqp://guest:guest@rabbit:5672//")
+    ).conf
+    assert conf.broker_url == "amqp://guest:guest@rabbit:5672//"
+    assert conf.result_backend == redis_url  # results stay in Redis
+    assert conf.task_default_queue_type == "quorum"
+    assert conf.task_default_exchange_type == "topic"  # native delayed delivery needs it
+    assert conf.broker_transport_options == {"confirm_publish": True}
+    assert (conf.task_acks_late, conf.task_reject_on_worker_lost) == (True, True)
+    assert conf.worker_prefetch_multiplier == 1
 
 
 def test_live_key_is_refused_outside_production() -> None:

@@ -57,7 +57,11 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     ("variables", "expected"),
     [
         (
-            {"STRIPE_API_KEY": LIVE_KEY, "BILLING_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET},
+            {
+                "STRIPE_API_KEY": LIVE_KEY,
+                "BILLING_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "BILLING_ADMIN_TOKENS": "admin-token-SECRET",
+            },
             "live keys are refused outside production",
         ),
         # A pasted leading space must not hide that the key is live.

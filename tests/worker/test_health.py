@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from models.db import make_engine, migrate
 from tests.worker.web_server import serving
 from worker.cli import main
+from worker.logging import uvicorn_log_config
 from worker.settings import get_settings
 from worker.web.app import create_app
 from worker.web.services import WebServices
@@ -97,7 +98,13 @@ def test_serve_warns_once_at_start_without_a_webhook_secret(
 ) -> None:
     assert main(["serve", "--host", "0.0.0.0", "--port", "8123"]) == 0
     assert serve_env == [
-        {"host": "0.0.0.0", "port": 8123, "proxy_headers": True, "log_level": "info"}
+        {
+            "host": "0.0.0.0",
+            "port": 8123,
+            "proxy_headers": True,
+            "log_level": "info",
+            "log_config": uvicorn_log_config(),  # tests/worker/test_access_log.py
+        }
     ]
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1

@@ -1,4 +1,5 @@
-"""The support pages in a real headless Chromium: log in, list, filter, open one, screenshot."""
+"""The support pages in a real headless Chromium: log in, list, filter, open one, screenshot,
+re-sync and log out; a page on another port cannot post the admin's forms."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from billing.reconciliation.reconciler import Reconciler
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
@@ -21,9 +26,10 @@ from models.db import make_engine, migrate, unit_of_work
 from models.stripe_records import StripeCustomerRecord
 from tests.worker.web_server import serving
 from worker.web.app import create_app
-from worker.web.services import InlineDispatcher, WebServices
+from worker.web.services import SYNC_SEATS, InlineDispatcher, WebServices
 
 SUPPORT = "support-browser-token"
+ADMIN = "admin-browser-token"
 NOW = datetime(2026, 2, 1, 1, tzinfo=UTC)
 pytestmark = pytest.mark.skipif(
     shutil.which("chromedriver") is None and not Path("/usr/bin/chromedriver").exists(),
@@ -85,7 +91,13 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def site(engine: Engine) -> Iterator[str]:
+def resyncs() -> list[str]:
+    """The orgs whose seat re-sync the admin form ran."""
+    return []
+
+
+@pytest.fixture
+def site(engine: Engine, resyncs: list[str]) -> Iterator[str]:
     with unit_of_work(engine) as session:
         for org, cus in (("org_alpha", "cus_alpha"), ("org_beta", "cus_beta")):
             session.add(
@@ -110,8 +122,8 @@ def site(engine: Engine) -> Iterator[str]:
         engine=engine,
         webhook_secret="whsec_x",
         support_tokens=(SUPPORT,),
-        admin_tokens=(),
-        dispatcher=InlineDispatcher({}),
+        admin_tokens=(ADMIN,),
+        dispatcher=InlineDispatcher({SYNC_SEATS: resyncs.append}),
         clock=lambda: NOW,
     )
     with serving(create_app(services=services)) as url:
@@ -191,3 +203,49 @@ def test_an_unauthenticated_visit_to_a_reconciliation_is_refused(site: str, brow
     browser.get(f"{site}/reconciliations/1")
     assert "Log in" in browser.page_source
     assert "Goodwill" not in browser.page_source
+
+
+def attack_page(target: str) -> Starlette:
+    """Another site on the same host (another port): its page posts the re-sync form of the
+    billing site as soon as it loads, with the visitor's cookies."""
+    html = f"""<!doctype html><html><body>
+<form method="post" action="{target}/admin/resync" id="attack">
+<input type="hidden" name="org" value="org_alpha"><input type="hidden" name="what" value="seats">
+<input type="hidden" name="back" value="/reconciliations"></form>
+<script>document.getElementById("attack").submit()</script></body></html>"""
+
+    async def page(_request: Request) -> HTMLResponse:
+        return HTMLResponse(html)
+
+    return Starlette(routes=[Route("/", page)])
+
+
+def _log_in(browser: Any, site: str, token: str) -> WebDriverWait[Any]:
+    browser.get(f"{site}/login")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "login-button").click()
+    wait = WebDriverWait(browser, 15)
+    wait.until(lambda b: b.find_elements(By.ID, "reconciliations"))
+    return wait
+
+
+def test_a_page_on_another_port_cannot_make_an_admin_resync(
+    site: str, browser: Any, resyncs: list[str]
+) -> None:
+    wait = _log_in(browser, site, ADMIN)
+    with serving(attack_page(site)) as attacker:
+        browser.get(attacker)
+        wait.until(lambda b: "cross-site request refused" in b.page_source)
+    assert resyncs == []
+
+    browser.get(f"{site}/reconciliations/1")  # the admin's own button still works
+    wait.until(lambda b: b.find_elements(By.ID, "resync"))
+    browser.find_element(By.CSS_SELECTOR, "#resync button[value=seats]").click()
+    wait.until(lambda b: b.current_url.endswith("/reconciliations/1"))
+    assert resyncs == ["org_alpha"]
+
+    browser.find_element(By.ID, "logout-button").click()
+    wait.until(lambda b: b.find_elements(By.ID, "login"))
+    browser.get(f"{site}/reconciliations")
+    assert "Log in" in browser.page_source
+    assert "in_alpha" not in browser.page_source

@@ -1,4 +1,5 @@
-"""The web process: webhook signature and inbox, usage ingestion, authentication and roles."""
+"""The web process: webhook signature and inbox, usage ingestion, bearer tokens and roles
+(the login form and its sessions: test_web_login.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from billing.ledger.usage_ids import StoredUsageLookup
 from billing.reconciliation.inbox import EventHandler
 from billing.reconciliation.match import Status
 from models.ledger import UsageEvent
@@ -204,11 +207,114 @@ def test_usage_ingestion_is_all_or_nothing_with_line_errors(setup: Any, engine: 
         "/api/usage", json=[ORG, _usage("ok", 1), _usage("bad", -4)], headers=auth
     )
     assert response.status_code == 422
-    errors = response.json()["errors"]
-    assert errors
-    assert errors[0].startswith("line 3: quantity:")
+    assert response.json() == {
+        "error": "nothing stored",
+        "errors": [{"line": 3, "field": "quantity", "message": "must not be negative, got -4"}],
+    }
     with Session(engine) as session:
         assert session.exec(select(UsageEvent)).all() == []
+
+
+def test_a_json_array_body_keeps_quantities_exact(setup: Any, engine: Engine) -> None:
+    """A JSON array is read with exact decimals, as JSON Lines are: no float rounds a quantity
+    (0.1 stays 0.1; 17 significant digits stay 17)."""
+    client, _, _ = setup
+    body = (
+        '[{"type": "org", "org": "org_web", "plan": "free", "at": "2026-01-01T00:00:00Z"},'
+        ' {"type": "usage", "id": "tenth", "org": "org_web", "meter": "runner_minutes",'
+        ' "quantity": 0.1, "at": "2026-01-02T00:00:00Z"},'
+        ' {"type": "usage", "id": "long", "org": "org_web", "meter": "runner_minutes",'
+        ' "quantity": 12345678901.234567, "at": "2026-01-02T00:00:00Z"}]'
+    )
+    response = client.post("/api/usage", content=body, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 200, response.text
+    with Session(engine) as session:
+        stored = {row.event_id: row.quantity for row in session.exec(select(UsageEvent))}
+    assert stored["tenth"] == Decimal("0.1")
+    assert stored["long"] == Decimal("12345678901.234567")
+
+
+def test_an_unreadable_body_gets_422_naming_its_line(setup: Any) -> None:
+    client, _, _ = setup
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    broken = client.post("/api/usage", content='[{"type": "org",\n', headers=auth)
+    assert (broken.status_code, broken.json()["errors"]) == (
+        422,
+        [
+            {
+                "line": 2,
+                "field": "body",
+                "message": "not a JSON array: Expecting property name enclosed in double quotes",
+            }
+        ],
+    )
+    latin1 = client.post("/api/usage", content=b'\n{"org": "caf\xe9"}', headers=auth)
+    assert latin1.json()["errors"] == [
+        {"line": 2, "field": "body", "message": "not UTF-8: invalid continuation byte"}
+    ]
+
+
+def _stored_usage(engine: Engine) -> list[tuple[str, int]]:
+    with Session(engine) as session:
+        rows = session.exec(select(UsageEvent)).all()
+    return sorted((row.event_id, int(row.quantity)) for row in rows)
+
+
+def test_a_conflicting_usage_id_gets_409_and_nothing_is_stored(setup: Any, engine: Engine) -> None:
+    client, _, _ = setup
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    assert client.post("/api/usage", json=[ORG, _usage("u1", 5)], headers=auth).status_code == 200
+    # The same content again is a duplicate (5 and "5.0" are the same quantity).
+    again = client.post("/api/usage", json=[_usage("u1", "5.0")], headers=auth)
+    assert (again.status_code, again.json()["duplicates"]["usage"]) == (200, 1)
+    response = client.post(
+        "/api/usage", json=[_usage("u2", 3), _usage("u1", 6), _usage("u2", 4)], headers=auth
+    )
+    assert response.status_code == 409, response.text
+    assert response.json() == {
+        "error": "conflicting usage ids; nothing stored",
+        "errors": [
+            {"line": 2, "field": "id", "message": "'u1' was already stored with quantity 5"},
+            {
+                "line": 3,
+                "field": "id",
+                "message": "'u2' was already given on line 1 with quantity 3",
+            },
+        ],
+    }
+    assert _stored_usage(engine) == [("u1", 5)]
+
+
+def test_impossible_dates_get_422_even_beside_a_conflict(setup: Any, engine: Engine) -> None:
+    client, _, _ = setup
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    assert client.post("/api/usage", json=[ORG, _usage("u1", 5)], headers=auth).status_code == 200
+    lines = [
+        _usage("u1", 6),
+        {**_usage("u2", 1), "at": "1970-01-01T00:00:00Z"},
+        {**_usage("u3", 1), "at": "2099-01-01T00:00:00Z"},
+        {**_usage("u4", 1), "at": "2026-02-01T00:04:00Z"},  # 4 minutes ahead: clock skew
+    ]
+    response = client.post("/api/usage", json=lines, headers=auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"line": 1, "field": "id", "message": "'u1' was already stored with quantity 5"},
+        {
+            "line": 2,
+            "field": "at",
+            "message": "1970-01-01T00:00:00Z is before the org's first subscription "
+            "(2026-01-01T00:00:00Z)",
+        },
+        {
+            "line": 3,
+            "field": "at",
+            "message": "2099-01-01T00:00:00Z is more than 5 minutes in the future "
+            "(now 2026-02-01T00:00:00Z)",
+        },
+    ]
+    assert _stored_usage(engine) == [("u1", 5)]
+    skewed = client.post("/api/usage", json=lines[3:], headers=auth)
+    assert (skewed.status_code, skewed.json()["stored"]["usage"]) == (200, 1)
 
 
 def test_authentication_and_roles(setup: Any) -> None:
@@ -231,18 +337,15 @@ def test_authentication_and_roles(setup: Any) -> None:
     assert 'name="token"' in page.text  # the login form
 
 
-def test_login_sets_an_httponly_cookie_for_the_pages(setup: Any) -> None:
+def test_an_id_stored_meanwhile_by_another_ingest_gets_503_to_send_again(
+    setup: Any, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, _, _ = setup
-    refused = client.post("/login", content="token=wrong")
-    assert refused.status_code == 401
-    response = client.post(
-        "/login",
-        content=f"token={SUPPORT}&next=/reconciliations",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert response.status_code == 303
-    cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie
-    assert "SameSite=strict" in cookie
-    assert client.get("/reconciliations").status_code == 200
-    assert client.post("/admin/resync", content="org=o&what=seats").status_code == 403
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    assert client.post("/api/usage", json=[ORG, _usage("u1", 5)], headers=auth).status_code == 200
+    # Another ingest stores u1 between this one's look-up (which found nothing) and its insert.
+    monkeypatch.setattr(StoredUsageLookup, "feed", lambda _self, _records: None)
+    response = client.post("/api/usage", json=[_usage("u2", 1), _usage("u1", 6)], headers=auth)
+    assert response.status_code == 503
+    assert "send it again" in response.json()["error"]
+    assert _stored_usage(engine) == [("u1", 5)]

@@ -1,8 +1,9 @@
-"""`billing book show`: what a price book offers (plans, intervals, meters, units, prices)."""
+"""`billing book show` and `billing book formulas`: what a price book offers, and how it prices."""
 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,8 @@ from rich.table import Table
 
 from billing.core.money import format_decimal, format_minor_units
 from billing.pricing.book import MeterPrice, PriceBook, Terms
+from billing.pricing.document import html_page
+from billing.pricing.formulas import formulas_html, formulas_markdown
 from worker.commands.common import load_book_or_fail
 from worker.settings import get_settings
 
@@ -165,3 +168,34 @@ def show_command(
         typer.echo(json.dumps(book_json(book)))
     else:
         Console().print(render_book(book))
+
+
+class DocumentFormat(StrEnum):
+    MARKDOWN = "markdown"
+    HTML = "html"
+
+
+@book_app.command("formulas")
+def formulas_command(
+    book_name: Annotated[
+        str | None,
+        typer.Option(
+            "--book", help="Bundled book name or path to a TOML book [default: BILLING_BOOK]."
+        ),
+    ] = None,
+    output_format: Annotated[
+        DocumentFormat, typer.Option("--format", help="markdown, or a standalone HTML page.")
+    ] = DocumentFormat.MARKDOWN,
+    contracts: Annotated[
+        bool, typer.Option("--contracts", help="Add each contract's negotiated terms (private).")
+    ] = False,
+) -> None:
+    """The formula document: per meter and plan the formula, prices and worked examples, the
+    book's own examples, the minimum commitment and seat proration (the same as /pricing/formulas
+    without --contracts)."""
+    book = load_book_or_fail(book_name or get_settings().book)
+    if output_format is DocumentFormat.HTML:
+        title = f"Pricing formulas: the {book.name} price book"
+        typer.echo(html_page(title, formulas_html(book, contracts=contracts)), nl=False)
+    else:
+        typer.echo(formulas_markdown(book, contracts=contracts), nl=False)

@@ -64,12 +64,18 @@ def _print(payload: dict[str, Any], as_json: bool, title: str) -> None:
 
 
 def _enqueue(task_name: str, args: list[Any], wait: float) -> dict[str, Any]:
+    from worker import dispatch
     from worker.celery_app import app
     from worker.composition import redis_client
 
-    # Fail at once (one line) rather than after Celery's 20 attempts to reach its result store.
-    redis_client().ping()
-    result = app.send_task(task_name, args=args)
+    if wait > 0:
+        # Fail at once (one line) rather than after Celery's 20 attempts to reach its result
+        # store.
+        redis_client().ping()
+    sent = dispatch.enqueue(task_name, args, app=app)
+    if sent.kept:
+        return {"task_id": sent.task_id, "state": "kept in the outbox until the broker is back"}
+    result = app.AsyncResult(sent.task_id)
     if wait <= 0:
         return {"task_id": result.id, "state": "queued"}
     try:
@@ -215,7 +221,8 @@ def worker_command(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 2,
     loglevel: Annotated[str, typer.Option("--loglevel")] = "info",
 ) -> None:
-    """Run a Celery worker on BILLING_REDIS_URL (prefork, acks late, prefetch 1)."""
+    """Run a Celery worker on the broker (BILLING_BROKER_URL, else BILLING_REDIS_URL): prefork,
+    acks late, prefetch 1."""
     from worker.celery_app import app
 
     settings = get_settings()

@@ -3,63 +3,50 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from billing.core.meters import Interval, Meter
-from billing.core.money import format_decimal, format_minor_units, parse_decimal
+from billing.core.money import format_decimal, format_minor_units
 from billing.pricing.book import PriceBook
-from billing.pricing.charge import Charge, ChargeLine, quote
-from worker.commands.common import CliError, decimal_json, load_book_or_fail
+from billing.pricing.charge import Charge
+from billing.pricing.quote_input import USAGE, QuoteInputError, QuoteRequest, price_request
+from billing.pricing.quote_json import quote_json
+from worker.commands.common import CliError, load_book_or_fail
 from worker.settings import get_settings
 
 
-def parse_usage(pairs: list[str]) -> dict[Meter, Decimal]:
-    """`METER=QTY` pairs to quantities; names the bad pair on error."""
-    usage: dict[Meter, Decimal] = {}
+def parse_usage(pairs: list[str]) -> dict[str, str]:
+    """`METER=QTY` pairs by meter code; the quantities are checked with the other inputs."""
+    usage: dict[str, str] = {}
     for pair in pairs:
         code, sep, text = pair.partition("=")
         if not sep:
             raise CliError(f"--usage {pair!r}: expected METER=QUANTITY")
-        if code not in set(Meter):
-            known = ", ".join(m.value for m in Meter)
-            raise CliError(f"--usage {pair!r}: unknown meter {code!r} (known: {known})")
-        try:
-            quantity = parse_decimal(text)
-        except ValueError:
-            raise CliError(f"--usage {pair!r}: quantity {text!r} is not a number") from None
-        if quantity < 0:
-            raise CliError(f"--usage {pair!r}: quantity must not be negative")
-        if Meter(code) in usage:
+        if not text.strip():
+            raise CliError(f"--usage {pair!r}: the quantity is missing")
+        if code in usage:
             raise CliError(f"--usage {pair!r}: meter {code!r} given twice")
-        usage[Meter(code)] = quantity
+        usage[code] = text
     return usage
 
 
-def charge_json(book: PriceBook, plan: str, interval: Interval, charge: Charge) -> dict[str, Any]:
-    return {
-        "book": book.name,
-        "plan": plan,
-        "interval": interval.value,
-        "currency": charge.currency,
-        "lines": [line_json(line) for line in charge.lines],
-        "total": charge.total_amount,
-    }
-
-
-def line_json(line: ChargeLine) -> dict[str, Any]:
-    return {
-        "code": line.code,
-        "quantity": decimal_json(line.quantity),
-        "included": decimal_json(line.included),
-        "billable": decimal_json(line.billable),
-        "unit_amount_decimal": format_decimal(line.unit_amount_decimal),
-        "amount": line.amount,
-    }
+def describe_problems(
+    error: QuoteInputError, options: dict[str, str | None], usage: dict[str, str]
+) -> str:
+    """Every problem on one line, each after the option (and value) it is about."""
+    parts = []
+    for problem in error.problems:
+        field = problem.field or ""
+        code = field.removeprefix(f"{USAGE}.")
+        if code != field:
+            parts.append(f"--usage '{code}={usage.get(code, '')}': {problem.message}")
+        else:
+            parts.append(f"--{field} {options.get(field)!r}: {problem.message}")
+    return "; ".join(parts)
 
 
 def render_table(book: PriceBook, plan: str, interval: Interval, charge: Charge) -> Table:
@@ -112,20 +99,14 @@ def quote_command(
 ) -> None:
     """Price a plan: full-term seats plus one month of usage (no proration)."""
     book = load_book_or_fail(book_name or get_settings().book)
-    if interval is not None and interval not in set(Interval):
-        raise CliError(f"--interval {interval!r}: must be month or year")
-    seat_count: int | None = None
-    if seats is not None:
-        if not seats.isdigit():
-            raise CliError(f"--seats {seats!r}: must be a non-negative whole number")
-        seat_count = int(seats)
+    options = {"plan": plan, "interval": interval, "seats": seats, "contract": contract}
     quantities = parse_usage(usage or [])
     try:
-        terms = book.terms(plan, interval, contract)
-        charge = quote(terms, seat_count, quantities)
-    except (LookupError, ValueError) as exc:
-        raise CliError(str(exc).strip("'\"")) from None
+        priced = price_request(book, QuoteRequest(**options, usage=quantities))
+    except QuoteInputError as exc:
+        raise CliError(describe_problems(exc, options, quantities)) from None
+    interval_used = priced.terms.interval
     if as_json:
-        typer.echo(json.dumps(charge_json(book, plan, terms.interval, charge)))
+        typer.echo(json.dumps(quote_json(book.name, plan, interval_used, priced.charge)))
     else:
-        Console().print(render_table(book, plan, terms.interval, charge))
+        Console().print(render_table(book, plan, interval_used, priced.charge))

@@ -7,6 +7,8 @@ from typing import Annotated
 import structlog
 import typer
 
+from worker.commands.common import load_book_or_fail
+from worker.logging import uvicorn_log_config
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -23,7 +25,16 @@ def serve_command(
     from worker.web.app import create_app
     from worker.web.health import UNVERIFIABLE_WEBHOOKS
 
+    # A bad BILLING_BOOK (unreadable, not UTF-8, invalid) is one line now, not a 500 per page.
+    load_book_or_fail(get_settings().book)
     app = create_app()  # refuses a schema that is behind before anything is said
     if get_settings().stripe_webhook_secret is None:
         log.warning("serve.started_without_webhook_secret", problem=UNVERIFIABLE_WEBHOOKS)
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        log_level="info",
+        log_config=uvicorn_log_config(),  # query strings' tokens masked in the access log
+    )

@@ -55,6 +55,9 @@ class InProcessBeat:
             # Quota counters count the product's own checks before it acts; a timeline makes
             # none, and without Redis there are no counters to store.
             "billing.quotas.checkpoint": lambda _now: None,
+            # Nothing here goes through a broker, so nothing is kept in the outbox.
+            "billing.outbox.relay": lambda _now: None,
+            "billing.reconciliation.redrive_events": self._redrive,
         }
 
     def run(self, task: str, now: datetime) -> None:
@@ -75,6 +78,10 @@ class InProcessBeat:
     def _seats(self, now: datetime) -> None:
         for org_id in jobs.orgs_for_seat_sweep(now, self.settings):
             jobs.sync_seats(org_id, now, settings=self.settings)
+
+    def _redrive(self, now: datetime) -> None:
+        for stripe_event_id in jobs.unhandled_webhook_events(now, self.settings):
+            jobs.handle_event(stripe_event_id, now, settings=self.settings)
 
     def _push(self, org_ids: list[str], now: datetime, within: Period | None = None) -> None:
         jobs.push_usage_chunk(org_ids, now, within=within, settings=self.settings)

@@ -59,6 +59,9 @@ def simulate(
     if redis_url:
         overrides = {
             "redis_url": redis_url,
+            # The Redis broker whatever BILLING_BROKER_URL says: a step settles once the
+            # broker's Redis queue is empty (beat_jobs.CeleryBeat.settle).
+            "broker_url": redis_url,
             "web_inline_tasks": False,
             "stripe_budget": "redis",
             "org_locks": "redis",
@@ -128,6 +131,8 @@ def _start_workers(settings: Settings, count: int, celery: Any) -> subprocess.Po
         **os.environ,
         "BILLING_DATABASE_URL": settings.database_url,
         "BILLING_REDIS_URL": settings.redis_url,
+        "BILLING_BROKER_URL": settings.redis_url,
+        "BILLING_BROKER_QUEUE": settings.broker_queue,
         "BILLING_STRIPE_API_BASE": settings.stripe_api_base,
         "BILLING_STRIPE_BUDGET": "redis",
         "BILLING_SIMULATED_CLOCK_KEY": settings.simulated_clock_key or "",

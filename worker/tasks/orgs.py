@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker import jobs
+from worker import dispatch, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
@@ -21,5 +21,5 @@ def sweep(now: str | None = None) -> int:
     """Enqueue provisioning for every org of the ledger that has no Stripe subscription yet."""
     orgs = jobs.unprovisioned_orgs()
     for org_id in orgs:
-        provision_org.delay(org_id, now)
+        dispatch.enqueue(provision_org, [org_id, now])
     return len(orgs)

@@ -7,7 +7,7 @@ safe to run twice (the inbox marks an event handled; reconciliations are append-
 
 from __future__ import annotations
 
-from worker import jobs
+from worker import dispatch, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
@@ -31,3 +31,13 @@ def sweep(now: str | None = None) -> int:
 @app.task(name="billing.reconciliation.check_prices", **TASK_OPTIONS)
 def check_prices(now: str | None = None) -> int:
     return jobs.check_prices(instant(now)).drift_count
+
+
+@app.task(name="billing.reconciliation.redrive_events", **TASK_OPTIONS)
+def redrive_events(now: str | None = None) -> int:
+    """Send every webhook event left unhandled (its handling failed, or its task was lost) to
+    `handle_event` again (beat, every few minutes); how many were sent."""
+    events = jobs.unhandled_webhook_events(instant(now))
+    for stripe_event_id in events:
+        dispatch.enqueue(handle_event, [stripe_event_id, now])
+    return len(events)

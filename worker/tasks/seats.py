@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from billing.core.periods import to_unix
-from worker import composition, jobs
+from worker import composition, dispatch, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
@@ -26,7 +26,7 @@ def schedule(org_id: str, eta: Any) -> bool:
     key = f"billing:seats:scheduled:{org_id}:{to_unix(eta)}"
     if not composition.redis_client().set(key, 1, nx=True, ex=3600):
         return False
-    sync_org.apply_async(args=[org_id], eta=eta + timedelta(seconds=2))
+    dispatch.enqueue(sync_org, [org_id], eta=eta + timedelta(seconds=2))
     return True
 
 
@@ -44,5 +44,5 @@ def sweep(now: str | None = None) -> int:
     at = instant(now)
     orgs = jobs.orgs_for_seat_sweep(at)
     for org_id in orgs:
-        sync_org.delay(org_id, now)
+        dispatch.enqueue(sync_org, [org_id, now])
     return len(orgs)

@@ -8,7 +8,7 @@ from typing import Any
 from celery import group
 
 from billing.core.periods import month_period, month_period_of
-from worker import jobs
+from worker import dispatch, jobs
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
@@ -41,6 +41,7 @@ def close_period(
         period = month_period_of(instant(now) - timedelta(days=1)).label()
     month_period(period)  # validate before fanning out
     orgs = jobs.provisioned_orgs()
+    # Each member is published by BillingTask: one the broker cannot take goes to the outbox.
     result = group(
         push_chunk.s(chunk, now, period) for chunk in jobs.chunks(orgs, chunk_size)
     ).apply_async()
@@ -54,7 +55,7 @@ def sweep(now: str | None = None) -> int:
     at = instant(now)
     orgs = jobs.orgs_with_usage_since(at - jobs.USAGE_SWEEP_LOOKBACK)
     for chunk in jobs.chunks(orgs, CLOSE_CHUNK_SIZE):
-        push_chunk.delay(chunk, now)
+        dispatch.enqueue(push_chunk, [chunk, now])
     return len(orgs)
 
 
@@ -64,5 +65,5 @@ def close_due(now: str | None = None) -> int:
     total inside Stripe's grace period, and resource-hours grow without new reports."""
     orgs = jobs.provisioned_orgs()
     for chunk in jobs.chunks(orgs, CLOSE_CHUNK_SIZE):
-        push_chunk.delay(chunk, now)
+        dispatch.enqueue(push_chunk, [chunk, now])
     return len(orgs)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from worker.web.auth import Role, bearer_role, cookie_role
-from worker.web.common import json_error, services_of
+from worker.web.auth import Role, bearer_role, cookie_login
+from worker.web.common import json_error, local_path, services_of
+from worker.web.csrf import FIELD, STALE_FORM, origin_problem, read_form, refused, tokens_match
+from worker.web.login import login_page
 from worker.web.services import PUSH_USAGE, SYNC_SEATS
-from worker.web.support import login_page
 
 TASKS = {"seats": SYNC_SEATS, "usage": PUSH_USAGE}
 
@@ -45,17 +44,21 @@ async def resync_api(request: Request) -> Response:
 
 
 async def resync_form(request: Request) -> Response:
-    role = cookie_role(request, services_of(request))
-    if role is None:
+    """The re-sync buttons of a reconciliation page: same origin, the session's CSRF token,
+    an admin's session."""
+    problem = origin_problem(request)
+    if problem is not None:
+        return refused(problem)
+    login = await cookie_login(request, services_of(request))
+    if login is None:
         return login_page(request, 401, "Log in as an admin to re-sync.")
-    if role is not Role.ADMIN:
+    form = await read_form(request)
+    if not tokens_match(login.session.csrf_token, form.get(FIELD, "")):
+        return refused(STALE_FORM)
+    if login.role is not Role.ADMIN:
         return Response("403 Forbidden: re-sync needs an admin token", status_code=403)
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
-    org_id = (form.get("org") or [""])[0]
-    back = (form.get("back") or ["/reconciliations"])[0]
-    if not back.startswith("/") or back.startswith("//"):
-        back = "/reconciliations"
-    code, message = await _resync(request, org_id, (form.get("what") or [""])[0])
+    back = local_path(form.get("back", ""), "/reconciliations")
+    code, message = await _resync(request, form.get("org", ""), form.get("what", ""))
     if code != 202:
         return Response(f"{code}: {message}", status_code=code)
     return RedirectResponse(back, status_code=303)

@@ -6,11 +6,12 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from worker.settings import Settings, get_settings
-from worker.web import admin, health, quotas, support, usage, webhook
+from worker.web import admin, health, login, pricing, quotas, quote_api, support, usage, webhook
+from worker.web.bodies import BodyTooLarge, body_too_large
 from worker.web.services import WebServices, build_services
 
 # Each module exposes `routes`; add a module here to mount it.
-ROUTE_MODULES = [webhook, usage, support, admin, quotas, health]
+ROUTE_MODULES = [webhook, usage, login, support, admin, quotas, health, pricing, quote_api]
 
 
 def all_routes() -> list[BaseRoute]:
@@ -20,6 +21,6 @@ def all_routes() -> list[BaseRoute]:
 def create_app(
     settings: Settings | None = None, *, services: WebServices | None = None
 ) -> Starlette:
-    app = Starlette(routes=all_routes())
+    app = Starlette(routes=all_routes(), exception_handlers={BodyTooLarge: body_too_large})
     app.state.services = services or build_services(settings or get_settings())
     return app

@@ -1,4 +1,4 @@
-"""Helpers shared by the web routes: the services on the app, JSON errors, blocking calls."""
+"""Helpers shared by the web routes: the services on the app, JSON errors, local redirects."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def services_of(request: Request) -> WebServices:
 
 def json_error(status_code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status_code)
+
+
+def local_path(target: str, default: str) -> str:
+    """`target` when it is a path of this site, else `default` (never another host: `//x` and
+    `/\\x` are, to a browser)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target

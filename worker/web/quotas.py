@@ -8,8 +8,9 @@ endpoint does: a consuming check counts usage. 401 without a token, 403 with a s
 Request: `{"org": ID, "quota": NAME, "amount": N}` (`amount` optional, default 1; optional
 `"consume": false` asks without counting). Answers 200 with
 `{"allowed", "limit", "used", "remaining", "mode"}` whether the check was allowed or denied
-(`limit`/`remaining` are null when unlimited); 400 for a body that is not a JSON object; 404 for
-an unknown org; 422 for a bad or unknown field. Errors are `{"error": TEXT, "field": NAME}`.
+(`limit`/`remaining` are null when unlimited); 400 for a body that is not a JSON object (413 over
+MAX_BODY_BYTES); 404 for an unknown org; 422 for a bad or unknown field. Errors are
+`{"error": TEXT, "field": NAME}`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from billing.quotas.service import QuotaDecision, QuotaRequestError, QuotaServic
 from worker import clock
 from worker.composition import quota_service
 from worker.web.auth import Role, bearer_role
+from worker.web.bodies import BodyTooLarge, read_limited
 from worker.web.common import json_error, services_of
 
 # Returns the refusal to send, or None to let the request through.
 Authorize: TypeAlias = Callable[[Request], Response | None]
+MAX_BODY_BYTES = 16 * 1024  # a check is a few short fields
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -56,8 +59,10 @@ def make_routes(
         if authorize is not None and (refusal := authorize(request)) is not None:
             return refusal
         try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = json.loads(await read_limited(request, MAX_BODY_BYTES))
+        except BodyTooLarge as exc:
+            return _error(413, str(exc))
+        except (ValueError, RecursionError):  # not JSON, or arrays nested thousands deep
             return _error(400, "the body must be a JSON object")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")

@@ -1,4 +1,4 @@
-"""What the web app needs, built once: database, webhook secret, tokens and a task dispatcher."""
+"""What the web app needs, built once: database, secrets, tokens, sessions and a task dispatcher."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 
 from worker import clock as worker_clock
 from worker import composition, jobs
-from worker.settings import Settings, split_tokens
+from worker.settings import Environment, Settings, split_tokens
+from worker.web.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 
 log = structlog.get_logger(__name__)
 
@@ -29,15 +30,21 @@ class TaskDispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    """Enqueue by name with `send_task`: the web process never imports task code."""
+    """Enqueue by name (the web process never imports task code), through the outbox when the
+    broker is away."""
 
-    def __init__(self, celery: Any) -> None:
+    def __init__(self, celery: Any, settings: Settings | None = None) -> None:
         self.celery = celery
+        self.settings = settings
 
     def send(self, name: str, args: Sequence[Any]) -> str:
-        result = self.celery.send_task(name, args=list(args))
-        log.info("web.task_sent", task=name, task_id=result.id)
-        return f"enqueued {name} ({result.id})"
+        from worker import dispatch  # noqa: PLC0415 - Celery only with a broker
+
+        sent = dispatch.enqueue(name, args, app=self.celery, settings=self.settings)
+        if sent.kept:
+            return f"kept {name} ({sent.task_id}) for the broker's return"
+        log.info("web.task_sent", task=name, task_id=sent.task_id)
+        return f"enqueued {name} ({sent.task_id})"
 
 
 class InlineDispatcher:
@@ -63,8 +70,10 @@ class WebServices:
     admin_tokens: tuple[str, ...]
     dispatcher: TaskDispatcher
     default_book: str = "devtools"
-    secure_cookies: bool = False
+    sessions: SessionStore = field(default_factory=MemorySessionStore)
+    secure_cookies: bool | None = None  # None: Secure when the request came over https
     clock: Callable[[], datetime] = field(default=worker_clock.now)
+    stripe_livemode: bool = False  # the key's mode: webhook events of the other are refused
 
 
 def inline_handlers(settings: Settings) -> dict[str, Callable[..., object]]:
@@ -94,13 +103,27 @@ def inline_handlers(settings: Settings) -> dict[str, Callable[..., object]]:
     }
 
 
+def session_store(settings: Settings) -> SessionStore:
+    """Login sessions in Redis (every web process) or in this process (`local`)."""
+    ttl_seconds = max(1, round(settings.web_session_hours * 3600))
+    if settings.web_session_store == "local":
+        return MemorySessionStore(ttl_seconds)
+    return RedisSessionStore(composition.redis_client(settings), ttl_seconds)
+
+
+def secure_cookies(settings: Settings) -> bool | None:
+    if settings.web_cookie_secure == "auto":
+        return True if settings.environment is Environment.PRODUCTION else None
+    return settings.web_cookie_secure == "always"
+
+
 def build_services(settings: Settings) -> WebServices:
     if settings.web_inline_tasks:
         dispatcher: TaskDispatcher = InlineDispatcher(inline_handlers(settings))
     else:
         from worker.celery_app import make_celery  # noqa: PLC0415 - only with a broker
 
-        dispatcher = CeleryDispatcher(make_celery(settings))
+        dispatcher = CeleryDispatcher(make_celery(settings), settings)
     secret = settings.stripe_webhook_secret
     return WebServices(
         engine=composition.database(settings),
@@ -109,6 +132,8 @@ def build_services(settings: Settings) -> WebServices:
         admin_tokens=split_tokens(settings.admin_tokens),
         dispatcher=dispatcher,
         default_book=settings.book,
-        secure_cookies=settings.environment.value == "production",
+        sessions=session_store(settings),
+        secure_cookies=secure_cookies(settings),
         clock=lambda: worker_clock.now(settings),
+        stripe_livemode=settings.stripe_livemode,
     )

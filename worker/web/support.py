@@ -1,10 +1,9 @@
-"""Support pages (HTML, cookie login) and the same data as JSON under `/api/reconciliations`."""
+"""Support pages (HTML, for a login session) and the same data as JSON (`/api/reconciliations`)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qs
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +13,7 @@ from starlette.routing import Route
 
 from billing.reconciliation.match import Status
 from billing.reconciliation.queries import (
+    MAX_ROW_ID,
     get_reconciliation,
     latest_price_check,
     line_json,
@@ -22,8 +22,9 @@ from billing.reconciliation.queries import (
     reconciliation_json,
     view_json,
 )
-from worker.web.auth import COOKIE, Role, bearer_role, cookie_role, role_of_token
+from worker.web.auth import CookieLogin, Role, bearer_role, cookie_login
 from worker.web.common import TEMPLATES, json_error, services_of
+from worker.web.login import login_page
 from worker.web.services import WebServices
 
 STATUSES = [status.value for status in Status]
@@ -59,53 +60,33 @@ def _list(services: WebServices, filters: dict[str, str | None]) -> dict[str, An
         }
 
 
-def _one(services: WebServices, reconciliation_id: int) -> dict[str, Any] | None:
+def _path_id(request: Request) -> int | None:
+    """The path's `{id}` as a row id, or None when it names none. Read here, not by an `int`
+    route convertor, which answers 500 past Python's 4,300-digit limit for int()."""
+    text: str = request.path_params["id"]
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ROW_ID)):
+        return int(text)
+    return None
+
+
+def _one(services: WebServices, reconciliation_id: int | None) -> dict[str, Any] | None:
+    if reconciliation_id is None:
+        return None
     with Session(services.engine) as session:
         view = get_reconciliation(session, reconciliation_id)
         return None if view is None else view_json(view)
 
 
-def login_page(request: Request, status_code: int = 200, message: str = "") -> Response:
-    return TEMPLATES.TemplateResponse(
-        request,
-        "login.html",
-        {"message": message, "next": request.url.path if status_code == 401 else "/"},
-        status_code=status_code,
-    )
-
-
 # --------------------------------------------------------------------------- HTML
 
 
-async def login_form(request: Request) -> Response:
-    return login_page(request)
-
-
-async def login(request: Request) -> Response:
-    services = services_of(request)
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0].strip()
-    target = (form.get("next") or ["/"])[0]
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    if role_of_token(token, services) is None:
-        return login_page(request, 401, "That token is not valid.")
-    response = RedirectResponse(target if target != "/login" else "/", status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=services.secure_cookies,
-        max_age=12 * 3600,
-    )
-    return response
-
-
-async def logout(_request: Request) -> Response:
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
-    return response
+def _page_context(login: CookieLogin) -> dict[str, Any]:
+    """What every signed-in page shows: the role, and the CSRF token its forms post back."""
+    return {
+        "role": login.role.value,
+        "is_admin": login.role is Role.ADMIN,
+        "csrf_token": login.session.csrf_token,
+    }
 
 
 async def home(_request: Request) -> Response:
@@ -114,35 +95,31 @@ async def home(_request: Request) -> Response:
 
 async def reconciliations_page(request: Request) -> Response:
     services = services_of(request)
-    role = cookie_role(request, services)
-    if role is None:
+    login = await cookie_login(request, services)
+    if login is None:
         return login_page(request, 401, "Log in to see reconciliations.")
     filters = _filters(request)
     data = await run_in_threadpool(_list, services, filters)
     return TEMPLATES.TemplateResponse(
         request,
         "list.html",
-        {**data, "filters": filters, "statuses": STATUSES, "role": role.value},
+        {**data, "filters": filters, "statuses": STATUSES, **_page_context(login)},
     )
 
 
 async def reconciliation_page(request: Request) -> Response:
     services = services_of(request)
-    role = cookie_role(request, services)
-    if role is None:
+    login = await cookie_login(request, services)
+    if login is None:
         return login_page(request, 401, "Log in to see reconciliations.")
-    data = await run_in_threadpool(_one, services, int(request.path_params["id"]))
+    data = await run_in_threadpool(_one, services, _path_id(request))
     if data is None:
         return TEMPLATES.TemplateResponse(
-            request, "missing.html", {"role": role.value}, status_code=404
+            request, "missing.html", _page_context(login), status_code=404
         )
     for line in data["lines"]:
         line["trace_text"] = json.dumps(line["trace"], indent=2, sort_keys=True)
-    return TEMPLATES.TemplateResponse(
-        request,
-        "detail.html",
-        {"rec": data, "role": role.value, "is_admin": role is Role.ADMIN},
-    )
+    return TEMPLATES.TemplateResponse(request, "detail.html", {"rec": data, **_page_context(login)})
 
 
 # --------------------------------------------------------------------------- JSON
@@ -159,7 +136,7 @@ async def reconciliation_json_one(request: Request) -> Response:
     services = services_of(request)
     if bearer_role(request, services) is None:
         return json_error(401, "authentication required (Authorization: Bearer TOKEN)")
-    data = await run_in_threadpool(_one, services, int(request.path_params["id"]))
+    data = await run_in_threadpool(_one, services, _path_id(request))
     if data is None:
         return json_error(404, "no such reconciliation")
     return JSONResponse(data)
@@ -167,13 +144,10 @@ async def reconciliation_json_one(request: Request) -> Response:
 
 routes = [
     Route("/", home, methods=["GET"]),
-    Route("/login", login_form, methods=["GET"]),
-    Route("/login", login, methods=["POST"]),
-    Route("/logout", logout, methods=["POST"]),
     Route("/reconciliations", reconciliations_page, methods=["GET"]),
-    Route("/reconciliations/{id:int}", reconciliation_page, methods=["GET"]),
+    Route("/reconciliations/{id}", reconciliation_page, methods=["GET"]),
     Route("/api/reconciliations", reconciliations_json, methods=["GET"]),
-    Route("/api/reconciliations/{id:int}", reconciliation_json_one, methods=["GET"]),
+    Route("/api/reconciliations/{id}", reconciliation_json_one, methods=["GET"]),
 ]
 
 __all__ = ["line_json", "routes"]

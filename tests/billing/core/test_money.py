@@ -10,6 +10,7 @@ from billing.core.money import (
     decimal_places,
     format_decimal,
     format_minor_units,
+    format_unit_amount,
     line_amount,
     parse_decimal,
     round_line_amount,
@@ -89,3 +90,29 @@ def test_format_decimal_never_uses_scientific_notation(value: str, text: str, pl
 )
 def test_format_minor_units(amount: int, currency: str, text: str) -> None:
     assert format_minor_units(amount, currency) == text
+
+
+@pytest.mark.parametrize(
+    ("amount_decimal", "currency", "text"),
+    [
+        ("0.8", "usd", "$0.008"),  # a sub-cent unit price keeps every digit
+        ("0.01", "usd", "$0.0001"),
+        ("2", "usd", "$0.02"),
+        ("900", "usd", "$9.00"),
+        ("720.8", "usd", "$7.208"),  # an unrounded line amount
+        ("123456789.5", "usd", "$1,234,567.895"),
+        ("1E+3", "usd", "$10.00"),
+        ("-5", "usd", "-$0.05"),
+        ("13", "chf", "0.13 CHF"),
+    ],
+)
+def test_format_unit_amount(amount_decimal: str, currency: str, text: str) -> None:
+    assert format_unit_amount(Decimal(amount_decimal), currency) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "places"),
+    [("1E-999999999", 999_999_999), ("0E-100", 0), ("1.5000", 1), ("1E+3", 0), ("-0.25", 2)],
+)
+def test_decimal_places_beyond_the_contexts_exponent_limits(value: str, places: int) -> None:
+    assert decimal_places(Decimal(value)) == places

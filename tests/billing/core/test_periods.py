@@ -128,3 +128,24 @@ def test_period_rejects_naive_and_empty() -> None:
         Period(datetime(2026, 1, 1), utc(2026, 2, 1))
     with pytest.raises(PeriodError):
         Period(utc(2026, 2, 1), utc(2026, 2, 1))
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00", "0001-01-01T00:59:59+01:00"]
+)
+def test_parse_instant_refuses_instants_a_utc_datetime_cannot_hold(text: str) -> None:
+    with pytest.raises(PeriodError, match="is outside the years 1 to 9999 in UTC"):
+        parse_instant(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0001-01-01T01:00:00+01:00", utc(1, 1, 1)),
+        ("9999-12-31T22:30:00-01:00", utc(9999, 12, 31, 23, 30)),
+    ],
+)
+def test_parse_instant_takes_the_first_and_last_hours_utc_can_hold(
+    text: str, expected: datetime
+) -> None:
+    assert parse_instant(text) == expected

@@ -1,0 +1,93 @@
+"""`POST /api/quote`: the pricing calculator as JSON, public and rate-limited.
+
+Body: `{"book", "plan", "interval", "seats", "usage": {METER: QUANTITY}}`, every field optional
+(the configured book, its default plan, the plan's first interval, no seats, no usage). Answers
+200 with exactly the object `billing quote --json` prints for the same inputs
+(billing.pricing.quote_json), priced by the same engine. Quantities are JSON numbers (read as
+exact decimals, never floats) or decimal strings; seats a whole number.
+
+Errors are `{"errors": [{"field": NAME | null, "message": TEXT}]}`: 400 for a body that is not
+a JSON object (or over MAX_BODY_BYTES: 413), 422 naming each bad field (`usage.METER` for a
+quantity), 429 with `Retry-After` past the rate limit (worker/web/pricing.py QUOTE_LIMITER).
+`"contract": ORG_ID` quotes an org's negotiated terms and needs a support or admin bearer token
+(401 without): contracts are not public.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from billing.pricing.quote_input import QuoteInputError, QuoteRequest, price_request
+from billing.pricing.quote_json import quote_json
+from worker.web.auth import bearer_role
+from worker.web.bodies import BodyTooLarge, read_limited
+from worker.web.common import services_of
+from worker.web.pricing import QUOTE_LIMITER, books_of
+from worker.web.rate_limit import RateLimiter, client_address
+
+MAX_BODY_BYTES = 16 * 1024
+FIELDS = ("book", "plan", "interval", "seats", "usage", "contract")
+
+
+def errors(status: int, *problems: tuple[str | None, str], **headers: str) -> JSONResponse:
+    body = {"errors": [{"field": name, "message": message} for name, message in problems]}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+async def read_body(request: Request) -> dict[str, Any] | Response:
+    """The body as a JSON object (numbers with a fraction as Decimal), or the error to send."""
+    try:
+        raw = await read_limited(request, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        return errors(413, (None, str(exc)))
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        body = None
+    if not isinstance(body, dict):
+        return errors(400, (None, "the body must be a JSON object"))
+    return body
+
+
+def make_routes(limiter: RateLimiter) -> list[Route]:
+    async def quote_endpoint(request: Request) -> Response:
+        if wait := limiter.take(client_address(request)):
+            message = f"rate limit: {limiter.describe()}; try again in {wait} s"
+            return errors(429, (None, message), **{"Retry-After": str(wait)})
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        unknown = [key for key in body if key not in FIELDS]
+        if unknown:
+            allowed = ", ".join(FIELDS)
+            return errors(422, *((key, f"unknown field (fields: {allowed})") for key in unknown))
+        if body.get("contract") is not None and bearer_role(request, services_of(request)) is None:
+            message = "a contract's terms are not public: send a support or admin bearer token"
+            return errors(401, ("contract", message))
+        books, default = books_of(request)
+        name = body.get("book", default.name)
+        if not isinstance(name, str) or name not in books:
+            return errors(422, ("book", f"unknown price book {name!r} (books: {', '.join(books)})"))
+        book = books[name]
+        request_fields = {key: body[key] for key in FIELDS[1:] if body.get(key) is not None}
+        try:
+            priced = price_request(book, QuoteRequest(**request_fields))
+        except QuoteInputError as exc:
+            return errors(422, *((p.field, p.message) for p in exc.problems))
+        terms = priced.terms
+        return JSONResponse(quote_json(book.name, terms.plan, terms.interval, priced.charge))
+
+    return [Route("/api/quote", quote_endpoint, methods=["POST"])]
+
+
+routes = make_routes(QUOTE_LIMITER)
