@@ -7,28 +7,23 @@ Set BILLING_DOCS_SCREENSHOT=1 to also write the phone-width screenshot to docs/p
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.fixtures.browser import chromium, needs_chromium
 from tests.worker.pricing_site import pricing_services
 from tests.worker.web_server import serving
 from worker.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = "/pricing?book=devtools&plan=team&interval=year&seats=10&copilot_messages=800"
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromedriver") is None and not Path("/usr/bin/chromedriver").exists(),
-    reason="chromium-driver is not installed (apt-get install -y chromium chromium-driver)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -39,27 +34,8 @@ def site() -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(20)
-    try:
+    with chromium(width=1280, extra_flags=("--hide-scrollbars",)) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def text_of(browser: Any, element_id: str) -> str:

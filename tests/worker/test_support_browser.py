@@ -3,15 +3,12 @@ re-sync and log out; a page on another port cannot post the admin's forms."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.engine import Engine
@@ -24,6 +21,7 @@ from billing.reconciliation.reconciler import Reconciler
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
 from models.db import make_engine, migrate, unit_of_work
 from models.stripe_records import StripeCustomerRecord
+from tests.fixtures.browser import chromium, needs_chromium
 from tests.worker.web_server import serving
 from worker.web.app import create_app
 from worker.web.services import SYNC_SEATS, InlineDispatcher, WebServices
@@ -31,10 +29,7 @@ from worker.web.services import SYNC_SEATS, InlineDispatcher, WebServices
 SUPPORT = "support-browser-token"
 ADMIN = "admin-browser-token"
 NOW = datetime(2026, 2, 1, 1, tzinfo=UTC)
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromedriver") is None and not Path("/usr/bin/chromedriver").exists(),
-    reason="chromium-driver is not installed (apt-get install -y chromium chromium-driver)",
-)
+pytestmark = needs_chromium
 
 
 class StubGateway:
@@ -132,26 +127,8 @@ def site(engine: Engine, resyncs: list[str]) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(20)
-    try:
+    with chromium(width=1400, extra_flags=()) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_support_staff_log_in_filter_and_open_a_reconciliation(
