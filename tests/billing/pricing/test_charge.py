@@ -7,23 +7,13 @@ from decimal import Decimal
 import pytest
 
 from billing.core.meters import Meter
-from billing.pricing.book import PriceBook, UnknownTermsError, load_book
+from billing.pricing.book import PriceBook, UnknownTermsError
 from billing.pricing.charge import quote
 
 M = Meter.COPILOT_MESSAGES
 R = Meter.RUNNER_MINUTES
 H = Meter.IAC_RESOURCE_HOURS
 X = Meter.EXECUTION_TIME
-
-
-@pytest.fixture(scope="module")
-def devtools() -> PriceBook:
-    return load_book("devtools")
-
-
-@pytest.fixture(scope="module")
-def zenaton() -> PriceBook:
-    return load_book("zenaton")
 
 
 @pytest.mark.parametrize(

@@ -25,16 +25,6 @@ H = Meter.IAC_RESOURCE_HOURS
 X = Meter.EXECUTION_TIME
 
 
-@pytest.fixture(scope="module")
-def devtools() -> PriceBook:
-    return load_book("devtools")
-
-
-@pytest.fixture(scope="module")
-def zenaton() -> PriceBook:
-    return load_book("zenaton")
-
-
 @pytest.mark.parametrize(
     ("book_name", "plan", "meter", "quantity", "formula"),
     [

@@ -21,16 +21,6 @@ from billing.pricing.quote_input import (
 )
 
 
-@pytest.fixture(scope="module")
-def devtools() -> PriceBook:
-    return load_book("devtools")
-
-
-@pytest.fixture(scope="module")
-def zenaton() -> PriceBook:
-    return load_book("zenaton")
-
-
 def problems(book: PriceBook, request: QuoteRequest) -> list[tuple[str | None, str]]:
     with pytest.raises(QuoteInputError) as caught:
         price_request(book, request)
