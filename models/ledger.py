@@ -103,7 +103,14 @@ class Org(SQLModel, table=True):
 
 
 class OrgPlanChange(SQLModel, table=True):
-    """Append-only: from `at` on, the org is on (book, plan, interval); a new term starts."""
+    """From `at` on, the org is on (book, plan, interval): a new subscription and term start.
+
+    `plan` is empty for a cancellation: from `at` on the org has no subscription. A change or
+    cancellation scheduled for a term end (SPEC §10) is stored at the instant it takes effect,
+    with `requested_at` the instant it was asked for; until then a later event may withdraw
+    it (the row is deleted: it never took effect). `cancel_credit` (`prorate` or `none`) says
+    whether unused prepaid seat time is credited when the change ends a term early.
+    """
 
     __tablename__ = "org_plan_changes"
     __table_args__ = (sa.UniqueConstraint("org_id", "at", name="uq_org_plan_changes_org_at"),)
@@ -115,6 +122,8 @@ class OrgPlanChange(SQLModel, table=True):
     interval: str = Field(max_length=10)
     at: datetime = _at()
     recorded_at: datetime = _at()
+    requested_at: datetime | None = _at(default=None)
+    cancel_credit: str | None = Field(default=None, max_length=10)
 
 
 class SeatChangeRecord(SQLModel, table=True):

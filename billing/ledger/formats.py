@@ -21,12 +21,14 @@ MAX_QUANTITY = Decimal(10) ** 26
 # "5", "2.5", "0.125". Decimal() alone would also take "1_000", " 5", "1e3", "NaN" and "١٢".
 _DECIMAL_STRING = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
-EVENT_TYPES = ("org", "seats", "usage", "resources")
+EVENT_TYPES = ("org", "seats", "usage", "resources", "cancel")
+CANCEL_WHEN = ("term_end", "now")
 _FIELDS: Mapping[str, frozenset[str]] = {
     "org": frozenset({"type", "org", "book", "plan", "interval", "seats", "at"}),
     "seats": frozenset({"type", "org", "count", "at"}),
     "usage": frozenset({"type", "id", "org", "meter", "quantity", "at"}),
     "resources": frozenset({"type", "org", "stack", "count", "at"}),
+    "cancel": frozenset({"type", "org", "at", "when"}),
 }
 
 
@@ -80,7 +82,17 @@ class ResourcesLine:
     at: datetime
 
 
-EventLine = OrgLine | SeatsLine | UsageLine | ResourcesLine
+@dataclass(frozen=True)
+class CancelLine:
+    """The org's subscription ends at the end of its current term, or `now` (at `at`)."""
+
+    line: int
+    org_id: str
+    when: str  # one of CANCEL_WHEN
+    at: datetime
+
+
+EventLine = OrgLine | SeatsLine | UsageLine | ResourcesLine | CancelLine
 
 
 def _reject_constant(name: str) -> Any:
@@ -267,6 +279,12 @@ def _event_line(kind: str, fields: _Fields) -> EventLine | None:
         quantity = fields.quantity("quantity")
         if org_id and event_id and meter and quantity is not None and at:
             result = UsageLine(line, event_id, org_id, meter, quantity, at)
+    elif kind == "cancel":
+        when = fields.record.get("when", "term_end")
+        if when not in CANCEL_WHEN:
+            fields.problem("when", f"must be 'term_end' or 'now', got {_show(when)}")
+        elif org_id and at:
+            result = CancelLine(line, org_id, str(when), at)
     else:
         stack = fields.text("stack")
         resources = fields.count("count")

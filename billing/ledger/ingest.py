@@ -12,17 +12,18 @@ Seats, usage and resources lines must be billable at all (admission.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from billing.core.meters import Interval
+from billing.core.periods import isoformat_z
 from billing.ledger.admission import admission_error
 from billing.ledger.formats import (
     EVENT_TYPES,
+    CancelLine,
     LineError,
     OrgLine,
     ResourcesLine,
@@ -30,15 +31,22 @@ from billing.ledger.formats import (
     UsageLine,
     parse_record,
 )
+from billing.ledger.lifecycle_events import (
+    Decision,
+    apply,
+    decide_cancel,
+    decide_org_line,
+)
+from billing.ledger.org_state import OrgState, load_org_states, plan_row
 from billing.ledger.usage_ids import StoredUsageLookup, UsageIds
 from billing.pricing.book import (
     DEFAULT_BOOK,
     PriceBookError,
-    SeatPolicy,
     Terms,
     UnknownTermsError,
 )
 from billing.pricing.book_cache import BookCache
+from billing.pricing.lifecycle import NO_PLAN
 from models.ledger import (
     Org,
     OrgPlanChange,
@@ -79,26 +87,15 @@ class IngestOutcome:
 
 
 @dataclass
-class _OrgState:
-    book: str
-    plan: str
-    interval: str
-    term_start_at: datetime
-    subscribed_at: datetime  # the earliest plan change: the org's first subscription
-    terms: Terms
-    history: dict[datetime, tuple[str, str, str]]
-    created_at: datetime | None = None  # set when the org is new in this batch
-
-
-@dataclass
 class _Batch:
     usage_ids: UsageIds
     errors: list[LineError] = field(default_factory=list)
     conflicts: list[LineError] = field(default_factory=list)
     seen: set[tuple[Any, ...]] = field(default_factory=set)  # seat and resource rows
-    new_orgs: dict[str, _OrgState] = field(default_factory=dict)
-    changed_orgs: dict[str, _OrgState] = field(default_factory=dict)
+    new_orgs: dict[str, OrgState] = field(default_factory=dict)
+    changed_orgs: dict[str, OrgState] = field(default_factory=dict)
     plan_rows: list[dict[str, Any]] = field(default_factory=list)
+    withdrawn: list[tuple[str, datetime]] = field(default_factory=list)  # scheduled rows
     plan_seat_rows: list[dict[str, Any]] = field(default_factory=list)  # seats of a plan change
     org_seat_rows: list[dict[str, Any]] = field(default_factory=list)  # org lines: seats only
     seat_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -173,7 +170,7 @@ class Ingestor:
                     if progress is not None and number % _PROGRESS_EVERY == 0:
                         progress("validating", number, len(items))
             lookup.feed(parsed)
-        states = self._load_orgs({record.org_id for record in parsed})
+        states = load_org_states(self.session, self.books, {record.org_id for record in parsed})
         batch = _Batch(UsageIds(lookup.stored), errors)
         for record in parsed:
             if isinstance(record, OrgLine):
@@ -185,8 +182,10 @@ class Ingestor:
                     f"unknown org {record.org_id!r} (create it first with a "
                     '{"type": "org", ...} line)',
                 )
+            elif isinstance(record, CancelLine):
+                error = self._check_cancel(record, states[record.org_id], batch, now)
             else:
-                error = _add_event(record, states[record.org_id], batch, now)
+                error = self._add_event(record, states[record.org_id], batch, now)
             if error is not None:
                 errors.append(error)
         if progress is not None:
@@ -198,7 +197,7 @@ class Ingestor:
         self,
         record: OrgLine,
         *,
-        states: dict[str, _OrgState],
+        states: dict[str, OrgState],
         batch: _Batch,
         now: datetime,
     ) -> LineError | None:
@@ -211,7 +210,7 @@ class Ingestor:
         interval = terms.interval.value
         wanted = (book_name, record.plan, interval)
         if state is None:
-            state = _OrgState(
+            state = OrgState(
                 book_name,
                 record.plan,
                 interval,
@@ -223,26 +222,26 @@ class Ingestor:
             )
             states[record.org_id] = state
             batch.new_orgs[record.org_id] = state
+            batch.plan_rows.append(plan_row(record.org_id, wanted, record.at, now))
             changes_plan = True
         else:
-            changed = _plan_change(record, state, wanted, terms)
-            if isinstance(changed, LineError):
-                return changed
-            changes_plan = changed
-            if changes_plan and state.created_at is None:
-                batch.changed_orgs[record.org_id] = state
-        batch.lines["org"] += 1
-        if changes_plan:
-            batch.plan_rows.append(
-                {
-                    "org_id": record.org_id,
-                    "book": book_name,
-                    "plan": record.plan,
-                    "interval": interval,
-                    "at": record.at,
-                    "recorded_at": now,
-                }
+            decision = decide_org_line(
+                record,
+                state.timeline,
+                wanted,
+                self.books.book(book_name),
+                lambda b, p, i: self.books.terms(b, p, i, record.org_id),
             )
+            if isinstance(decision, LineError):
+                return decision
+            changes_plan = _record(record.org_id, state, decision, batch, now)
+            if decision.immediate:
+                state.book, state.plan, state.interval = wanted
+                state.term_start_at = record.at
+                state.terms = terms
+                if state.created_at is None:
+                    batch.changed_orgs[record.org_id] = state
+        batch.lines["org"] += 1
         key = ("seats", record.org_id, record.at, record.seat_count)
         if record.seat_count is None or key in batch.seen:
             return None
@@ -251,7 +250,51 @@ class Ingestor:
         (batch.plan_seat_rows if changes_plan else batch.org_seat_rows).append(row)
         return None
 
-    def _org_terms(self, record: OrgLine, state: _OrgState | None) -> tuple[str, Terms] | LineError:
+    def _check_cancel(
+        self, record: CancelLine, state: OrgState, batch: _Batch, now: datetime
+    ) -> LineError | None:
+        """A cancel line: the org's subscription ends now or at its term end (SPEC §10)."""
+        try:
+            book = self.books.book(state.book)
+        except (UnknownTermsError, PriceBookError) as exc:
+            return LineError(record.line, "org", str(exc).strip("'\""))
+        decision = decide_cancel(
+            record,
+            state.timeline,
+            book,
+            lambda b, p, i: self.books.terms(b, p, i, record.org_id),
+        )
+        if isinstance(decision, LineError):
+            return decision
+        batch.lines["cancel"] += 1
+        _record(record.org_id, state, decision, batch, now)
+        return None
+
+    def _add_event(
+        self,
+        record: SeatsLine | UsageLine | ResourcesLine,
+        state: OrgState,
+        batch: _Batch,
+        now: datetime,
+    ) -> LineError | None:
+        """A seats, usage or resources line, judged by the plan in effect at its instant."""
+        if len(state.history) > 1:
+            found = state.timeline.at(record.at)
+            if found is not None and found[1][1] == NO_PLAN:
+                return LineError(
+                    record.line,
+                    "at",
+                    f"{isoformat_z(record.at)} is after the org's subscription ended "
+                    f"({isoformat_z(found[0])}, canceled); an org line subscribes it again",
+                )
+            if found is not None and found[1] != (state.book, state.plan, state.interval):
+                book, plan, interval = found[1]
+                terms = self.books.terms(book, plan, interval, record.org_id)
+                view = replace(state, book=book, plan=plan, interval=interval, terms=terms)
+                return _add_event(record, view, batch, now)
+        return _add_event(record, state, batch, now)
+
+    def _org_terms(self, record: OrgLine, state: OrgState | None) -> tuple[str, Terms] | LineError:
         """The book and terms an org line names (its book defaults to the org's, or the
         ingestor's), with the seats a plan with seats needs."""
         book_name = record.book or (state.book if state else self.default_book)
@@ -276,34 +319,6 @@ class Ingestor:
         if state is None and record.seat_count is None and terms.seat_unit_amount:
             return LineError(record.line, "seats", f"is required for a new org on {record.plan!r}")
         return book_name, terms
-
-    def _load_orgs(self, org_ids: set[str]) -> dict[str, _OrgState]:
-        states: dict[str, _OrgState] = {}
-        ordered = sorted(org_ids)
-        for offset in range(0, len(ordered), _IN_CHUNK):
-            chunk = ordered[offset : offset + _IN_CHUNK]
-            orgs = self.session.exec(select(Org).where(col(Org.id).in_(chunk))).all()
-            for org in orgs:
-                try:
-                    terms = self.books.terms(org.book, org.plan, org.interval, org.id)
-                except (UnknownTermsError, PriceBookError):
-                    # The book changed under a stored org: its lines get a clear error below.
-                    terms = _NO_TERMS
-                start_at = org.term_start_at
-                states[org.id] = _OrgState(
-                    org.book, org.plan, org.interval, start_at, start_at, terms, {}
-                )
-            known = [org.id for org in orgs]
-            if not known:
-                continue
-            changes = self.session.exec(
-                select(OrgPlanChange).where(col(OrgPlanChange.org_id).in_(known))
-            ).all()
-            for change in changes:
-                state = states[change.org_id]
-                state.history[change.at] = (change.book, change.plan, change.interval)
-                state.subscribed_at = min(state.subscribed_at, change.at)
-        return states
 
     # ----------------------------------------------------------------------- storage
 
@@ -338,10 +353,20 @@ class Ingestor:
                     updated_at=now,
                 )
             )
+        plans = _table(OrgPlanChange)
+        for org_id, at in batch.withdrawn:
+            connection.execute(
+                sa.delete(plans).where(
+                    plans.c.org_id == org_id, plans.c.at == at, plans.c.requested_at.is_not(None)
+                )
+            )
         seats = _table(SeatChangeRecord)
+        cancels = [row for row in batch.plan_rows if row["plan"] == NO_PLAN]
+        changes = [row for row in batch.plan_rows if row["plan"] != NO_PLAN]
         stored = {
-            "org": insert_ignoring_duplicates(connection, _table(OrgPlanChange), batch.plan_rows)
+            "org": insert_ignoring_duplicates(connection, plans, changes)
             + insert_ignoring_duplicates(connection, seats, batch.org_seat_rows),
+            "cancel": insert_ignoring_duplicates(connection, plans, cancels),
             "seats": insert_ignoring_duplicates(connection, seats, batch.seat_rows),
         }
         insert_ignoring_duplicates(connection, seats, batch.plan_seat_rows)
@@ -358,19 +383,6 @@ class Ingestor:
         return stored
 
 
-_NO_TERMS = Terms(
-    book="?",
-    plan="?",
-    interval=Interval.MONTH,
-    currency="usd",
-    seat_unit_amount=None,
-    meters={},
-    minimum_amount=0,
-    quotas={},
-    seat_policy=SeatPolicy(),
-)
-
-
 def _table(model: type[Any]) -> sa.Table:
     table = model.__table__
     assert isinstance(table, sa.Table)
@@ -381,33 +393,22 @@ def _seat_row(org_id: str, seat_count: int, at: datetime, now: datetime) -> dict
     return {"org_id": org_id, "seat_count": seat_count, "at": at, "recorded_at": now}
 
 
-def _plan_change(
-    record: OrgLine, state: _OrgState, wanted: tuple[str, str, str], terms: Terms
-) -> bool | LineError:
-    """Whether an org line changes a known org's plan (and then the change, in `state`); a
-    repeat of a change at the same instant changes nothing, a change before the latest one is
-    refused."""
-    if record.at in state.history:
-        if state.history[record.at] != wanted:
-            return LineError(
-                record.line, "at", "the org already has a different plan change at this instant"
-            )
+def _record(org_id: str, state: OrgState, decision: Decision, batch: _Batch, now: datetime) -> bool:
+    """Add a decision's row and withdrawals to the batch and to the org's timeline; whether it
+    adds a row."""
+    timeline = state.timeline
+    apply(timeline, decision)
+    state.history, state.requested = timeline.history, timeline.requested
+    batch.withdrawn.extend((org_id, at) for at in decision.withdraw)
+    if decision.row is None:
         return False
-    if record.at < max(state.history):
-        latest = max(state.history).isoformat()
-        return LineError(record.line, "at", f"is before the org's latest plan change ({latest})")
-    if (state.book, state.plan, state.interval) == wanted:
-        return False
-    state.book, state.plan, state.interval = wanted
-    state.term_start_at = record.at
-    state.terms = terms
-    state.history[record.at] = wanted
+    batch.plan_rows.append({"org_id": org_id, **decision.row, "recorded_at": now})
     return True
 
 
 def _add_event(
     record: SeatsLine | UsageLine | ResourcesLine,
-    state: _OrgState,
+    state: OrgState,
     batch: _Batch,
     now: datetime,
 ) -> LineError | None:

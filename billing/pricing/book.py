@@ -6,6 +6,7 @@ import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,7 @@ from billing.core.meters import Interval, Meter, Quota, QuotaMode
 from billing.core.money import parse_decimal
 from billing.pricing.book_examples import BookExample, parse_examples
 from billing.pricing.book_format import Validator
+from billing.pricing.lifecycle import LifecyclePolicy, parse_lifecycle
 
 BOOKS_DIR = Path(__file__).parent / "books"
 DEFAULT_BOOK = "devtools"
@@ -28,6 +30,7 @@ _BOOK_KEYS = {
     "plans",
     "contracts",
     "examples",
+    "lifecycle",
 }
 
 
@@ -132,6 +135,7 @@ class PriceBook:
     plans: Mapping[str, Mapping[str, Any]] = field(repr=False)
     contracts: Mapping[str, Mapping[str, Any]] = field(repr=False)
     examples: tuple[BookExample, ...] = ()  # worked examples for the formula document
+    lifecycle: LifecyclePolicy = field(default_factory=lambda: LifecyclePolicy(()))
 
     def plan_intervals(self, plan: str) -> tuple[Interval, ...]:
         raw = self._plan(plan)
@@ -144,16 +148,27 @@ class PriceBook:
         return str(self._plan(plan).get("display_name", plan))
 
     def terms(
-        self, plan: str, interval: Interval | str | None = None, org_id: str | None = None
+        self,
+        plan: str,
+        interval: Interval | str | None = None,
+        org_id: str | None = None,
+        at: datetime | None = None,
     ) -> Terms:
-        """Resolve the terms of `plan` (and of `org_id`'s contract, if the book has one)."""
+        """Resolve the terms of `plan`, with `org_id`'s contract when the book has one on that
+        plan (SPEC §10: the org may sit on any plan; the contract applies while it is on the
+        contract's plan). `at` given, a contract's `effective_at` after it does not apply yet."""
         contract = self.contracts.get(org_id) if org_id is not None else None
-        if contract is not None and contract["plan"] != plan:
-            raise UnknownTermsError(
-                f"org {org_id!r} has a contract on plan {contract['plan']!r}, not {plan!r}"
-            )
+        if contract is not None and (
+            contract["plan"] != plan or (at is not None and at < _effective_at(contract))
+        ):
+            contract = None
         raw = _merge_plan(self._plan(plan), contract)
         return _build_terms(self, plan, raw, interval, org_id if contract else None)
+
+    def is_contract_move(self, org_id: str, plan: str, at: datetime) -> bool:
+        """Whether `plan` at `at` puts the org on its negotiated contract (always immediate)."""
+        contract = self.contracts.get(org_id)
+        return contract is not None and contract["plan"] == plan and at >= _effective_at(contract)
 
     def contract_plan(self, org_id: str) -> str | None:
         contract = self.contracts.get(org_id)
@@ -167,6 +182,11 @@ class PriceBook:
             raise UnknownTermsError(
                 f"unknown plan {plan!r} in book {self.name!r} (plans: {known})"
             ) from None
+
+
+def _effective_at(contract: Mapping[str, Any]) -> datetime:
+    effective = contract.get("effective_at")
+    return effective if isinstance(effective, datetime) else datetime.min.replace(tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- loading
@@ -239,6 +259,7 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
     if plans and default_plan not in plans:
         v.problem("default_plan", f"{default_plan!r} is not one of the book's plans")
     contracts = _parse_contracts(v, data.get("contracts", {}), plans, meter_definitions)
+    lifecycle = parse_lifecycle(v, data.get("lifecycle", {}), list(plans))
     if v.problems:
         raise PriceBookError(source, v.problems)
     assert name is not None
@@ -252,6 +273,7 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
         meter_definitions=MappingProxyType(meter_definitions),
         plans=MappingProxyType(plans),
         contracts=MappingProxyType(contracts),
+        lifecycle=lifecycle,
     )
     # Resolve every plan/interval and contract once so a book that loads always prices.
     for plan in plans:
@@ -290,6 +312,14 @@ def _parse_contracts(
             v.problem(f"{key}.plan", f"{plan!r} is not one of the book's plans")
             continue
         if not v.plan_table(raw, key, meter_definitions, is_contract=True):
+            continue
+        effective = raw.get("effective_at")
+        if effective is not None and not (
+            isinstance(effective, datetime) and effective.tzinfo is not None
+        ):
+            v.problem(
+                f"{key}.effective_at", "must be a TOML offset date-time, e.g. 2027-01-01T00:00:00Z"
+            )
             continue
         merged = _merge_plan(plans[str(plan)], raw)
         interval = raw.get("interval")

@@ -23,6 +23,7 @@ _PLAN_KEYS = {
 }
 _CONTRACT_KEYS = {
     "plan",
+    "effective_at",
     "interval",
     "seat_unit_amount",
     "minimum_amount",

@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import models.ledger
+import models.lifecycle_records
 import models.outbox
 import models.push_records
 import models.quota_records
@@ -18,6 +19,7 @@ target_metadata = SQLModel.metadata
 # Imported to register their tables on the metadata.
 _ = (
     models.ledger,
+    models.lifecycle_records,
     models.outbox,
     models.push_records,
     models.quota_records,

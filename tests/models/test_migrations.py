@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import models.ledger
+import models.lifecycle_records
 import models.outbox
 import models.push_records
 import models.quota_records
@@ -19,6 +20,7 @@ from models.db import make_engine, migrate
 
 _ = (
     models.ledger,
+    models.lifecycle_records,
     models.outbox,
     models.push_records,
     models.quota_records,

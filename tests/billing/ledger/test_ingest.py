@@ -60,8 +60,8 @@ def test_org_created_earlier_in_the_same_file_and_everything_stored(engine: Engi
         ],
     )
     assert outcome.ok
-    assert outcome.stored == {"org": 1, "seats": 1, "usage": 2, "resources": 1}
-    assert outcome.duplicates == {"org": 0, "seats": 0, "usage": 0, "resources": 0}
+    assert outcome.stored == {"org": 1, "seats": 1, "usage": 2, "resources": 1, "cancel": 0}
+    assert outcome.duplicates == {"org": 0, "seats": 0, "usage": 0, "resources": 0, "cancel": 0}
     with unit_of_work(engine) as session:
         org = session.get(Org, "acme")
         assert org is not None
@@ -89,8 +89,8 @@ def test_duplicates_within_a_file_and_across_files_are_stored_once(engine: Engin
         ],
     )
     assert second.ok
-    assert second.stored == {"org": 0, "seats": 0, "usage": 1, "resources": 1}
-    assert second.duplicates == {"org": 1, "seats": 0, "usage": 1, "resources": 1}
+    assert second.stored == {"org": 0, "seats": 0, "usage": 1, "resources": 1, "cancel": 0}
+    assert second.duplicates == {"org": 1, "seats": 0, "usage": 1, "resources": 1, "cancel": 0}
     assert count(engine, UsageEvent) == 3
     assert count(engine, OrgPlanChange) == 1
 
@@ -123,7 +123,7 @@ def test_an_invalid_file_stores_nothing_and_reports_every_bad_line(engine: Engin
     assert [str(error) for error in outcome.errors] == [
         "line 3: (json): not valid JSON: Expecting property name enclosed in double quotes: "
         "line 1 column 2 (char 1)",
-        "line 4: type: unknown type 'refund' (known: org, seats, usage, resources)",
+        "line 4: type: unknown type 'refund' (known: org, seats, usage, resources, cancel)",
         'line 5: org: unknown org \'ghost\' (create it first with a {"type": "org", ...} line)',
         "line 6: meter: meter 'execution_time' is not billed on plan 'team' of book 'devtools' "
         "(meters: copilot_messages, runner_minutes, iac_resource_hours)",
@@ -137,7 +137,7 @@ def test_an_invalid_file_stores_nothing_and_reports_every_bad_line(engine: Engin
         "line 13: seats: is required for a new org on 'team'",
         "line 14: count: must not be negative, got -4",
     ]
-    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0}
+    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0, "cancel": 0}
     for model in (Org, OrgPlanChange, SeatChangeRecord, UsageEvent, ResourceReport):
         assert count(engine, model) == 0
 
@@ -186,46 +186,26 @@ def test_plan_change_starts_a_new_term_and_history_is_append_only(engine: Engine
     assert [(e.line, e.field) for e in late.errors] == [(1, "at")]
 
 
-def test_contract_orgs_must_be_on_their_contract_plan(engine: Engine) -> None:
-    outcome = ingest(
-        engine,
-        [
-            line(
-                type="org",
-                org="org_enterprise_example",
-                plan="team",
-                seats=5,
-                at="2026-01-01T00:00:00Z",
-            )
-        ],
+def test_a_contract_org_may_sit_on_another_plan_and_move_onto_its_contract(
+    engine: Engine,
+) -> None:
+    # SPEC §10: the contract applies only while the org is on the contract's plan; moving
+    # onto it is a plan change like any other, always immediate.
+    team = line(
+        type="org", org="org_enterprise_example", plan="team", seats=5, at="2026-01-01T00:00:00Z"
     )
-    assert [(e.line, e.field) for e in outcome.errors] == [(1, "plan")]
-    assert ingest(
-        engine,
-        [
-            line(
-                type="org",
-                org="org_enterprise_example",
-                plan="enterprise",
-                seats=5,
-                at="2026-01-01T00:00:00Z",
-            )
-        ],
-    ).ok
-
-
-@pytest.mark.parametrize(
-    ("quantity", "expected"),
-    [
-        ("0.000000000001", Decimal("0.000000000001")),
-        ("12345678901234.5", Decimal("12345678901234.5")),
-    ],
-)
-def test_quantities_are_exact(engine: Engine, quantity: str, expected: Decimal) -> None:
-    assert ingest(engine, [ORG, usage("e", quantity)]).ok
+    assert ingest(engine, [team]).ok
+    onto = line(
+        type="org", org="org_enterprise_example", plan="enterprise", at="2026-03-10T00:00:00Z"
+    )
+    assert ingest(engine, [onto]).ok
     with unit_of_work(engine) as session:
-        stored = session.connection().execute(select(UsageEvent.quantity)).scalar_one()  # type: ignore[call-overload]
-    assert stored == expected
+        rows = session.exec(select(OrgPlanChange).order_by(OrgPlanChange.at)).scalars().all()
+        found = [(row.plan, row.at, row.requested_at) for row in rows]
+    assert found == [
+        ("team", datetime(2026, 1, 1, tzinfo=UTC), None),
+        ("enterprise", datetime(2026, 3, 10, tzinfo=UTC), None),
+    ]
 
 
 def test_python_api_accepts_mappings_and_refuses_floats(engine: Engine) -> None:
@@ -291,7 +271,7 @@ def test_a_stored_id_given_again_with_other_content_refuses_the_batch(
     ]
     assert outcome.conflicts == outcome.errors
     assert outcome.only_conflicts
-    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0}
+    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0, "cancel": 0}
     assert count(engine, UsageEvent) == 1  # e2 was not stored either
     assert count(engine, SeatChangeRecord) == 1  # the org's 10 seats only
     with unit_of_work(engine) as session:
@@ -361,7 +341,7 @@ def test_events_more_than_five_minutes_in_the_future_are_refused(engine: Engine)
     scheduled = line(type="org", org="acme", plan="enterprise", at="2026-06-01T00:00:00Z")
     accepted = ingest(engine, [ORG, usage_at("e1", "2026-03-01T12:04:00Z"), scheduled])
     assert accepted.ok  # 4 minutes of clock skew, and a plan change scheduled for June
-    assert accepted.stored == {"org": 2, "seats": 0, "usage": 1, "resources": 0}
+    assert accepted.stored == {"org": 2, "seats": 0, "usage": 1, "resources": 0, "cancel": 0}
     outcome = ingest(
         engine,
         [

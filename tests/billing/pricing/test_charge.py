@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from billing.core.meters import Meter
-from billing.pricing.book import PriceBook, UnknownTermsError
+from billing.pricing.book import BOOKS_DIR, PriceBook, UnknownTermsError, parse_book
 from billing.pricing.charge import quote
 
 M = Meter.COPILOT_MESSAGES
@@ -181,9 +183,23 @@ def test_contract_does_not_leak_to_other_orgs(devtools: PriceBook) -> None:
     assert devtools.terms("enterprise", "year", "org_enterprise_example").seat_unit_amount == 750
 
 
-def test_contract_on_another_plan_is_refused(devtools: PriceBook) -> None:
-    with pytest.raises(UnknownTermsError, match="contract on plan 'enterprise'"):
-        devtools.terms("team", "year", "org_enterprise_example")
+def test_a_contract_org_on_another_plan_pays_that_plan(devtools: PriceBook) -> None:
+    # SPEC §10: the org may sit on any plan; its contract applies only on the contract's plan.
+    terms = devtools.terms("team", "year", "org_enterprise_example")
+    assert terms.contract_org is None
+    assert terms.seat_unit_amount == devtools.terms("team", "year").seat_unit_amount
+
+
+def test_a_contract_applies_from_its_effective_at() -> None:
+    data = tomllib.loads((BOOKS_DIR / "devtools.toml").read_text())
+    data["contracts"]["org_enterprise_example"]["effective_at"] = datetime(2027, 1, 1, tzinfo=UTC)
+    book = parse_book(data, "test")
+    before, after = datetime(2026, 12, 31, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    assert book.terms("enterprise", "year", "org_enterprise_example", at=before).contract_org is None
+    on = book.terms("enterprise", "year", "org_enterprise_example", at=after)
+    assert on.seat_unit_amount == 750
+    assert book.is_contract_move("org_enterprise_example", "enterprise", after)
+    assert not book.is_contract_move("org_enterprise_example", "enterprise", before)
 
 
 @pytest.mark.parametrize(
