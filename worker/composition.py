@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 
 import redis
 from sqlalchemy.engine import Engine
 
+from billing.lifecycle.apply import Lifecycle
 from billing.pricing.book_cache import BookCache
 from billing.quotas.service import QuotaService
 from billing.reconciliation.inbox import EventHandler, UsagePush
@@ -93,6 +96,19 @@ def database(settings: Settings | None = None) -> Engine:
 def catalog_sync(settings: Settings | None = None) -> CatalogSync:
     settings = settings or get_settings()
     return CatalogSync(stripe_gateway(settings), database(settings))
+
+
+def lifecycle(
+    push_usage: Callable[[str, datetime], object],
+    provision: Callable[[str, datetime], object],
+    settings: Settings | None = None,
+) -> Lifecycle:
+    return Lifecycle(
+        database(settings),
+        stripe_gateway(settings),
+        push_usage=push_usage,
+        provision=provision,
+    )
 
 
 def provisioner(settings: Settings | None = None) -> Provisioner:

@@ -23,6 +23,7 @@ from billing.core.locks import LocalLocks, org_lock
 from billing.core.meters import Interval
 from billing.core.periods import Period, term_containing
 from billing.pricing.book import load_book
+from billing.pricing.lifecycle import NO_PLAN
 from billing.pricing.proration import (
     SEAT_SYNC_WINDOW_SECONDS,
     SeatChange,
@@ -35,7 +36,8 @@ from billing.reconciliation.reconciler import ReconciliationOutcome, SweepOutcom
 from billing.seats.sync import SeatSyncOutcome
 from billing.setup.provisioning import OrgToProvision
 from billing.usage.push import UsagePushOutcome
-from models.ledger import Org, SeatChangeRecord, UsageEvent
+from models.ledger import Org, OrgPlanChange, SeatChangeRecord, UsageEvent
+from models.lifecycle_records import SubscriptionEnding
 from models.stripe_records import StripeSubscriptionRecord, WriteStatus
 from worker import composition
 from worker.settings import Settings, get_settings
@@ -121,6 +123,30 @@ def _provision_org(
         "customer": outcome.customer_action.value,
         "subscription": outcome.subscription_action.value,
     }
+
+
+def apply_lifecycle(
+    org_id: str,
+    now: datetime,
+    *,
+    locks: LockFactory | None = None,
+    settings: Settings | None = None,
+) -> list[dict[str, str]]:
+    """Bring the org's Stripe subscription to its plan ledger (SPEC §10): end it and start the
+    next one, or schedule or withdraw its end. Under the org's provisioning and seat locks (it
+    provisions, and no seat update may reach the subscription it ends); the usage push it runs
+    first takes the usage lock, as every push does."""
+    lock = locks or default_locks(settings)
+
+    def push(org: str, at: datetime) -> object:
+        return push_usage(org, at, locks=lock, settings=settings)
+
+    def provision(org: str, at: datetime) -> object:
+        return _provision_org(org, at, None, settings)
+
+    with lock("provision", org_id), lock("seats", org_id):
+        outcomes = composition.lifecycle(push, provision, settings).apply(org_id, now)
+    return [asdict(outcome) for outcome in outcomes]
 
 
 def sync_seats(
@@ -262,13 +288,44 @@ def provisioned_orgs(settings: Settings | None = None) -> list[str]:
         )
 
 
+def lifecycle_due_orgs(settings: Settings | None = None) -> list[str]:
+    """Orgs whose plan ledger holds a row after their Stripe subscription's start (a change or
+    cancellation, due or scheduled), or whose subscription has an end scheduled in Stripe
+    (which a withdrawal may have to clear)."""
+    records = StripeSubscriptionRecord
+    with Session(composition.database(settings)) as session:
+        later = (
+            select(records.org_id)
+            .join(OrgPlanChange, col(OrgPlanChange.org_id) == col(records.org_id))
+            .where(records.status == WriteStatus.DONE, OrgPlanChange.at > records.term_start_at)
+        )
+        scheduled = (
+            select(records.org_id)
+            .join(
+                SubscriptionEnding,
+                col(SubscriptionEnding.stripe_subscription_id)
+                == col(records.stripe_subscription_id),
+            )
+            .where(records.status == WriteStatus.DONE, records.plan != NO_PLAN)
+        )
+        found = set(session.exec(later).all()) | set(session.exec(scheduled).all())
+    return sorted(found)
+
+
 def unprovisioned_orgs(settings: Settings | None = None) -> list[str]:
     with Session(composition.database(settings)) as session:
         done = select(StripeSubscriptionRecord.org_id).where(
             StripeSubscriptionRecord.status == WriteStatus.DONE
         )
+        ended = select(StripeSubscriptionRecord.org_id).where(
+            StripeSubscriptionRecord.plan == NO_PLAN
+        )
         return list(
-            session.exec(select(Org.id).where(col(Org.id).not_in(done)).order_by(col(Org.id))).all()
+            session.exec(
+                select(Org.id)
+                .where(col(Org.id).not_in(done), col(Org.id).not_in(ended), Org.plan != NO_PLAN)
+                .order_by(col(Org.id))
+            ).all()
         )
 
 
@@ -325,7 +382,9 @@ def orgs_renewing_within(
     """Orgs whose seat term ends in `(now, now + lead]`: the seat sync sets the renewal
     quantity then (a decrease takes effect at the renewal, SPEC §4)."""
     with Session(composition.database(settings)) as session:
-        orgs = session.exec(select(Org.id, Org.interval, Org.term_start_at)).all()
+        orgs = session.exec(
+            select(Org.id, Org.interval, Org.term_start_at).where(Org.plan != NO_PLAN)
+        ).all()
     due = []
     for org_id, interval, term_start_at in orgs:
         if term_start_at > now:

@@ -14,6 +14,7 @@ from typing import Literal
 SEATS = "seats"  # the seat component and line code
 SEAT_PRORATION = "seat_proration"  # a coalesced seat step's prorated line
 MINIMUM = "minimum"  # the minimum-commitment top-up line
+SEAT_CREDIT = "seat_credit"  # unused prepaid seat time credited when a change ends a term early
 
 BILLING_KIND = "billing_kind"  # the metadata key of the invoice items we create
 

@@ -71,8 +71,19 @@ def customer_idempotency_key(org_id: str) -> str:
     return f"provision:customer:{org_id}"
 
 
-def subscription_idempotency_key(org_id: str) -> str:
-    return f"provision:subscription:{org_id}"
+def subscription_idempotency_key(org_id: str, generation_at: datetime | None = None) -> str:
+    """The org's first subscription; with `generation_at`, the one a plan change or a
+    re-subscription starts then (SPEC §10: each change makes a new subscription)."""
+    base = f"provision:subscription:{org_id}"
+    return base if generation_at is None else f"{base}:{to_unix(generation_at)}"
+
+
+def subscription_ending_key(
+    org_id: str, stripe_subscription_id: str, how: str, ends_at: datetime | None
+) -> str:
+    """The Stripe write that ends (or schedules or withdraws the end of) a subscription."""
+    when = "none" if ends_at is None else str(to_unix(ends_at))
+    return f"lifecycle:{org_id}:{stripe_subscription_id}:{how}:{when}"
 
 
 # --------------------------------------------------------------------------- seats

@@ -18,11 +18,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from billing.core.components import SEAT_PRORATION, SEATS
+from billing.core.components import SEAT_CREDIT, SEAT_PRORATION, SEATS
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.charge import ChargeLine, usage_lines
+from billing.pricing.lifecycle import NO_PLAN, CancelCredit, unused_seat_credit
 from billing.pricing.proration import SeatChange, SeatStep, SeatTerm, seat_terms
 
 
@@ -75,12 +76,19 @@ class ExpectedInvoice:
 
 @dataclass(frozen=True)
 class PlanSegment:
-    """From `at` on (until the next segment) the org is on this book, plan and interval."""
+    """From `at` on (until the next segment) the org is on this book, plan and interval; with
+    `plan` NO_PLAN it has no subscription (canceled), and `cancel_credit` says whether the
+    term this ends early is credited."""
 
     at: datetime
     book: str
     plan: str
     interval: str
+    cancel_credit: str | None = None
+
+    @property
+    def credits_unused_seats(self) -> bool:
+        return self.cancel_credit != CancelCredit.NONE.value
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,10 @@ def compute_expected_invoice(
     if not segments:
         return None
     current = segments[-1]
+    if current.plan == NO_PLAN:
+        return None  # canceled before the period began: there is nothing to invoice
     terms = books.terms(current.book, current.plan, current.interval, ledger.org_id)
-    lines = list(_seat_lines(ledger, period, segments, books))
+    lines = list(_seat_lines(ledger, period, books))
     usage = dict(ledger.usage)
     if Meter.IAC_RESOURCE_HOURS in terms.meters:
         usage[Meter.IAC_RESOURCE_HOURS] = Decimal(ledger.resource_hours)
@@ -119,12 +129,14 @@ def compute_expected_invoice(
     )
 
 
-def _seat_lines(
-    ledger: OrgLedger, period: Period, segments: Sequence[PlanSegment], books: TermsSource
-) -> Iterator[ExpectedLine]:
-    for index, segment in enumerate(segments):
-        ends_at = segments[index + 1].at if index + 1 < len(segments) else None
-        if ends_at is not None and ends_at <= period.period_start:
+def _seat_lines(ledger: OrgLedger, period: Period, books: TermsSource) -> Iterator[ExpectedLine]:
+    every = ledger.plan_segments
+    for index, segment in enumerate(every):
+        following = every[index + 1] if index + 1 < len(every) else None
+        ends_at = following.at if following is not None else None
+        if segment.plan == NO_PLAN or segment.at >= period.period_end:
+            continue
+        if ends_at is not None and ends_at < period.period_start:
             continue
         terms = books.terms(segment.book, segment.plan, segment.interval, ledger.org_id)
         if not terms.seat_unit_amount:
@@ -145,6 +157,11 @@ def _seat_lines(
             for step in term.steps:
                 if step.proration_at in period and step.amount:
                     yield _proration_line(step, terms)
+        if following is not None and following.credits_unused_seats and schedule:
+            credit = _credit_line(schedule[-1], following.at, terms)
+            # On the invoice of the period the change ends (the old subscription's last).
+            if credit is not None and period.period_start < following.at <= period.period_end:
+                yield credit
 
 
 def _upfront_line(term: SeatTerm, terms: Terms) -> ExpectedLine:
@@ -177,6 +194,30 @@ def _proration_line(step: SeatStep, terms: Terms) -> ExpectedLine:
         description=(
             f"seats {step.from_quantity} → {step.to_quantity} from "
             f"{step.proration_at.isoformat()} to the term end {step.period_end.isoformat()}"
+        ),
+    )
+
+
+def _credit_line(term: SeatTerm, ends_at: datetime, terms: Terms) -> ExpectedLine | None:
+    """The credit for the prepaid seat time of `term` after `ends_at` (SPEC §10)."""
+    if not term.period.period_start <= ends_at < term.period.period_end:
+        return None
+    quantity = term.billed_quantity(ends_at)
+    amount = unused_seat_credit(term.seat_unit_amount, quantity, term.period, ends_at)
+    if not amount:
+        return None
+    return ExpectedLine(
+        code=SEAT_CREDIT,
+        quantity=Decimal(quantity),
+        amount=amount,
+        billable=Decimal(quantity),
+        unit_amount_decimal=Decimal(term.seat_unit_amount),
+        period_start=ends_at,
+        period_end=term.period.period_end,
+        proration_at=ends_at,
+        description=(
+            f"unused time of {quantity} seat(s) × {term.seat_unit_amount} per {terms.interval} "
+            f"from {ends_at.isoformat()} to the term end {term.period.period_end.isoformat()}"
         ),
     )
 

@@ -82,13 +82,21 @@ def _load_ledgers(
 
     segments: dict[str, list[PlanSegment]] = {}
     rows = connection.execute(
-        sa.select(plans.c.org_id, plans.c.at, plans.c.book, plans.c.plan, plans.c.interval)
-        .where(plans.c.at < period.period_end, *only(plans))
+        sa.select(
+            plans.c.org_id,
+            plans.c.at,
+            plans.c.book,
+            plans.c.plan,
+            plans.c.interval,
+            plans.c.cancel_credit,
+        )
+        # A change at the period's end is loaded too: it may credit the term it ends early.
+        .where(plans.c.at <= period.period_end, *only(plans))
         .order_by(plans.c.org_id, plans.c.at)
     )
     for row in rows:
         segments.setdefault(row.org_id, []).append(
-            PlanSegment(row.at, row.book, row.plan, row.interval)
+            PlanSegment(row.at, row.book, row.plan, row.interval, row.cancel_credit)
         )
     seat_changes: dict[str, list[SeatChange]] = {}
     rows = connection.execute(

@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 from sqlmodel import Session
 
 from billing.core.errors import PermanentBillingError
+from models.lifecycle_records import SubscriptionEnding
 from models.push_records import MinimumTopUp, SeatPush, UsageAdjustment, UsagePush
 from models.stripe_records import StripeCustomerRecord, StripeSubscriptionRecord, WriteStatus
 
@@ -33,6 +34,7 @@ StripeWriteRow = (
     | UsagePush
     | UsageAdjustment
     | MinimumTopUp
+    | SubscriptionEnding
 )
 _ERROR_LENGTH = 2000  # the push tables' `error` column; the customer and subscription's is text
 
@@ -119,7 +121,7 @@ def mark(
     """Set a row's status (the caller commits): `note` is the error of a failure, or why a
     write was settled without a call; a customer or subscription keeps when it was started."""
     row.status = status.value
-    if isinstance(row, StripeCustomerRecord | StripeSubscriptionRecord):
+    if isinstance(row, StripeCustomerRecord | StripeSubscriptionRecord | SubscriptionEnding):
         row.error = note
         row.updated_at = now
         if status is WriteStatus.STARTED:

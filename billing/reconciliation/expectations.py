@@ -25,6 +25,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from billing.core.components import SEAT_PRORATION, SEATS
@@ -34,6 +35,7 @@ from billing.ledger.queries import expected_invoice
 from billing.pricing.book_cache import BookCache
 from billing.reconciliation.records import usage_period_ending
 from billing.stripe_gateway.records import StripeInvoice
+from models.ledger import OrgPlanChange
 from models.push_records import SeatPush, SeatPushKind
 from models.stripe_records import WriteStatus
 
@@ -105,7 +107,9 @@ def _cycle(
         and start + BOUNDARY_SLACK < line.period_start < end - BOUNDARY_SLACK
     )
     steps, notes = _seat_steps(session, org_id, period, invoice.created_at or end, usage, books)
-    renewal = _upfront_seats(session, org_id, end, books)
+    # A subscription the ledger ends at `end` (a plan change, a cancellation) does not renew:
+    # the next subscription's own first invoice bills its seats.
+    renewal = () if _ends_at(session, org_id, end) else _upfront_seats(session, org_id, end, books)
     return Selection(arrears + new_terms + steps + renewal, period, usage, notes)
 
 
@@ -174,6 +178,21 @@ def _step_pushes(session: Session, org_id: str, since: datetime) -> dict[datetim
         )
     ).all()
     return {at: finished for at, finished in rows if at is not None and finished is not None}
+
+
+def _ends_at(session: Session, org_id: str, boundary: datetime) -> bool:
+    """Whether the ledger ends a subscription of the org at `boundary` (a later plan row)."""
+    found = session.exec(
+        select(OrgPlanChange.at).where(
+            OrgPlanChange.org_id == org_id,
+            col(OrgPlanChange.at) >= boundary - BOUNDARY_SLACK,
+            col(OrgPlanChange.at) <= boundary + BOUNDARY_SLACK,
+        )
+    ).all()
+    first = session.exec(
+        select(sa.func.min(OrgPlanChange.at)).where(OrgPlanChange.org_id == org_id)
+    ).one()
+    return any(at != first for at in found)
 
 
 def _upfront_seats(

@@ -19,6 +19,7 @@ from typing import Any
 from billing.core.components import (
     BILLING_KIND,
     MINIMUM,
+    SEAT_CREDIT,
     SEAT_PRORATION,
     SEATS,
     BillingKind,
@@ -90,6 +91,25 @@ class ComponentMap:
         if line.stripe_price_id and line.stripe_price_id in self.meter_by_price_id:
             return self.meter_by_price_id[line.stripe_price_id]
         return UNEXPECTED
+
+    def components_of(self, lines: Sequence[StripeInvoiceLine]) -> list[str]:
+        """Each line's component. A seat proration credit with no seat proration debit at its
+        instant is `seat_credit`: the unused time of a term a cancellation or plan change ended
+        (a quantity change prorates a credit and a debit at the same instant)."""
+        found = [self.component_of(line) for line in lines]
+        debits = {
+            line.period_start_at
+            for line, component in zip(lines, found, strict=True)
+            if component == SEAT_PRORATION and line.amount >= 0
+        }
+        return [
+            SEAT_CREDIT
+            if component == SEAT_PRORATION
+            and line.amount < 0
+            and line.period_start_at not in debits
+            else component
+            for line, component in zip(lines, found, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -174,8 +194,8 @@ def compare_invoice(
     facts = meter_facts or {}
     stripe_groups: dict[str, list[StripeInvoiceLine]] = {}
     unexpected: list[StripeInvoiceLine] = []
-    for line in invoice.lines:
-        component = components.component_of(line)
+    for line, found in zip(invoice.lines, components.components_of(invoice.lines), strict=True):
+        component = found
         if component == MINIMUM and own_period_start is not None:
             start = period_start_of_item(line)
             if start is not None and abs(start - own_period_start) > PERIOD_SLACK:
@@ -280,7 +300,7 @@ def _expected_of(
             f" = {line.amount}¢ upfront for the term",
         ]
         trace["term"] = span(line)
-    elif line.code == SEAT_PRORATION:
+    elif line.code in (SEAT_PRORATION, SEAT_CREDIT):
         trace["prorations"] = [proration_trace(line)]
     elif line.code == MINIMUM:
         quantity = None

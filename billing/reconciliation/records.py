@@ -17,13 +17,12 @@ from billing.pricing.book import MeterPrice, PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from billing.reconciliation.match import ComponentMap
 from billing.reconciliation.traces import MeterFacts
-from models.ledger import Org, ResourceReport, UsageEvent, decimal_sum
+from models.ledger import OrgPlanChange, ResourceReport, UsageEvent, decimal_sum
 from models.reconciliation import Reconciliation
 from models.stripe_records import (
     StripeCatalogEntry,
     StripeCustomerRecord,
     StripeSubscriptionItemRecord,
-    StripeSubscriptionRecord,
 )
 
 
@@ -41,14 +40,23 @@ def usage_period_ending(session: Session, org_id: str, boundary: datetime) -> Pe
 
 
 def usage_period_containing(session: Session, org_id: str, at: datetime) -> Period:
-    """The monthly usage period holding `at`, on the subscription's anchor (calendar months
-    before the subscription, or without one)."""
-    sub = session.get(StripeSubscriptionRecord, org_id)
-    org = session.get(Org, org_id)
-    anchor = sub.term_start_at if sub else (org.term_start_at if org else None)
-    if anchor is None or anchor > at:
+    """The monthly usage period holding `at`, anchored at the start of the subscription that
+    holds it and cut short where the ledger ends that subscription (a plan change or a
+    cancellation, SPEC §10); calendar months before the first subscription."""
+    starts = session.exec(
+        select(OrgPlanChange.at)
+        .where(OrgPlanChange.org_id == org_id)
+        .order_by(col(OrgPlanChange.at))
+    ).all()
+    begun = [start for start in starts if start <= at]
+    if not begun:
         return month_period_of(at)
-    return term_containing(anchor, Interval.MONTH, at)
+    anchor = begun[-1]
+    period = term_containing(anchor, Interval.MONTH, at)
+    ends = next((start for start in starts if start > anchor), None)
+    if ends is not None and ends < period.period_end:
+        return Period(period.period_start, ends)
+    return period
 
 
 def component_map(session: Session, org_id: str) -> ComponentMap:

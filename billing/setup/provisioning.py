@@ -276,7 +276,7 @@ class Provisioner:
                         "interval": org.interval.value,
                         "term_start": org.term_start_at.isoformat(),
                     },
-                    idempotency_key=subscription_idempotency_key(org.org_id),
+                    idempotency_key=row.idempotency_key,
                 ),
                 resolve=find if row.status == WriteStatus.STARTED else None,
                 on_done=done,
@@ -294,7 +294,10 @@ class Provisioner:
         live = [
             s
             for s in self.gateway.list_subscriptions(stripe_customer_id)
-            if s.metadata.get("org_id") == org.org_id and s.status in _LIVE_SUBSCRIPTION
+            if s.metadata.get("org_id") == org.org_id
+            and s.status in _LIVE_SUBSCRIPTION
+            and s.metadata.get("term_start", org.term_start_at.isoformat())
+            == org.term_start_at.isoformat()
         ]
         if len(live) > 1:
             ids = ", ".join(s.stripe_subscription_id for s in live)

@@ -17,7 +17,7 @@ from billing.core.periods import Period, term_containing, term_period
 from billing.ledger.queries import org_ledger
 from billing.pricing.charge import ledger_quantity
 from billing.stripe_gateway.records import StripeInvoice
-from models.ledger import ResourceReport, UsageEvent
+from models.ledger import OrgPlanChange, ResourceReport, UsageEvent
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import (
     StripeCustomerRecord,
@@ -35,6 +35,10 @@ class OrgSubscription:
     stripe_subscription_id: str
     anchor_at: datetime  # start of the metered items' first period (Stripe's anchor)
     items: dict[Meter, str]  # meter -> stripe subscription item id
+    # When the ledger ends this subscription (a plan change or a cancellation, SPEC §10): its
+    # last usage period is cut short there.
+    ends_at: datetime | None = None
+    generation_at: datetime | None = None  # the ledger's start of this subscription
 
 
 def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
@@ -57,7 +61,19 @@ def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
             if row.current_period_start_at is not None:
                 anchors.append(row.current_period_start_at)
     anchor = min(anchors) if anchors else sub.term_start_at
-    return OrgSubscription(customer.stripe_customer_id, sub.stripe_subscription_id, anchor, items)
+    ends_at = session.exec(
+        select(sa.func.min(OrgPlanChange.at)).where(
+            OrgPlanChange.org_id == org_id, OrgPlanChange.at > sub.term_start_at
+        )
+    ).one()
+    return OrgSubscription(
+        customer.stripe_customer_id,
+        sub.stripe_subscription_id,
+        anchor,
+        items,
+        ends_at,
+        sub.term_start_at,
+    )
 
 
 # A ledger row committed while a push was reading may carry a `received_at` just before the
@@ -124,6 +140,14 @@ def periods_to_push(
             )
         )
     }
+    if sub.ends_at is not None:
+        for row in states.values():  # a period pushed before the ledger ended its subscription
+            if (
+                row.invoice_final_at is None
+                and row.period_start_at < sub.ends_at < row.period_end_at
+            ):
+                row.period_end_at = sub.ends_at
+                session.add(row)
     periods = open_periods(sub, states.values(), now)
     for row in late_final_periods(session, org_id):
         states.setdefault((row.meter, row.period_start_at), row)
@@ -150,6 +174,10 @@ def open_periods(
         index += 1
         if period.period_start > current.period_start:
             return periods
+        if sub.ends_at is not None:
+            if period.period_start >= sub.ends_at:
+                return periods
+            period = Period(period.period_start, min(period.period_end, sub.ends_at))
         if period.period_end > start:
             periods.append(period)
 

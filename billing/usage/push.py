@@ -45,6 +45,7 @@ from billing.ledger.stripe_writes import mark, write_to_stripe
 from billing.pricing.book import Terms
 from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import ledger_quantity, meter_value
+from billing.pricing.lifecycle import NO_PLAN
 from billing.setup.catalog import catalog_entries
 from billing.stripe_gateway.records import (
     StripeInvoice,
@@ -233,7 +234,7 @@ class UsagePusher:
         """The org's subscription, terms and the usage periods still open (None: nothing is
         provisioned to push to)."""
         sub = org_subscription(session, org_id)
-        terms = self._terms(session, org_id, now)
+        terms = self._terms(session, org_id, now if sub is None else sub.generation_at or now)
         if sub is None or terms is None or not sub.items:
             return None
         states, periods = periods_to_push(
@@ -453,14 +454,15 @@ class UsagePusher:
 
     # ------------------------------------------------------------------ ledger reads
 
-    def _terms(self, session: Session, org_id: str, now: datetime) -> Terms | None:
+    def _terms(self, session: Session, org_id: str, at: datetime) -> Terms | None:
+        """The terms of the plan row in effect at `at` (the pushed subscription's start)."""
         segment = session.exec(
             select(OrgPlanChange)
-            .where(OrgPlanChange.org_id == org_id, OrgPlanChange.at <= now)
+            .where(OrgPlanChange.org_id == org_id, OrgPlanChange.at <= at)
             .order_by(col(OrgPlanChange.at).desc())
         ).first()
-        if segment is None:
-            return None
+        if segment is None or segment.plan == NO_PLAN:
+            return None  # not subscribed yet, or canceled
         return self.books.terms(segment.book, segment.plan, segment.interval, org_id)
 
 

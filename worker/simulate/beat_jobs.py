@@ -74,6 +74,8 @@ class InProcessBeat:
                 stripe_test_clock_id=self.clocks.clock_for(org_id),
                 settings=self.settings,
             )
+        for org_id in jobs.lifecycle_due_orgs(self.settings):
+            jobs.apply_lifecycle(org_id, now, settings=self.settings)
 
     def _seats(self, now: datetime) -> None:
         for org_id in jobs.orgs_for_seat_sweep(now, self.settings):
@@ -102,6 +104,8 @@ class CeleryBeat:
                 self.celery.send_task(
                     "billing.orgs.provision", args=[org_id, isoformat_z(now), clock_id]
                 )
+            for org_id in jobs.lifecycle_due_orgs(self.settings):
+                self.celery.send_task("billing.orgs.lifecycle", args=[org_id, isoformat_z(now)])
         else:
             self.celery.send_task(task, kwargs=_now_kwargs(task, now))
 
