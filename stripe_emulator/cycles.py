@@ -13,6 +13,8 @@ Assumption: a metered price bills one line per subscription item and period (its
 whole graduated-tier computation, rounded once), not one line per tier; reconcile by summing
 lines per ``pricing.price_details.price``.  Events: ``customer.subscription.updated`` then
 ``invoice.created`` at the period end, ``invoice.finalized`` (and ``invoice.paid``) later.
+A subscription with ``cancel_at`` is due then too, and ends there instead of renewing
+(``cancellation``).
 """
 
 from __future__ import annotations
@@ -62,12 +64,16 @@ def metered_lines(
 
 
 def renew(store: Store, sub: dict[str, Any], at: int) -> dict[str, Any]:
-    """Bill and roll over every item of ``sub`` whose period ends at ``at``."""
+    """Bill and roll over every item of ``sub`` whose period ends at ``at``; at its
+    ``cancel_at`` the subscription ends instead (``cancellation``)."""
+    from stripe_emulator import cancellation  # noqa: PLC0415 - cancellation builds on this module
+
+    if sub["cancel_at"] is not None and at >= sub["cancel_at"]:
+        return cancellation.end_at_cancel_at(store, sub, at)
     due = [i for i in items_of(store, sub) if i["current_period_end"] <= at]
     before = render_subscription(store, sub, set())["items"]
     period_start = min(i["current_period_start"] for i in due)
     lines = metered_lines(store, sub, due, at)
-    ending = sub["cancel_at_period_end"]
     renewed = []
     for item in due:
         price = store.get("price", item["price"])
@@ -79,14 +85,12 @@ def renew(store: Store, sub: dict[str, Any], at: int) -> dict[str, Any]:
             recurring["interval"],
             recurring["interval_count"] * item["_cycles"],
         )
-        if recurring["usage_type"] == "licensed" and not ending:
+        cut = cancellation.shorten_to_cancel_at(store, sub, item, price)
+        if cut is not None:
+            renewed.append(cut)
+        elif recurring["usage_type"] == "licensed":
             renewed.append(licensed_line(store, sub, item, price))
-    if ending:
-        sub["status"] = "canceled"
-        sub["canceled_at"] = sub["ended_at"] = at
-        store.emit("customer.subscription.deleted", sub, at)
-    else:
-        store.emit("customer.subscription.updated", sub, at, {"items": before})
+    store.emit("customer.subscription.updated", sub, at, {"items": before})
     invoice = new_invoice(
         store,
         customer_id=sub["customer"],
@@ -166,8 +170,10 @@ def due_at(store: Store, clock_id: str | None) -> list[int]:
 def _renewal_at(store: Store, sub: dict[str, Any], clock_id: str | None) -> int | None:
     if sub["status"] == "canceled" or not _on_clock(store, sub["customer"], clock_id):
         return None
-    items = items_of(store, sub)
-    return min(i["current_period_end"] for i in items) if items else None
+    ends = [i["current_period_end"] for i in items_of(store, sub)]
+    if sub["cancel_at"] is not None:
+        ends.append(sub["cancel_at"])
+    return min(ends) if ends else None
 
 
 def _finalization_at(store: Store, invoice: dict[str, Any], clock_id: str | None) -> int | None:

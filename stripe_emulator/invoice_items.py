@@ -1,7 +1,8 @@
 """Invoice items: pending charges and credits (incl. prorations) and their endpoints.
 
 Pending items are swept into the customer's next invoice: a subscription's invoices take the
-customer's pending items that belong to that subscription or to no subscription.
+customer's pending items that belong to that subscription, to no subscription, or to one that
+was canceled.
 """
 
 from __future__ import annotations
@@ -193,14 +194,17 @@ def list_invoice_items(store: Store, params: Params) -> dict[str, Any]:
 def pending_items(
     store: Store, customer_id: str, subscription_id: str | None
 ) -> list[dict[str, Any]]:
-    """Pending items swept into an invoice: the customer's items that belong to no other
-    subscription."""
+    """Pending items swept into an invoice: the customer's items that belong to no other live
+    subscription.  Items left pending by a canceled subscription "remain pending and can be
+    billed on another invoice for the customer" (stripe-python 16.1.0, cancel docstring)."""
     out = []
+    subscriptions = store.table("subscription")
     for item in store.table("invoiceitem").values():
         if item.get("deleted") or item["invoice"] is not None or item["customer"] != customer_id:
             continue
         parent = item["parent"]
         owner = parent["subscription_details"]["subscription"] if parent else None
-        if owner is None or owner == subscription_id:
+        ended = owner is not None and subscriptions.get(owner, {}).get("status") == "canceled"
+        if owner is None or owner == subscription_id or ended:
             out.append(item)
     return out

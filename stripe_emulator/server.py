@@ -143,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             request_id=request_id,
         )
         extra = {}
-        if self.headers.get("Idempotency-Key") and method == "POST":
+        if self.headers.get("Idempotency-Key") and method in ("POST", "DELETE"):
             extra["Idempotency-Key"] = self.headers["Idempotency-Key"]
         if replayed:
             state.traffic.record_replay()

@@ -1,11 +1,14 @@
 """The thread-safe emulator state: executes API calls under one lock and offers test helpers.
 
-Idempotency (Stripe's documented v1 rules): every POST with an ``Idempotency-Key`` is keyed by
+Idempotency (Stripe's documented v1 rules): every POST (and DELETE, whose cancellations have
+side effects such as a final invoice) with an ``Idempotency-Key`` is keyed by
 (API key, idempotency key); the first response whose execution began — 2xx, or a 5xx raised
 while executing — is saved and replayed for the same method, path and params; different
 params (or path) answer 400 ``idempotency_error``; validation errors (4xx raised by a handler
 before it changes anything) are not saved, so the request may be retried.  Keys are kept 24 h
-of real time.  GET and DELETE requests are not idempotency-keyed.
+of real time.  GET requests are not idempotency-keyed.  (Stripe's page says keys are for
+creating or updating objects; stripe-python 16 sends the header on any request given one, so the
+emulator honours it on DELETE rather than answering a retried cancel with a 400.)
 
 The account clock ("wall clock") is the real time unless ``EmulatorConfig.frozen_time`` is set;
 effects due on it (renewals, finalizations of customers without a test clock) run at the start
@@ -22,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from stripe_emulator import (
+    cancellation,
     catalog,
     clocks,
     invoice_items,
@@ -41,6 +45,7 @@ from stripe_emulator.store import Store
 from stripe_emulator.traffic import Traffic
 
 _MODULES = (
+    cancellation,
     catalog,
     clocks,
     invoice_items,
@@ -93,7 +98,8 @@ class EmulatorState:
     ) -> tuple[int, dict[str, Any], bool]:
         """Run one API call; returns (status, body, replayed)."""
         with self.lock:
-            key = (api_key, idempotency_key) if idempotency_key and method == "POST" else None
+            keyed = idempotency_key and method in ("POST", "DELETE")
+            key = (api_key, idempotency_key) if keyed else None
             fp = fingerprint(params)
             if key is not None:
                 saved = self._saved.get(key)

@@ -1,4 +1,4 @@
-"""Subscriptions and subscription items: creation, quantity and price changes, prorations, cancel.
+"""Subscriptions and subscription items: creation, quantity and price changes, prorations.
 
 Prorations (flexible billing mode) follow Stripe's documented example: a change at time ``t``
 inside an item's period ``[s, e)`` yields a *credit* line for the old quantity's unused time
@@ -14,8 +14,8 @@ Assumptions: the first invoice (``subscription_create``) bills licensed items in
 no lines for metered items, and is finalized immediately; ``billing_cycle_anchor`` / trials /
 ``backdate_start_date`` are not implemented (the anchor is the creation time); items added
 later are anchored to the subscription's anchor so that items of equal interval stay aligned;
-mixed intervals are refused in classic billing mode.  ``DELETE`` cancels immediately and, with
-``invoice_now=true``, bills metered usage up to now; no credit is given for unused licensed time.
+mixed intervals are refused in classic billing mode.  Cancellation (``DELETE``, ``cancel_at``,
+``cancel_at_period_end``) lives in ``cancellation``.
 """
 
 from __future__ import annotations
@@ -452,6 +452,8 @@ def retrieve_subscription(store: Store, params: Params, sub_id: str) -> dict[str
 
 @route("POST", "/v1/subscriptions/{id}")
 def update_subscription(store: Store, params: Params, sub_id: str) -> dict[str, Any]:
+    from stripe_emulator import cancellation  # noqa: PLC0415 - cancellation builds on this module
+
     sub = store.get("subscription", sub_id)
     raw = get_list(params, "items")
     update_items(store, sub, [(n, f"items[{i}]") for i, n in enumerate(raw)], params)
@@ -459,9 +461,7 @@ def update_subscription(store: Store, params: Params, sub_id: str) -> dict[str, 
     if "metadata" in params:
         previous["metadata"] = dict(sub["metadata"])
         sub["metadata"] = merge_metadata(sub["metadata"], params)
-    if "cancel_at_period_end" in params:
-        previous["cancel_at_period_end"] = sub["cancel_at_period_end"]
-        sub["cancel_at_period_end"] = bool(get_bool(params, "cancel_at_period_end"))
+    previous.update(cancellation.schedule(store, sub, params, store.customer_now(sub["customer"])))
     for key in ("description", "collection_method", "days_until_due"):
         if key in params:
             previous[key] = sub[key]
@@ -470,34 +470,6 @@ def update_subscription(store: Store, params: Params, sub_id: str) -> dict[str, 
         store.emit(
             "customer.subscription.updated", sub, store.customer_now(sub["customer"]), previous
         )
-    return store.render(sub, get_list(params, "expand"))
-
-
-@route("DELETE", "/v1/subscriptions/{id}")
-def cancel_subscription(store: Store, params: Params, sub_id: str) -> dict[str, Any]:
-    sub = store.get("subscription", sub_id)
-    if sub["status"] == "canceled":
-        raise invalid("This subscription is already canceled.", "subscription")
-    now = store.customer_now(sub["customer"])
-    if get_bool(params, "invoice_now"):
-        from stripe_emulator.cycles import metered_lines  # noqa: PLC0415 - import cycle
-
-        lines = metered_lines(store, sub, items_of(store, sub), now)
-        invoice = new_invoice(
-            store,
-            customer_id=sub["customer"],
-            subscription=sub,
-            billing_reason="subscription_cycle",
-            lines=lines,
-            period=(min(i["current_period_start"] for i in items_of(store, sub)), now),
-            now=now,
-            currency=sub["currency"],
-        )
-        sub["latest_invoice"] = invoice["id"]
-        finalize(store, invoice, now)
-    sub["status"] = "canceled"
-    sub["canceled_at"] = sub["ended_at"] = now
-    store.emit("customer.subscription.deleted", sub, now)
     return store.render(sub, get_list(params, "expand"))
 
 

@@ -161,7 +161,7 @@ def price(obj: Any) -> StripePrice:
 def subscription_item(obj: Any) -> StripeSubscriptionItem:
     quantity = attr(obj, "quantity")
     return StripeSubscriptionItem(
-        stripe_subscription_item_id=str(obj.id),
+        stripe_subscription_item_id=str(attr(obj, "id")),
         stripe_price_id=ref_id(attr(obj, "price")),
         quantity=None if quantity is None else int(quantity),
         current_period_start_at=from_unix(attr(obj, "current_period_start")),
@@ -173,13 +173,18 @@ def subscription_item(obj: Any) -> StripeSubscriptionItem:
 def subscription(obj: Any, items: list[Any] | None = None) -> StripeSubscription:
     raw_items = items if items is not None else list_data(attr(obj, "items"))
     return StripeSubscription(
-        stripe_subscription_id=str(obj.id),
+        stripe_subscription_id=str(attr(obj, "id")),
         stripe_customer_id=str(ref_id(attr(obj, "customer"))),
         status=str(attr(obj, "status")),
         billing_mode=attr(obj, "billing_mode", "type"),
         created_at=from_unix(attr(obj, "created")),
         items=tuple(subscription_item(i) for i in raw_items),
         metadata=metadata(obj),
+        cancel_at=from_unix(attr(obj, "cancel_at")),
+        canceled_at=from_unix(attr(obj, "canceled_at")),
+        ended_at=from_unix(attr(obj, "ended_at")),
+        cancel_at_period_end=bool(attr(obj, "cancel_at_period_end")),
+        stripe_latest_invoice_id=ref_id(attr(obj, "latest_invoice")),
     )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import stripe
 
 from billing.core.components import ProrationBehavior
+from billing.core.errors import PermanentBillingError
 from billing.core.locks import confirm_held_locks
 from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
         InvoiceCreatePreviewParams,
         InvoiceItemCreateParams,
         ProductCreateParams,
+        SubscriptionCancelParams,
         SubscriptionCreateParams,
         SubscriptionItemUpdateParams,
+        SubscriptionUpdateParams,
     )
     from stripe.params.billing import MeterCreateParams, MeterEventCreateParams
 
@@ -270,6 +273,36 @@ class StripeGateway:
                 self.client.v1.subscription_items.list, {"subscription": str(sub.id)}
             )
         return convert.subscription(sub, data)
+
+    def cancel_subscription(
+        self, stripe_subscription_id: str, *, invoice_now: bool, prorate: bool, idempotency_key: str
+    ) -> StripeSubscription:
+        """End it now (`DELETE`): `invoice_now` bills the usage so far and the pending items on a
+        final invoice, `prorate` credits unused licensed time. A retry that meets it already
+        canceled (the first answer lost) reads it back instead of failing."""
+        params: SubscriptionCancelParams = {"invoice_now": invoice_now, "prorate": prorate}
+        options = self._options(idempotency_key)
+        cancel = self.client.v1.subscriptions.cancel
+        try:
+            sub = self._write(lambda: cancel(stripe_subscription_id, params, options))
+        except PermanentBillingError:
+            current = self.retrieve_subscription(stripe_subscription_id)
+            if current.status != "canceled":
+                raise
+            return current
+        return self._subscription_with_all_items(sub)
+
+    def set_cancel_at(
+        self, stripe_subscription_id: str, cancel_at: datetime | None, *, idempotency_key: str
+    ) -> StripeSubscription:
+        """End the subscription at `cancel_at` (a term end, so never prorated: no renewal, a final
+        usage invoice), or withdraw a scheduled end with None (`cancel_at=""`)."""
+        when = "" if cancel_at is None else convert.to_unix(cancel_at)
+        params: SubscriptionUpdateParams = {"cancel_at": when, "proration_behavior": "none"}
+        options = self._options(idempotency_key)
+        update = self.client.v1.subscriptions.update
+        sub = self._write(lambda: update(stripe_subscription_id, params, options))
+        return self._subscription_with_all_items(sub)
 
     def update_subscription_item_quantity(
         self,

@@ -138,6 +138,10 @@ class StripeSubscriptionItem:
 
 @dataclass(frozen=True)
 class StripeSubscription:
+    """A subscription; `cancel_at` is a scheduled end, `ended_at` the end that happened, and
+    `canceled_at` when the cancellation was asked for (Stripe: for a scheduled end, the time of
+    the request, not of the end)."""
+
     stripe_subscription_id: str
     stripe_customer_id: str
     status: str
@@ -145,6 +149,11 @@ class StripeSubscription:
     created_at: datetime | None
     items: tuple[StripeSubscriptionItem, ...]
     metadata: Mapping[str, str] = field(default_factory=_empty)
+    cancel_at: datetime | None = None
+    canceled_at: datetime | None = None
+    ended_at: datetime | None = None
+    cancel_at_period_end: bool = False
+    stripe_latest_invoice_id: str | None = None
 
     def item_for_price(self, stripe_price_id: str) -> StripeSubscriptionItem | None:
         return next((i for i in self.items if i.stripe_price_id == stripe_price_id), None)

@@ -12,6 +12,8 @@ from typing import Any
 import stripe
 
 from billing.core.errors import PermanentBillingError
+from billing.stripe_gateway import convert
+from billing.stripe_gateway.records import StripeSubscription
 
 # Stripe's default: a signature older than five minutes is refused (replay protection). One
 # dated more than this ahead of our clock is refused too: stripe-python checks only the past.
@@ -20,6 +22,10 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 MAX_EVENT_ID_LENGTH = 255
 MAX_EVENT_TYPE_LENGTH = 100
 _MAX_UNIX = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant a datetime holds
+# A scheduled end set or withdrawn, and the end itself ("Occurs whenever a customer's
+# subscription ends"): the lifecycle reads the subscription they carry (`event_subscription`).
+SUBSCRIPTION_UPDATED = "customer.subscription.updated"
+SUBSCRIPTION_DELETED = "customer.subscription.deleted"
 
 
 class WebhookSignatureError(PermanentBillingError):
@@ -181,3 +187,15 @@ def event_object(event: WebhookEvent) -> dict[str, Any]:
     data = body.get("data") if isinstance(body, dict) else None
     obj = data.get("object") if isinstance(data, dict) else None
     return obj if isinstance(obj, dict) else {}
+
+
+def event_subscription(event: WebhookEvent) -> StripeSubscription:
+    """The subscription a `customer.subscription.*` event carries, as it was at the event (its
+    status, `cancel_at`, `canceled_at`, `ended_at`); WebhookEventError for any other event."""
+    if not event.type.startswith("customer.subscription.") or (
+        event.stripe_object_type != "subscription"
+    ):
+        raise WebhookEventError(
+            f"event {event.stripe_event_id}: a {event.type} event carries no subscription"
+        )
+    return convert.subscription(event_object(event))
