@@ -194,8 +194,8 @@ def compare_invoice(
     facts = meter_facts or {}
     stripe_groups: dict[str, list[StripeInvoiceLine]] = {}
     unexpected: list[StripeInvoiceLine] = []
-    for line, found in zip(invoice.lines, components.components_of(invoice.lines), strict=True):
-        component = found
+    for line, sorted_as in zip(invoice.lines, components.components_of(invoice.lines), strict=True):
+        component = sorted_as
         if component == MINIMUM and own_period_start is not None:
             start = period_start_of_item(line)
             if start is not None and abs(start - own_period_start) > PERIOD_SLACK:

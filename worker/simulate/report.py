@@ -13,13 +13,14 @@ from rich.table import Table
 from sqlmodel import Session, col, select
 
 from billing.core.periods import isoformat_z
-from billing.reconciliation.match import UNEXPECTED
+from billing.pricing.lifecycle import NO_PLAN
+from billing.reconciliation.match import UNEXPECTED, ComponentMap
 from billing.reconciliation.records import component_map
 from billing.stripe_gateway.gateway import StripeGateway
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
-from models.ledger import Org
+from models.ledger import Org, OrgPlanChange
 from models.reconciliation import Reconciliation
-from models.stripe_records import StripeSubscriptionRecord
+from models.stripe_records import StripeCustomerRecord, StripeSubscriptionRecord
 from worker.commands.common import decimal_json
 from worker.simulate.timeline import Refusal
 
@@ -38,7 +39,7 @@ def simulation_json(
 ) -> dict[str, Any]:
     orgs: dict[str, Any] = {}
     for org in session.exec(select(Org).order_by(col(Org.id))).all():
-        orgs[org.id] = _org_json(session, gateway, org)
+        orgs[org.id] = _org_json(session, gateway, org, end_at)
     return {
         "start": isoformat_z(start_at),
         "end": isoformat_z(end_at),
@@ -49,28 +50,51 @@ def simulation_json(
     }
 
 
-def _org_json(session: Session, gateway: StripeGateway, org: Org) -> dict[str, Any]:
+def _org_json(session: Session, gateway: StripeGateway, org: Org, now: datetime) -> dict[str, Any]:
     record = session.get(StripeSubscriptionRecord, org.id)
-    status = None
+    customer = session.get(StripeCustomerRecord, org.id)
+    status, cancel_at = None, None
     invoices: list[StripeInvoice] = []
     if record is not None and record.stripe_subscription_id:
-        status = gateway.retrieve_subscription(record.stripe_subscription_id).status
-        invoices = gateway.list_invoices(stripe_subscription_id=record.stripe_subscription_id)
+        sub = gateway.retrieve_subscription(record.stripe_subscription_id)
+        status, cancel_at = sub.status, sub.cancel_at
+    if customer is not None and customer.stripe_customer_id:
+        # Every subscription the org had: a plan change ends one and starts the next.
+        invoices = gateway.list_invoices(stripe_customer_id=customer.stripe_customer_id)
     components = component_map(session, org.id)
     latest = _latest_reconciliations(session, [i.stripe_invoice_id or "" for i in invoices])
+    plans = session.exec(
+        select(OrgPlanChange).where(OrgPlanChange.org_id == org.id).order_by(col(OrgPlanChange.at))
+    ).all()
+    current = [row for row in plans if row.at <= now]
+    shown = next((row for row in reversed(current) if row.plan != NO_PLAN), None)
+    canceled = bool(current) and current[-1].plan == NO_PLAN
+    scheduled = next((row for row in plans if row.at > now), None)
     return {
         "subscription": {
-            "status": status or "not_provisioned",
-            "book": org.book,
-            "plan": org.plan,
-            "interval": org.interval,
-            "cancel_at": None,  # cancellations reach Stripe with the lifecycle work (issue 13)
-            "scheduled_change": None,
+            "status": "canceled" if canceled else status or "not_provisioned",
+            "book": shown.book if shown else org.book,
+            "plan": shown.plan if shown else org.plan,
+            "interval": shown.interval if shown else org.interval,
+            "cancel_at": _iso(cancel_at),
+            "scheduled_change": None if scheduled is None else _scheduled_json(scheduled),
         },
         "invoices": [
-            _invoice_json(inv, components.component_of, latest.get(inv.stripe_invoice_id or ""))
+            _invoice_json(inv, components, latest.get(inv.stripe_invoice_id or ""))
             for inv in sorted(invoices, key=_invoice_order)
         ],
+    }
+
+
+def _scheduled_json(row: OrgPlanChange) -> dict[str, Any]:
+    """A change or cancellation the ledger holds for later (SPEC §10)."""
+    if row.plan == NO_PLAN:
+        return {"at": isoformat_z(row.at), "cancel": True}
+    return {
+        "at": isoformat_z(row.at),
+        "book": row.book,
+        "plan": row.plan,
+        "interval": row.interval,
     }
 
 
@@ -82,8 +106,9 @@ def _invoice_order(invoice: StripeInvoice) -> tuple[datetime, str]:
 
 
 def _invoice_json(
-    invoice: StripeInvoice, component_of: Any, reconciliation: Reconciliation | None
+    invoice: StripeInvoice, components: ComponentMap, reconciliation: Reconciliation | None
 ) -> dict[str, Any]:
+    found = components.components_of(invoice.lines)
     return {
         "id": invoice.stripe_invoice_id,
         "status": invoice.status,
@@ -94,7 +119,10 @@ def _invoice_json(
         "total": invoice.total_amount,
         "amount_due": invoice.amount_due,
         "held": bool(reconciliation.held) if reconciliation else invoice.auto_advance is False,
-        "lines": [_line_json(line, component_of(line)) for line in invoice.lines],
+        "lines": [
+            _line_json(line, component)
+            for line, component in zip(invoice.lines, found, strict=True)
+        ],
         "reconciliation": None
         if reconciliation is None
         else {

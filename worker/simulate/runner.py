@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from billing.core.periods import from_unix
 from billing.ledger.ingest import Ingestor
 from billing.pricing.proration import SEAT_SYNC_WINDOW_SECONDS, window_start_of
+from models.ledger import OrgPlanChange
 from worker import composition
 from worker.simulate.beat_jobs import BeatRunner
 from worker.simulate.cadence import BeatEntry, beat_entries
@@ -39,7 +40,7 @@ RENEWAL_LEAD = timedelta(minutes=55)  # inside the seat sync's one-hour renewal 
 # one instant it covers the sweep of the orgs with new usage.
 SUBSET_PUSH, SUPERSET_PUSH = "billing.usage.sweep", "billing.usage.close_due"
 PUSHES = (SUBSET_PUSH, SUPERSET_PUSH)
-PUSHED_TYPES = frozenset({"usage", "resources", "org"})
+PUSHED_TYPES = frozenset({"usage", "resources", "org", "cancel"})
 # Every tick of these inside the grace period after a renewal (a new draft) or a
 # finalization: the pushes of the final totals, and the sweeps that re-check the drafts.
 AFTER_DUE = (
@@ -140,6 +141,15 @@ class Simulator:
                 self._refuse(entry, "; ".join(f"{e.field}: {e.problem}" for e in outcome.errors))
                 return
             session.commit()
+            if entry.body.get("type") in {"org", "cancel"}:
+                # A change or cancellation scheduled for a term end: the lifecycle runs then.
+                later = session.exec(
+                    select(OrgPlanChange.at).where(
+                        OrgPlanChange.org_id == str(entry.body.get("org")), OrgPlanChange.at > at
+                    )
+                ).all()
+                for effective in later:
+                    self._schedule(self._tick_at_or_after("billing.orgs.sweep", effective))
 
     def _refuse(self, entry: Entry, error: str) -> None:
         log.info("simulation.line_refused", line=entry.line, error=error)
@@ -169,7 +179,7 @@ class Simulator:
         for at, entries in self._arrivals.items():
             yield at
             kinds = {str(e.body.get("type")) for e in entries}
-            if "org" in kinds:
+            if kinds & {"org", "cancel"}:
                 yield self._tick_at_or_after("billing.orgs.sweep", at)
             for entry in entries:
                 if entry.body.get("type") in {"seats", "org"}:
