@@ -9,6 +9,7 @@ component gets a verdict and a trace explaining both sides.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -97,16 +98,16 @@ class ComponentMap:
         instant is `seat_credit`: the unused time of a term a cancellation or plan change ended
         (a quantity change prorates a credit and a debit at the same instant)."""
         found = [self.component_of(line) for line in lines]
-        debits = {
+        at_instant = Counter(
             line.period_start_at
             for line, component in zip(lines, found, strict=True)
-            if component == SEAT_PRORATION and line.amount >= 0
-        }
+            if component == SEAT_PRORATION
+        )
         return [
             SEAT_CREDIT
             if component == SEAT_PRORATION
-            and line.amount < 0
-            and line.period_start_at not in debits
+            and line.amount <= 0
+            and at_instant[line.period_start_at] == 1
             else component
             for line, component in zip(lines, found, strict=True)
         ]
@@ -185,6 +186,7 @@ def compare_invoice(
     adjustment: ExpectedCharge | None = None,
     own_period_start: datetime | None = None,
     notes: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
+    balance: ExpectedCharge | None = None,
 ) -> InvoiceComparison:
     """Compare `invoice` with the expected lines that belong on it (chosen by the caller).
 
@@ -221,7 +223,7 @@ def compare_invoice(
         for component in order
     ]
     results.extend(_unexpected(line) for line in unexpected)
-    results.extend(_invoice_level(invoice))
+    results.extend(_invoice_level(invoice, balance))
     return InvoiceComparison(tuple(results))
 
 
@@ -236,10 +238,13 @@ def period_start_of_item(line: StripeInvoiceLine) -> datetime | None:
         return None
 
 
-def _invoice_level(invoice: StripeInvoice) -> list[LineComparison]:
+def _invoice_level(
+    invoice: StripeInvoice, balance: ExpectedCharge | None = None
+) -> list[LineComparison]:
     """What the invoice's total and amount due hold beyond its lines: a discount or tax (the
     total differs from the lines' sum) and, once final, a customer balance applied. The ledger
-    holds neither, so either is unexpected."""
+    holds neither, so either is unexpected, except a balance carried from our own credits
+    (`balance`, billing.reconciliation.balance) applied exactly as expected."""
     found = []
     lines_amount = sum(line.amount for line in invoice.lines)
     if invoice.total_amount != lines_amount:
@@ -252,7 +257,20 @@ def _invoice_level(invoice: StripeInvoice) -> list[LineComparison]:
             )
         )
     applied = invoice.amount_due - invoice.total_amount
-    if invoice.status not in (None, "draft") and invoice.total_amount > 0 and applied:
+    if balance is not None and applied and applied == balance.amount:
+        found.append(
+            LineComparison(
+                component=CUSTOMER_BALANCE,
+                status=Status.MATCHED,
+                expected_quantity=None,
+                expected_amount=balance.amount,
+                stripe_quantity=None,
+                stripe_amount=applied,
+                explanation=f"{CUSTOMER_BALANCE}: {applied}¢ carried from our own credits",
+                trace={"expected": dict(balance.trace), "stripe": {"amount": applied}},
+            )
+        )
+    elif invoice.status not in (None, "draft") and invoice.total_amount > 0 and applied:
         found.append(
             _invoice_line(
                 CUSTOMER_BALANCE,

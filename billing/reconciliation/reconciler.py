@@ -27,6 +27,7 @@ from billing.core.periods import Period
 from billing.ledger.expected_invoice import UnknownOrgError
 from billing.pricing.book import MeterPrice, PriceBookError, Terms, UnknownTermsError
 from billing.pricing.book_cache import BookCache
+from billing.reconciliation.balance import carried_credit
 from billing.reconciliation.drafts import project_draft
 from billing.reconciliation.expectations import (
     BOUNDARY_SLACK,
@@ -285,11 +286,15 @@ class Reconciler:
             adjustment=None if late is None else late[0],
             own_period_start=None if period is None else period.period_start,
             notes=_notes(side.selection.notes, () if late is None else late[1]),
+            balance=self._balance(invoice),
         )
         if invoice.status == "draft" and period is not None:
             values = self._stale_meter_values(invoice, comparison, period, side.meter_ids)
             comparison = project_draft(comparison, invoice, side.components, side.prices, values)
         return org_id, period, comparison, None
+
+    def _balance(self, invoice: StripeInvoice) -> ExpectedCharge | None:
+        return carried_credit(self.engine, self.gateway, invoice)
 
     def _ledger_side(self, session: Session, invoice: StripeInvoice, org_id: str) -> _LedgerSide:
         """Everything the ledger and our catalog say about the invoice (database only)."""

@@ -98,9 +98,13 @@ def _scheduled_json(row: OrgPlanChange) -> dict[str, Any]:
     }
 
 
-def _invoice_order(invoice: StripeInvoice) -> tuple[datetime, str]:
+def _invoice_order(invoice: StripeInvoice) -> tuple[datetime, datetime, str]:
+    """By creation; at one instant (a plan change ends one subscription and starts the next)
+    the invoice of the earlier period first."""
+    never = datetime.min.replace(tzinfo=UTC)
     return (
-        invoice.created_at or datetime.min.replace(tzinfo=UTC),
+        invoice.created_at or never,
+        invoice.period_start_at or never,
         invoice.stripe_invoice_id or "",
     )
 
