@@ -122,7 +122,7 @@ def compute_expected_invoice(
         org_id=ledger.org_id,
         period=period,
         currency=terms.currency,
-        book=terms.book,
+        book=current.book,  # as the ledger names it (a name or a path), for BookCache
         plan=terms.plan,
         interval=terms.interval,
         lines=tuple(lines),

@@ -195,7 +195,9 @@ def test_a_contract_applies_from_its_effective_at() -> None:
     data["contracts"]["org_enterprise_example"]["effective_at"] = datetime(2027, 1, 1, tzinfo=UTC)
     book = parse_book(data, "test")
     before, after = datetime(2026, 12, 31, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
-    assert book.terms("enterprise", "year", "org_enterprise_example", at=before).contract_org is None
+    assert (
+        book.terms("enterprise", "year", "org_enterprise_example", at=before).contract_org is None
+    )
     on = book.terms("enterprise", "year", "org_enterprise_example", at=after)
     assert on.seat_unit_amount == 750
     assert book.is_contract_move("org_enterprise_example", "enterprise", after)
