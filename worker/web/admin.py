@@ -67,9 +67,8 @@ async def resync_form(request: Request) -> Response:
         log.exception("web.resync_failed", org_id=org_id, what=what)
         code, message = 502, f"{type(exc).__name__}: {exc}"
     if code != 202:
-        return _failed(
-            request, login, code, f"Re-sync of {what or '?'} for {org_id or '?'}", message, back
-        )
+        action = f"Re-sync of {what or '?'} for {org_id or '?'}"
+        return _failed(request, login, code, action, message=message, back=back)
     return RedirectResponse(back, status_code=303)
 
 

@@ -132,7 +132,10 @@ async def reconciliations_page(request: Request) -> Response:
         search = parse_search(request.query_params)
     except FilterError as exc:
         return TEMPLATES.TemplateResponse(
-            request, "list.html", {**context, "error": str(exc)}, status_code=400
+            request,
+            "list.html",
+            {**context, "error": str(exc), "counts": {}, "reconciliations": []},
+            status_code=400,
         )
     data = await run_in_threadpool(_list, services, search)
     return TEMPLATES.TemplateResponse(request, "list.html", {**data, **context})
