@@ -90,38 +90,46 @@ def summary_json(summary: OrgSummary, livemode: bool) -> dict[str, Any]:
             }
             for row in summary.invoices
         ],
-        "usage": {
-            "last_period": _period(summary.last_period),
-            "current_period": _period(summary.current_period),
-            "meters": [
-                {
-                    "meter": m.meter,
-                    "display_name": m.display_name,
-                    "unit": m.unit,
-                    "days": {d.isoformat(): str(q) for d, q in sorted(m.days.items())},
-                }
-                for m in summary.usage
-            ],
-        },
-        "quotas": [
+        "usage": _usage_json(summary),
+        "quotas": _quotas_json(summary),
+    }
+
+
+def _usage_json(summary: OrgSummary) -> dict[str, Any]:
+    return {
+        "last_period": _period(summary.last_period),
+        "current_period": _period(summary.current_period),
+        "meters": [
             {
-                "quota": q.quota,
-                "limit": q.limit,
-                "mode": q.mode,
-                "used": q.used,
-                "events": [
-                    {
-                        "decision": e.decision,
-                        "first_at": isoformat_z(e.first_at),
-                        "last_at": isoformat_z(e.last_at),
-                        "occurrence_count": e.occurrence_count,
-                    }
-                    for e in q.denied_or_exceeded
-                ],
+                "meter": m.meter,
+                "display_name": m.display_name,
+                "unit": m.unit,
+                "days": {d.isoformat(): str(q) for d, q in sorted(m.days.items())},
             }
-            for q in summary.quotas
+            for m in summary.usage
         ],
     }
+
+
+def _quotas_json(summary: OrgSummary) -> list[dict[str, Any]]:
+    return [
+        {
+            "quota": q.quota,
+            "limit": q.limit,
+            "mode": q.mode,
+            "used": q.used,
+            "events": [
+                {
+                    "decision": e.decision,
+                    "first_at": isoformat_z(e.first_at),
+                    "last_at": isoformat_z(e.last_at),
+                    "occurrence_count": e.occurrence_count,
+                }
+                for e in q.denied_or_exceeded
+            ],
+        }
+        for q in summary.quotas
+    ]
 
 
 def _period(period: Period) -> dict[str, str]:
