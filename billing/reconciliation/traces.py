@@ -49,7 +49,11 @@ def meter_trace(
             "count": facts.event_count,
             "quantity_total": num(facts.quantity_total),
         }
-        steps.append(f"{facts.event_count} {facts.source} → total {num(facts.quantity_total)}")
+        # Reports carry counts, not quantities: their total is the line's resource-hours.
+        total = (
+            line.quantity if facts.source.startswith("resource reports") else facts.quantity_total
+        )
+        steps.append(f"{facts.event_count} {facts.source} → total {num(total)}")
     trace["included"] = num(line.included)
     trace["billable"] = num(line.billable)
     steps.append(f"included {num(line.included)} → billable {num(line.billable)}")

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from worker.web.auth import Role, bearer_role, cookie_login
-from worker.web.common import json_error, local_path, services_of
+from worker.web.auth import CookieLogin, Role, bearer_role, cookie_login
+from worker.web.common import TEMPLATES, json_error, local_path, services_of
 from worker.web.csrf import FIELD, STALE_FORM, origin_problem, read_form, refused, tokens_match
 from worker.web.login import login_page
 from worker.web.services import PUSH_USAGE, SYNC_SEATS
 
 TASKS = {"seats": SYNC_SEATS, "usage": PUSH_USAGE}
+log = structlog.get_logger(__name__)
 
 
 async def _resync(request: Request, org_id: str, what: str) -> tuple[int, str]:
@@ -58,10 +60,42 @@ async def resync_form(request: Request) -> Response:
     if login.role is not Role.ADMIN:
         return Response("403 Forbidden: re-sync needs an admin token", status_code=403)
     back = local_path(form.get("back", ""), "/reconciliations")
-    code, message = await _resync(request, form.get("org", ""), form.get("what", ""))
+    org_id, what = form.get("org", ""), form.get("what", "")
+    try:
+        code, message = await _resync(request, org_id, what)
+    except Exception as exc:
+        log.exception("web.resync_failed", org_id=org_id, what=what)
+        code, message = 502, f"{type(exc).__name__}: {exc}"
     if code != 202:
-        return Response(f"{code}: {message}", status_code=code)
+        action = f"Re-sync of {what or '?'} for {org_id or '?'}"
+        return _failed(request, login, code, action, message=message, back=back)
     return RedirectResponse(back, status_code=303)
+
+
+def _failed(
+    request: Request, login: CookieLogin, code: int, action: str, *, message: str, back: str
+) -> Response:
+    """The page an admin sees when an action failed: what failed, why, and what to do."""
+    advice = (
+        "Nothing was changed by this attempt. Check the worker and Stripe status, then try "
+        "again; the re-sync is safe to repeat."
+        if code >= 500
+        else "Correct the request and try again."
+    )
+    return TEMPLATES.TemplateResponse(
+        request,
+        "failed.html",
+        {
+            "title": f"{action} failed",
+            "message": message,
+            "advice": advice,
+            "back": back,
+            "role": login.role.value,
+            "is_admin": True,
+            "csrf_token": login.session.csrf_token,
+        },
+        status_code=code,
+    )
 
 
 routes = [

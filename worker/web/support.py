@@ -1,4 +1,10 @@
-"""Support pages (HTML, for a login session) and the same data as JSON (`/api/reconciliations`)."""
+"""Support pages (HTML, for a login session) and the same data as JSON (`/api/reconciliations`).
+
+The list searches (`q`: an invoice id or number, an org id or its prefix, a customer id) and
+pages (`before`, 200 rows a page); a malformed filter is a 400 naming it. A reconciliation's
+page explains each line in plain language (billing.reconciliation.explain) and shows the stored
+trace as indented text.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +17,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from billing.pricing.book_cache import BookCache
+from billing.reconciliation.explain import explain_invoice
+from billing.reconciliation.explain_format import readable_trace
 from billing.reconciliation.match import Status
+from billing.reconciliation.org_summary import explain_context
 from billing.reconciliation.queries import (
     MAX_ROW_ID,
+    FilterError,
+    Search,
     get_reconciliation,
+    invoice_facts,
     latest_price_check,
     line_json,
-    list_reconciliations,
+    parse_search,
     reconciliation_counts,
     reconciliation_json,
+    search_reconciliations,
     view_json,
 )
 from worker.web.auth import CookieLogin, Role, bearer_role, cookie_login
@@ -30,24 +44,17 @@ from worker.web.services import WebServices
 STATUSES = [status.value for status in Status]
 
 
-def _filters(request: Request) -> dict[str, str | None]:
-    return {
-        name: (request.query_params.get(name) or "").strip() or None
-        for name in ("status", "org", "period")
-    }
+BOOKS = BookCache()  # the bundled price books, for the meters' units
 
 
-def _list(services: WebServices, filters: dict[str, str | None]) -> dict[str, Any]:
+def _list(services: WebServices, search: Search) -> dict[str, Any]:
     with Session(services.engine) as session:
-        rows = list_reconciliations(
-            session, status=filters["status"], org_id=filters["org"], period=filters["period"]
-        )
+        page = search_reconciliations(session, search)
         check = latest_price_check(session)
         return {
-            "reconciliations": [reconciliation_json(row) for row in rows],
-            "counts": reconciliation_counts(
-                session, org_id=filters["org"], period=filters["period"]
-            ),
+            "reconciliations": [reconciliation_json(row) for row in page.rows],
+            "next_before": page.next_before_id,
+            "counts": reconciliation_counts(session, org_id=search.org_id, period=search.period),
             "price_check": None
             if check is None
             else {
@@ -74,13 +81,34 @@ def _one(services: WebServices, reconciliation_id: int | None) -> dict[str, Any]
         return None
     with Session(services.engine) as session:
         view = get_reconciliation(session, reconciliation_id)
-        return None if view is None else view_json(view)
+        if view is None:
+            return None
+        data = view_json(view)
+        context = explain_context(
+            session, view.reconciliation, data["lines"], services.clock(), BOOKS
+        )
+        explanations = explain_invoice(data["lines"], context)
+        for line, explained in zip(data["lines"], explanations, strict=True):
+            line["explained"] = {
+                "title": explained.title,
+                "summary": explained.summary,
+                "steps": list(explained.steps),
+                "stripe": list(explained.stripe),
+                "rounding": explained.rounding,
+                "verdict": explained.verdict,
+            }
+        facts = invoice_facts(session, [view.reconciliation.stripe_invoice_id]).get(
+            view.reconciliation.stripe_invoice_id
+        )
+        data["number"] = facts.number if facts else None
+        data["hosted_invoice_url"] = facts.hosted_invoice_url if facts else None
+        return data
 
 
 # --------------------------------------------------------------------------- HTML
 
 
-def _page_context(login: CookieLogin) -> dict[str, Any]:
+def page_context(login: CookieLogin) -> dict[str, Any]:
     """What every signed-in page shows: the role, and the CSRF token its forms post back."""
     return {
         "role": login.role.value,
@@ -98,13 +126,19 @@ async def reconciliations_page(request: Request) -> Response:
     login = await cookie_login(request, services)
     if login is None:
         return login_page(request, 401, "Log in to see reconciliations.")
-    filters = _filters(request)
-    data = await run_in_threadpool(_list, services, filters)
-    return TEMPLATES.TemplateResponse(
-        request,
-        "list.html",
-        {**data, "filters": filters, "statuses": STATUSES, **_page_context(login)},
-    )
+    filters = {k: request.query_params.get(k, "") for k in ("q", "status", "org", "period")}
+    context = {"filters": filters, "statuses": STATUSES, **page_context(login)}
+    try:
+        search = parse_search(request.query_params)
+    except FilterError as exc:
+        return TEMPLATES.TemplateResponse(
+            request,
+            "list.html",
+            {**context, "error": str(exc), "counts": {}, "reconciliations": []},
+            status_code=400,
+        )
+    data = await run_in_threadpool(_list, services, search)
+    return TEMPLATES.TemplateResponse(request, "list.html", {**data, **context})
 
 
 async def reconciliation_page(request: Request) -> Response:
@@ -115,11 +149,14 @@ async def reconciliation_page(request: Request) -> Response:
     data = await run_in_threadpool(_one, services, _path_id(request))
     if data is None:
         return TEMPLATES.TemplateResponse(
-            request, "missing.html", _page_context(login), status_code=404
+            request,
+            "missing.html",
+            {**page_context(login), "what": "reconciliation"},
+            status_code=404,
         )
     for line in data["lines"]:
-        line["trace_text"] = json.dumps(line["trace"], indent=2, sort_keys=True)
-    return TEMPLATES.TemplateResponse(request, "detail.html", {"rec": data, **_page_context(login)})
+        line["trace_text"] = readable_trace(line["trace"])
+    return TEMPLATES.TemplateResponse(request, "detail.html", {"rec": data, **page_context(login)})
 
 
 # --------------------------------------------------------------------------- JSON
@@ -129,7 +166,11 @@ async def reconciliations_json(request: Request) -> Response:
     services = services_of(request)
     if bearer_role(request, services) is None:
         return json_error(401, "authentication required (Authorization: Bearer TOKEN)")
-    return JSONResponse(await run_in_threadpool(_list, services, _filters(request)))
+    try:
+        search = parse_search(request.query_params)
+    except FilterError as exc:
+        return json_error(400, str(exc), field=exc.field)
+    return JSONResponse(await run_in_threadpool(_list, services, search))
 
 
 async def reconciliation_json_one(request: Request) -> Response:
