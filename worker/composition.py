@@ -7,6 +7,7 @@ from functools import cache
 import redis
 from sqlalchemy.engine import Engine
 
+from billing.alerts.delivery import AlertDeliverer
 from billing.pricing.book_cache import BookCache
 from billing.quotas.service import QuotaService
 from billing.reconciliation.inbox import EventHandler, UsagePush
@@ -25,6 +26,7 @@ from billing.stripe_gateway.budget import (
 from billing.stripe_gateway.http import BudgetedRequestsClient
 from billing.usage.push import UsagePusher
 from models.db import engine_for
+from worker.alert_webhook import WebhookAlertSender
 from worker.settings import Settings, get_settings
 
 STRIPE_API_BASE = "https://api.stripe.com"
@@ -165,3 +167,17 @@ def quota_service(settings: Settings | None = None) -> QuotaService:
         settings.quota_key_prefix,
         settings.quota_checkpoint_units,
     )
+
+
+def alert_deliverer(settings: Settings | None = None) -> AlertDeliverer | None:
+    """The alert delivery to BILLING_ALERT_WEBHOOK_URL (None when it is not set)."""
+    settings = settings or get_settings()
+    if settings.alert_webhook_url is None:
+        return None
+    sender = WebhookAlertSender(
+        settings.alert_webhook_url.get_secret_value(),
+        format=settings.alert_webhook_format,
+        timeout_seconds=settings.alert_webhook_timeout_seconds,
+        public_url=settings.public_url,
+    )
+    return AlertDeliverer(database(settings), sender)
