@@ -26,6 +26,7 @@ from billing.stripe_gateway.budget import (
 from billing.stripe_gateway.http import BudgetedRequestsClient
 from billing.usage.push import UsagePusher
 from models.db import engine_for
+from worker import metrics
 from worker.alert_webhook import WebhookAlertSender
 from worker.settings import Settings, get_settings
 
@@ -71,7 +72,9 @@ def request_budget(kind: str, rate: int, redis_url: str) -> RequestBudget:
 def _gateway(config: StripeConfig, budget_kind: str, rate: int, redis_url: str) -> StripeGateway:
     def http_client() -> BudgetedRequestsClient:
         budget = request_budget(budget_kind, rate, redis_url)
-        return BudgetedRequestsClient(budget, timeout=config.timeout_seconds)
+        return BudgetedRequestsClient(
+            budget, timeout=config.timeout_seconds, observer=metrics.stripe_request_observed
+        )
 
     return StripeGateway(config, http_client_factory=http_client)
 
