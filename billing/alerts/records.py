@@ -74,8 +74,9 @@ def raise_alert(session: Session, alert: NewAlert, now: datetime) -> bool:
         insert_ignoring_conflicts(session, Alert)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["subject_key"])
+        .returning(sa.column("id"))
     )
-    return bool(result.rowcount)
+    return result.first() is not None  # rowcount is not reliable here on every driver
 
 
 def insert_ignoring_conflicts(
