@@ -95,12 +95,16 @@ def test_final_invoices_alert_on_the_wrong_statuses_only(
 
 
 def test_an_alert_is_rolled_back_with_its_event(engine: Engine) -> None:
-    with pytest.raises(RuntimeError, match="crash"), unit_of_work(engine) as session:
-        rec = _reconciliation()
-        session.add(rec)
-        session.flush()
-        note_reconciliation(session, rec)
-        raise RuntimeError("crash after the alert, before the commit")
+    def crash() -> None:
+        with unit_of_work(engine) as session:
+            rec = _reconciliation()
+            session.add(rec)
+            session.flush()
+            assert note_reconciliation(session, rec)
+            raise RuntimeError("crash after the alert, before the commit")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        crash()
     assert _alerts(engine) == []
 
 
