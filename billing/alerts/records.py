@@ -70,7 +70,7 @@ def raise_alert(session: Session, alert: NewAlert, now: datetime) -> bool:
         "delivery": AlertDelivery.PENDING.value,
         "attempts": 0,
     }
-    result = session.connection().execute(
+    result: sa.CursorResult[Any] = session.connection().execute(
         insert_ignoring_conflicts(session, Alert)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["subject_key"])
