@@ -38,11 +38,11 @@ class WebhookAlertSender:
             raise AlertSendError(f"the alert webhook answered {status}")
 
     def link(self, alert: OutgoingAlert) -> str | None:
-        """The support page of the reconciliation behind the alert, if there is one."""
-        if alert.reconciliation_id is None:
+        """The support page of the reconciliation behind the alert (None without one, or
+        without BILLING_PUBLIC_URL: a chat client cannot follow a relative link)."""
+        if alert.reconciliation_id is None or not self.public_url:
             return None
-        base = (self.public_url or "").rstrip("/")
-        return f"{base}/reconciliations/{alert.reconciliation_id}"
+        return f"{self.public_url.rstrip('/')}/reconciliations/{alert.reconciliation_id}"
 
     def payload(self, alert: OutgoingAlert) -> dict[str, Any]:
         fields = {

@@ -13,6 +13,7 @@ record the last run of each scheduled (beat) task in `scheduled_runs` for `billi
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import threading
@@ -104,6 +105,7 @@ class SharedCounters:
 
 
 COUNTERS = SharedCounters()
+atexit.register(COUNTERS.flush)  # a short-lived process (the CLI) keeps its last counts
 
 
 def endpoint_of(url: str) -> str:
