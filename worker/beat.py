@@ -39,6 +39,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Webhook events whose handling failed (inline, or its task was lost) are handled again,
     # through the same task, while their draft is still in Stripe's grace period.
     "webhook-redrive": {"task": "billing.reconciliation.redrive_events", "schedule": 300.0},
+    # Alerts reach the webhook within a minute of the event; failed attempts back off.
+    "alerts-deliver": {"task": "billing.alerts.deliver", "schedule": 60.0},
+    # The month close must be done 30 minutes into Stripe's one-hour grace period: checked
+    # every five minutes, so a late close alerts by 00:35 on the 1st.
+    "alerts-check-close": {"task": "billing.alerts.check_close", "schedule": 300.0},
 }
 
 

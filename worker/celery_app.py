@@ -17,6 +17,7 @@ TASK_MODULES = [
     "worker.tasks.reconciliation",
     "worker.tasks.quotas",
     "worker.tasks.outbox",
+    "worker.tasks.alerts",
 ]
 # Seconds to connect to the broker: one that is down fails fast, and the enqueue goes to the
 # outbox (worker/dispatch.py also bounds each publish's retries).

@@ -27,6 +27,7 @@ from worker.commands.quote import quote_command
 from worker.commands.reconcile import reconcile_command, reconciliations_app
 from worker.commands.serve import serve_command
 from worker.commands.simulate import simulate_command
+from worker.commands.status import status_command
 from worker.commands.stripe import stripe_app, stripe_emulator_command
 from worker.logging import configure_logging
 from worker.settings import Settings, describe_settings_error, get_settings
@@ -84,6 +85,7 @@ app.command("serve")(serve_command)
 app.add_typer(sync_app, name="sync")
 app.add_typer(db_app, name="db")
 app.command("close")(close_command)
+app.command("status")(status_command)
 app.command("demo")(demo_command)
 app.command("simulate")(simulate_command)
 app.command("worker")(worker_command)

@@ -9,6 +9,7 @@ from functools import cache
 import redis
 from sqlalchemy.engine import Engine
 
+from billing.alerts.delivery import AlertDeliverer
 from billing.lifecycle.apply import Lifecycle
 from billing.pricing.book_cache import BookCache
 from billing.quotas.service import QuotaService
@@ -28,6 +29,8 @@ from billing.stripe_gateway.budget import (
 from billing.stripe_gateway.http import BudgetedRequestsClient
 from billing.usage.push import UsagePusher
 from models.db import engine_for
+from worker import metrics
+from worker.alert_webhook import WebhookAlertSender
 from worker.settings import Settings, get_settings
 
 STRIPE_API_BASE = "https://api.stripe.com"
@@ -72,7 +75,9 @@ def request_budget(kind: str, rate: int, redis_url: str) -> RequestBudget:
 def _gateway(config: StripeConfig, budget_kind: str, rate: int, redis_url: str) -> StripeGateway:
     def http_client() -> BudgetedRequestsClient:
         budget = request_budget(budget_kind, rate, redis_url)
-        return BudgetedRequestsClient(budget, timeout=config.timeout_seconds)
+        return BudgetedRequestsClient(
+            budget, timeout=config.timeout_seconds, observer=metrics.stripe_request_observed
+        )
 
     return StripeGateway(config, http_client_factory=http_client)
 
@@ -181,3 +186,17 @@ def quota_service(settings: Settings | None = None) -> QuotaService:
         settings.quota_key_prefix,
         settings.quota_checkpoint_units,
     )
+
+
+def alert_deliverer(settings: Settings | None = None) -> AlertDeliverer | None:
+    """The alert delivery to BILLING_ALERT_WEBHOOK_URL (None when it is not set)."""
+    settings = settings or get_settings()
+    if settings.alert_webhook_url is None:
+        return None
+    sender = WebhookAlertSender(
+        settings.alert_webhook_url.get_secret_value(),
+        format=settings.alert_webhook_format,
+        timeout_seconds=settings.alert_webhook_timeout_seconds,
+        public_url=settings.public_url,
+    )
+    return AlertDeliverer(database(settings), sender)

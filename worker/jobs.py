@@ -19,6 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from billing.alerts.close import check_close, close_chunk_done, close_started
+from billing.alerts.delivery import DeliveryOutcome
 from billing.core.locks import LocalLocks, org_lock
 from billing.core.meters import Interval
 from billing.core.periods import Period, term_containing
@@ -192,6 +194,10 @@ def push_usage_chunk(
         counts["meter_events"] += outcome.meter_events_sent
         counts["adjustments"] += sum(1 for r in outcome.results if r.action == "adjusted")
         counts["failed"] += sum(1 for r in outcome.results if r.action == "failed")
+    if within is not None:  # a month close's chunk: its progress is recorded
+        close_chunk_done(
+            composition.database(settings), within.label(), org_ids, counts["failed"], now
+        )
     return counts
 
 
@@ -424,3 +430,37 @@ def unhandled_webhook_events(now: datetime, settings: Settings | None = None) ->
     settings = settings or get_settings()
     window = timedelta(hours=settings.reconciliation_sweep_hours)
     return unhandled_events(composition.database(settings), now - window, now - REDRIVE_AFTER)
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def start_close(
+    period: Period, org_count: int, now: datetime, settings: Settings | None = None
+) -> None:
+    """A month close of `period` sets out to push `org_count` orgs (its chunks record the rest)."""
+    close_started(composition.database(settings), period.label(), org_count, now)
+
+
+def close_month(
+    period: Period, now: datetime, *, chunk_size: int = 50, settings: Settings | None = None
+) -> dict[str, int]:
+    """The whole month close in this process (the simulation, `billing close --now`)."""
+    orgs = provisioned_orgs(settings)
+    start_close(period, len(orgs), now, settings)
+    totals = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
+    for chunk in chunks(orgs, chunk_size):
+        for key, value in push_usage_chunk(chunk, now, within=period, settings=settings).items():
+            totals[key] += value
+    return totals
+
+
+def check_close_late(now: datetime, *, settings: Settings | None = None) -> bool:
+    """Alert (once per month) when last month's close is unfinished 30 min into the grace."""
+    return check_close(composition.database(settings), now)
+
+
+def deliver_alerts(now: datetime, *, settings: Settings | None = None) -> DeliveryOutcome | None:
+    """Send the pending alerts that are due (None: no BILLING_ALERT_WEBHOOK_URL; they wait)."""
+    deliverer = composition.alert_deliverer(settings)
+    return None if deliverer is None else deliverer.deliver_due(now)

@@ -85,11 +85,28 @@ class Settings(BaseSettings):
     # Seconds a per-org Redis lock outlives a holder that stopped renewing it (a killed worker).
     # A held lock is renewed every third of this, so it need not cover the longest task.
     org_lock_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Alerts (held drafts, wrong final invoices, failed pushes, price drift, a late close) are
+    # POSTed here as JSON: "slack" (an incoming webhook's {"text", "blocks"}) or "generic"
+    # (the alert's fields). The URL is a secret (a Slack webhook URL lets anyone post). Unset:
+    # alerts are still recorded and shown by `billing status`, and sent once it is set.
+    alert_webhook_url: SecretStr | None = None
+    alert_webhook_format: Literal["slack", "generic"] = "slack"
+    alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The support pages' public base URL (https://billing.example.com), for links in alerts.
+    public_url: str | None = None
     # Simulation only (`billing simulate` on Celery workers): the Redis key holding the
     # simulated instant (ISO 8601) that worker/clock.py reads instead of the wall clock.
     simulated_clock_key: str | None = None
 
-    @field_validator("stripe_api_key", "stripe_webhook_secret", mode="before")
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_alert_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Only http(s): the URL is opened by urllib, which would also read file:// URLs."""
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("stripe_api_key", "stripe_webhook_secret", "alert_webhook_url", mode="before")
     @classmethod
     def _strip_secret(cls, value: object) -> object:
         """Whitespace around a pasted key is never part of it (and must not hide `sk_live_`)."""

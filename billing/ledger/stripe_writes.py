@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 
 from sqlmodel import Session
 
+from billing.alerts.triggers import note_failed_write
 from billing.core.errors import PermanentBillingError
 from models.lifecycle_records import SubscriptionEnding
 from models.push_records import MinimumTopUp, SeatPush, UsageAdjustment, UsagePush
@@ -84,6 +85,8 @@ def write_to_stripe(
             mark(row, settled.status, now, note=settled.note)
             if settled.status is WriteStatus.DONE and on_done is not None:
                 on_done(settled.response)
+            if settled.status is WriteStatus.FAILED:
+                note_failed_write(session, row, now)  # alerts once, committed with the row
             session.add(row)
             session.commit()
             failed = settled.status is WriteStatus.FAILED
@@ -98,6 +101,7 @@ def write_to_stripe(
     except PermanentBillingError as exc:
         if exc.code not in already_received:
             mark(row, WriteStatus.FAILED, now, note=str(exc), request_id=exc.request_id)
+            note_failed_write(session, row, now)  # alerts once, committed with the row
             session.add(row)
             session.commit()
             return WriteOutcome(WriteStatus.FAILED, True, error=str(exc), exception=exc)

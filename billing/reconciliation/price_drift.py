@@ -9,6 +9,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy.engine import Engine
 
+from billing.alerts.triggers import note_price_drift
 from billing.pricing.book import PriceBook
 from billing.setup.catalog import CatalogAction, CatalogGateway
 from billing.setup.catalog_verify import verify_catalog
@@ -59,6 +60,7 @@ class PriceDriftCheck:
             session.add(row)
             session.flush()
             assert row.id is not None
+            note_price_drift(session, book.name, findings, now)  # one alert per drifted price
             outcome = PriceCheckOutcome(row.id, book.name, row.verified_count, row.drift_count)
         log.info(
             "prices.checked",

@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from billing.alerts.triggers import note_reconciliation
 from billing.core.components import MINIMUM
 from billing.core.periods import Period
 from billing.ledger.expected_invoice import UnknownOrgError
@@ -444,6 +445,7 @@ class Reconciler:
                         trace_json=json.dumps(line.trace, default=str, sort_keys=True),
                     )
                 )
+            note_reconciliation(session, row)  # a held draft or a wrong final invoice alerts
             return row.id
 
 

@@ -13,11 +13,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import stripe
 
 from billing.stripe_gateway.budget import RequestBudget
+
+
+class RequestObserver(Protocol):
+    def __call__(self, method: str, url: str, status: int) -> None:
+        """Told of every HTTP attempt's answer (metrics: requests and 429s per endpoint)."""
 
 
 class BudgetedRequestsClient(stripe.RequestsClient):
@@ -30,8 +35,10 @@ class BudgetedRequestsClient(stripe.RequestsClient):
         timeout: float,
         max_rate_limit_retries: int = 6,
         sleep: Callable[[float], None] = time.sleep,
+        observer: RequestObserver | None = None,
     ) -> None:
         super().__init__(timeout=timeout)
+        self.observer = observer
         self.budget = budget
         self.max_rate_limit_retries = max_rate_limit_retries
         self.sleep = sleep
@@ -48,6 +55,8 @@ class BudgetedRequestsClient(stripe.RequestsClient):
         while True:
             self.budget.acquire()
             content, status, response_headers = super().request(method, url, headers, post_data)
+            if self.observer is not None:
+                self.observer(method, url, status)
             if status != 429 or attempt >= self.max_rate_limit_retries:
                 return content, status, response_headers
             self.rate_limited_total += 1

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
+import models.alerts
 import models.ledger
 import models.lifecycle_records
 import models.outbox
@@ -18,6 +19,7 @@ config = context.config
 target_metadata = SQLModel.metadata
 # Imported to register their tables on the metadata.
 _ = (
+    models.alerts,
     models.ledger,
     models.lifecycle_records,
     models.outbox,

@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+import models.alerts
 import models.ledger
 import models.lifecycle_records
 import models.outbox
@@ -19,6 +20,7 @@ import models.stripe_records
 from models.db import make_engine, migrate
 
 _ = (
+    models.alerts,
     models.ledger,
     models.lifecycle_records,
     models.outbox,

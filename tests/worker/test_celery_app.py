@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+import worker.tasks.alerts
 import worker.tasks.orgs
 import worker.tasks.outbox
 import worker.tasks.quotas
@@ -18,6 +19,7 @@ from worker.settings import Settings
 from worker.tasks.common import RETRYABLE, TASK_OPTIONS
 
 _ = (
+    worker.tasks.alerts,
     worker.tasks.orgs,
     worker.tasks.outbox,
     worker.tasks.quotas,

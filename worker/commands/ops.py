@@ -171,6 +171,7 @@ def close_command(
     except PeriodError as exc:
         raise CliError(str(exc)) from None
     orgs = jobs.provisioned_orgs()
+    jobs.start_close(month_period(period), len(orgs), _instant(at))  # chunks record progress
     chunks = list(jobs.chunks(orgs, chunk_size))
     totals = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
     started = time.monotonic()

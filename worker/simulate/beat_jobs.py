@@ -43,8 +43,8 @@ class InProcessBeat:
                 jobs.orgs_with_usage_since(now - jobs.USAGE_SWEEP_LOOKBACK, settings), now
             ),
             "billing.usage.close_due": lambda now: self._push(jobs.provisioned_orgs(settings), now),
-            "billing.usage.close_period": lambda now: self._push(
-                jobs.provisioned_orgs(settings), now, month_period_of(now - timedelta(days=1))
+            "billing.usage.close_period": lambda now: jobs.close_month(
+                month_period_of(now - timedelta(days=1)), now, settings=settings
             ),
             "billing.reconciliation.sweep": lambda now: jobs.sweep_reconciliations(
                 now, settings=settings
@@ -58,6 +58,8 @@ class InProcessBeat:
             # Nothing here goes through a broker, so nothing is kept in the outbox.
             "billing.outbox.relay": lambda _now: None,
             "billing.reconciliation.redrive_events": self._redrive,
+            "billing.alerts.deliver": lambda now: jobs.deliver_alerts(now, settings=settings),
+            "billing.alerts.check_close": lambda now: jobs.check_close_late(now, settings=settings),
         }
 
     def run(self, task: str, now: datetime) -> None:

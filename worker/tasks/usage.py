@@ -39,8 +39,9 @@ def close_period(
     close` follows its progress."""
     if period is None:
         period = month_period_of(instant(now) - timedelta(days=1)).label()
-    month_period(period)  # validate before fanning out
+    month = month_period(period)  # validate before fanning out
     orgs = jobs.provisioned_orgs()
+    jobs.start_close(month, len(orgs), instant(now))  # its chunks record the progress
     # Each member is published by BillingTask: one the broker cannot take goes to the outbox.
     result = group(
         push_chunk.s(chunk, now, period) for chunk in jobs.chunks(orgs, chunk_size)

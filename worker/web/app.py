@@ -10,10 +10,12 @@ from worker.web import (
     admin,
     health,
     login,
+    metrics,
     orgs,
     pricing,
     quotas,
     quote_api,
+    status,
     support,
     usage,
     webhook,
@@ -22,7 +24,20 @@ from worker.web.bodies import BodyTooLarge, body_too_large
 from worker.web.services import WebServices, build_services
 
 # Each module exposes `routes`; add a module here to mount it.
-ROUTE_MODULES = [webhook, usage, login, support, orgs, admin, quotas, health, pricing, quote_api]
+ROUTE_MODULES = [
+    webhook,
+    usage,
+    login,
+    support,
+    orgs,
+    admin,
+    quotas,
+    health,
+    pricing,
+    quote_api,
+    metrics,
+    status,
+]
 
 
 def all_routes() -> list[BaseRoute]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import redis
 import structlog
 from sqlalchemy.engine import Engine
 
@@ -74,6 +75,9 @@ class WebServices:
     secure_cookies: bool | None = None  # None: Secure when the request came over https
     clock: Callable[[], datetime] = field(default=worker_clock.now)
     stripe_livemode: bool = False  # the key's mode: webhook events of the other are refused
+    # /metrics: where the workers' shared counters and the request budget live (None: nowhere).
+    metrics_redis: redis.Redis | None = None
+    stripe_requests_per_second: int = 25
 
 
 def inline_handlers(settings: Settings) -> dict[str, Callable[..., object]]:
@@ -136,4 +140,6 @@ def build_services(settings: Settings) -> WebServices:
         secure_cookies=secure_cookies(settings),
         clock=lambda: worker_clock.now(settings),
         stripe_livemode=settings.stripe_livemode,
+        metrics_redis=composition.redis_client(settings),
+        stripe_requests_per_second=settings.stripe_requests_per_second,
     )

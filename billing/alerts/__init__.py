@@ -1,0 +1,1 @@
+"""Alerts: raised once per subject in the transaction of the event behind them, then delivered."""
