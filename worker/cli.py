@@ -22,6 +22,7 @@ from worker.commands.demo import demo_command
 from worker.commands.failures import describe_failure
 from worker.commands.ledger import ingest_command, preview_command
 from worker.commands.ops import beat_command, close_command, db_app, sync_app, worker_command
+from worker.commands.org import org_app
 from worker.commands.quota import quota_app
 from worker.commands.quote import quote_command
 from worker.commands.reconcile import reconcile_command, reconciliations_app
@@ -76,6 +77,7 @@ app.command("quote")(quote_command)
 app.add_typer(book_app, name="book")
 app.command("ingest")(ingest_command)
 app.command("preview")(preview_command)
+app.add_typer(org_app, name="org")
 app.add_typer(stripe_app, name="stripe")
 app.add_typer(quota_app, name="quota")
 app.command("stripe-emulator")(stripe_emulator_command)

@@ -11,13 +11,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlmodel import Session
 
 from billing.core.meters import Meter
 from billing.core.money import format_decimal, format_minor_units
-from billing.core.periods import PeriodError, isoformat_z, month_period
+from billing.core.periods import Period, PeriodError, add_months, isoformat_z, month_period
 from billing.ledger.expected_invoice import ExpectedInvoice, ExpectedLine, UnknownOrgError
 from billing.ledger.formats import EVENT_TYPES
 from billing.ledger.ingest import ConcurrentIngestError, Ingestor, IngestOutcome
+from billing.ledger.plan_timeline import invoice_periods as invoice_periods_of
+from billing.ledger.plan_timeline import schedule_text, subscriptions
 from billing.ledger.queries import expected_invoice as compute_expected_invoice
 from billing.pricing.book import PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
@@ -112,30 +115,63 @@ def _outcome_table(outcome: IngestOutcome) -> Table:
 
 def preview_command(
     org_id: Annotated[str, typer.Option("--org", help="Org id as the product names it.")],
-    period_text: Annotated[str, typer.Option("--period", help="Calendar month, YYYY-MM (UTC).")],
+    period_text: Annotated[
+        str | None, typer.Option("--period", help="Calendar month, YYYY-MM (UTC).")
+    ] = None,
+    invoice_periods: Annotated[
+        bool,
+        typer.Option(
+            "--invoice-periods",
+            help="The org's real invoice periods (anchored at each subscription), each with "
+            "its expected invoice, instead of one calendar month.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """The expected invoice of an org for a monthly period, from the local ledger."""
-    try:
-        period = month_period(period_text)
-    except PeriodError as exc:
-        raise CliError(f"--period: {exc}") from None
+    """The expected invoice of an org from the local ledger: one calendar month (--period), or
+    every invoice period of its subscriptions (--invoice-periods), and what is scheduled."""
+    if (period_text is None) == (not invoice_periods):
+        raise CliError("give either --period YYYY-MM or --invoice-periods")
     settings = get_settings()
-    engine = composition.database(settings)
-    with unit_of_work(engine) as session:
-        try:
-            invoice = compute_expected_invoice(session, org_id, period, BookCache())
-        except UnknownOrgError as exc:
-            raise CliError(exc.args[0]) from None
-        except (UnknownTermsError, PriceBookError) as exc:
-            raise CliError(f"org {org_id!r}: {exc}".strip()) from None
+    now = clock.now(settings)
+    books = BookCache()
+    with unit_of_work(composition.database(settings)) as session:
+        scheduled = schedule_text(session, org_id, now, books)
+        if invoice_periods:
+            subs = subscriptions(session, org_id)
+            if not subs:
+                raise CliError(f"unknown org {org_id!r}")
+            periods = invoice_periods_of(subs, add_months(now, 1))
+        else:
+            try:
+                periods = [month_period(str(period_text))]
+            except PeriodError as exc:
+                raise CliError(f"--period: {exc}") from None
+        invoices = [_expected(session, org_id, period, books) for period in periods]
     if as_json:
-        typer.echo(json.dumps(invoice_json(invoice)))
-    else:
-        console = Console()
-        if not console.is_terminal:
-            console.width = max(console.width, 140)
+        found = [invoice_json(invoice) for invoice in invoices]
+        payload: Any = found[0] if period_text is not None else {"invoices": found}
+        if period_text is None or scheduled:
+            payload = {**payload, "scheduled": scheduled}
+        typer.echo(json.dumps(payload))
+        return
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    for invoice in invoices:
         console.print(_invoice_table(invoice))
+    if scheduled:
+        console.print(f"scheduled: {scheduled}")
+
+
+def _expected(session: Session, org_id: str, period: Period, books: BookCache) -> ExpectedInvoice:
+    """The org's expected invoice for `period` (a clear error when it has none)."""
+    try:
+        return compute_expected_invoice(session, org_id, period, books)
+    except UnknownOrgError as exc:
+        raise CliError(exc.args[0]) from None
+    except (UnknownTermsError, PriceBookError) as exc:
+        raise CliError(f"org {org_id!r}: {exc}".strip()) from None
 
 
 def invoice_json(invoice: ExpectedInvoice) -> dict[str, Any]:
