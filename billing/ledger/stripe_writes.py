@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 from sqlmodel import Session
 
 from billing.core.errors import PermanentBillingError
+from models.credits import CreditApplication
 from models.push_records import MinimumTopUp, SeatPush, UsageAdjustment, UsagePush
 from models.stripe_records import StripeCustomerRecord, StripeSubscriptionRecord, WriteStatus
 
@@ -33,6 +34,7 @@ StripeWriteRow = (
     | UsagePush
     | UsageAdjustment
     | MinimumTopUp
+    | CreditApplication
 )
 _ERROR_LENGTH = 2000  # the push tables' `error` column; the customer and subscription's is text
 

@@ -16,6 +16,7 @@ from billing.core.meters import Interval, Meter, Quota, QuotaMode
 from billing.core.money import parse_decimal
 from billing.pricing.book_examples import BookExample, parse_examples
 from billing.pricing.book_format import Validator
+from billing.pricing.credits import WELCOME_CREDIT, WelcomeCredit, parse_welcome_credit
 
 BOOKS_DIR = Path(__file__).parent / "books"
 DEFAULT_BOOK = "devtools"
@@ -28,6 +29,7 @@ _BOOK_KEYS = {
     "plans",
     "contracts",
     "examples",
+    WELCOME_CREDIT,
 }
 
 
@@ -132,6 +134,7 @@ class PriceBook:
     plans: Mapping[str, Mapping[str, Any]] = field(repr=False)
     contracts: Mapping[str, Mapping[str, Any]] = field(repr=False)
     examples: tuple[BookExample, ...] = ()  # worked examples for the formula document
+    welcome_credit: WelcomeCredit | None = None  # granted to every new org (pricing.credits)
 
     def plan_intervals(self, plan: str) -> tuple[Interval, ...]:
         raw = self._plan(plan)
@@ -239,6 +242,7 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
     if plans and default_plan not in plans:
         v.problem("default_plan", f"{default_plan!r} is not one of the book's plans")
     contracts = _parse_contracts(v, data.get("contracts", {}), plans, meter_definitions)
+    welcome_credit = parse_welcome_credit(v, data.get(WELCOME_CREDIT))
     if v.problems:
         raise PriceBookError(source, v.problems)
     assert name is not None
@@ -252,6 +256,7 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
         meter_definitions=MappingProxyType(meter_definitions),
         plans=MappingProxyType(plans),
         contracts=MappingProxyType(contracts),
+        welcome_credit=welcome_credit,
     )
     # Resolve every plan/interval and contract once so a book that loads always prices.
     for plan in plans:

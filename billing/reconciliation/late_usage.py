@@ -30,7 +30,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from billing.core.components import BILLING_KIND, MINIMUM, SEAT_PRORATION, SEATS, BillingKind
+from billing.core.components import (
+    BILLING_KIND,
+    CREDIT,
+    MINIMUM,
+    SEAT_PRORATION,
+    SEATS,
+    BillingKind,
+)
 from billing.core.money import format_decimal
 from billing.core.periods import Period
 from billing.ledger.expected_invoice import compute_expected_invoice
@@ -177,6 +184,8 @@ def is_ours(line: StripeInvoiceLine) -> bool:
 
 
 def _billed_period_start(line: StripeInvoiceLine, component: str) -> datetime | None:
+    if component == CREDIT:
+        return None  # a period's credit stays as applied: late usage is billed in full
     if is_ours(line):
         return period_start_of_item(line)
     if component in (SEATS, SEAT_PRORATION, MINIMUM) or line.proration:

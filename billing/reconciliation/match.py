@@ -2,9 +2,9 @@
 
 Stripe lines are sorted into components: `seats` (the seat price's non-proration lines),
 `seat_proration` (the seat item's proration lines, credit and debit summed), one per meter
-(lines whose price is the org's metered price for it), `minimum` and `adjustment` (invoice items
-tagged with `billing_kind`), and everything else `unexpected_in_stripe`, line by line. Each
-component gets a verdict and a trace explaining both sides.
+(lines whose price is the org's metered price for it), `minimum`, `credit` and `adjustment`
+(invoice items tagged with `billing_kind`), and everything else `unexpected_in_stripe`, line by
+line. Each component gets a verdict and a trace explaining both sides.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from billing.core.components import (
     BILLING_KIND,
+    CREDIT,
     MINIMUM,
     SEAT_PRORATION,
     SEATS,
@@ -55,6 +56,7 @@ CUSTOMER_BALANCE = "customer_balance"  # a balance Stripe applied to a final inv
 INVOICE_TOTAL = "invoice_total"  # the total differs from the lines (a discount, a tax)
 PERIOD_SLACK = timedelta(hours=1)  # Stripe's period bounds and the ledger's, by different clocks
 ROUNDING_TOLERANCE = 1  # cents per independently rounded Stripe line pair
+_AMOUNT_ONLY = (MINIMUM, CREDIT, ADJUSTMENT)  # our invoice items: judged on amounts alone
 
 # Worst last: an invoice takes the worst status of its lines.
 SEVERITY: Mapping[Status, int] = {
@@ -81,6 +83,8 @@ class ComponentMap:
             return ADJUSTMENT
         if kind == BillingKind.MINIMUM_COMMITMENT:
             return MINIMUM
+        if kind == BillingKind.CREDIT:
+            return CREDIT
         is_seat = (
             line.stripe_price_id in self.seat_price_ids
             or line.stripe_subscription_item_id in self.seat_item_ids
@@ -282,7 +286,7 @@ def _expected_of(
         trace["term"] = span(line)
     elif line.code == SEAT_PRORATION:
         trace["prorations"] = [proration_trace(line)]
-    elif line.code == MINIMUM:
+    elif line.code in (MINIMUM, CREDIT):
         quantity = None
         trace["steps"] = [line.description]
     else:
@@ -315,7 +319,7 @@ def _merge(first: _Expected | None, second: _Expected) -> _Expected:
 
 
 def _stripe_quantity(component: str, lines: Sequence[StripeInvoiceLine]) -> Decimal | None:
-    if component in (MINIMUM, ADJUSTMENT) or not lines:
+    if component in _AMOUNT_ONLY or not lines:
         return None
     if component == SEAT_PRORATION:
         # A credit line carries the old quantity, a debit line the new: the net is the change.
@@ -332,7 +336,7 @@ def _compare(
     stripe_amount = sum(line.amount for line in lines) if lines else None
     stripe_quantity = _stripe_quantity(component, lines)
     expected_quantity = None if expected is None else expected.quantity
-    if component in (MINIMUM, ADJUSTMENT):
+    if component in _AMOUNT_ONLY:
         expected_quantity = None
     tolerance = ROUNDING_TOLERANCE
     if component == SEAT_PRORATION:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
+import models.credits
 import models.ledger
 import models.outbox
 import models.push_records
@@ -17,6 +18,7 @@ config = context.config
 target_metadata = SQLModel.metadata
 # Imported to register their tables on the metadata.
 _ = (
+    models.credits,
     models.ledger,
     models.outbox,
     models.push_records,

@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+import models.credits
 import models.ledger
 import models.outbox
 import models.push_records
@@ -18,6 +19,7 @@ import models.stripe_records
 from models.db import make_engine, migrate
 
 _ = (
+    models.credits,
     models.ledger,
     models.outbox,
     models.push_records,
