@@ -185,8 +185,8 @@ def test_usage_ingestion_accepts_json_lines_and_arrays(setup: Any, engine: Engin
     assert response.json()["stored"]["usage"] == 1
     again = client.post("/api/usage", json=[_usage("u1", 5), _usage("u2", 3)], headers=auth)
     assert again.json() == {
-        "stored": {"org": 0, "seats": 0, "usage": 1, "resources": 0},
-        "duplicates": {"org": 0, "seats": 0, "usage": 1, "resources": 0},
+        "stored": {"org": 0, "seats": 0, "usage": 1, "resources": 0, "credit": 0},
+        "duplicates": {"org": 0, "seats": 0, "usage": 1, "resources": 0, "credit": 0},
     }
 
 
