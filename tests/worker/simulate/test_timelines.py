@@ -302,8 +302,16 @@ def test_the_same_timeline_on_real_celery_workers(tmp_path: Path) -> None:
     assert verdict(march) == ("matched", 436, 436)
 
 
-def test_zenaton_credit_pays_usage_and_the_minimum_then_runs_out(tmp_path: Path) -> None:
-    result = run("zenaton_credits", tmp_path)
+@pytest.fixture(scope="module")
+def credits_timeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """zenaton_credits.jsonl, run once for the tests of its two orgs."""
+    return run("zenaton_credits", tmp_path_factory.mktemp("credits"))
+
+
+def test_zenaton_credit_pays_usage_and_the_minimum_then_runs_out(
+    credits_timeline: dict[str, Any],
+) -> None:
+    result = credits_timeline
     first, may, june, july = invoices(result, "credited")
     assert (first["billing_reason"], first["total"], amounts(first)) == (
         "subscription_create",
@@ -326,8 +334,8 @@ def test_zenaton_credit_pays_usage_and_the_minimum_then_runs_out(tmp_path: Path)
     assert credit_lines[0]["description"] == "Credit applied to usage for 2027-05"
 
 
-def test_a_credit_pays_the_minimum_and_lapses_part_used(tmp_path: Path) -> None:
-    result = run("zenaton_credits", tmp_path)
+def test_a_credit_pays_the_minimum_and_lapses_part_used(credits_timeline: dict[str, Any]) -> None:
+    result = credits_timeline
     _, may, june, july = invoices(result, "expiring")
     # $25 granted on 3 May, expiring on 1 July. May: 5 h = 65¢, minimum top-up 935¢: the
     # $10.00 usage charge (the minimum before credits) is credited in full.
