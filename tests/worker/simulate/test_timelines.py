@@ -348,3 +348,24 @@ def test_a_credit_pays_the_minimum_and_lapses_part_used(credits_timeline: dict[s
     assert amounts(july) == [("execution_time", 130), ("minimum", 870)]
     assert (july["total"], july["status"]) == (1000, "paid")
     assert verdict(july) == ("matched", 1000, 1000)
+
+
+def test_late_usage_of_a_credited_month_is_billed_in_full_and_the_credit_goes_on(
+    credits_timeline: dict[str, Any],
+) -> None:
+    _, may, june, july = invoices(credits_timeline, "late")
+    assert amounts(may) == [("execution_time", 130), ("minimum", 870), ("credit", -1000)]
+    assert verdict(may) == ("matched", 0, 0)
+    # 100 hours of May arrive on 3 June, after May's invoice is final: May's credit stays as
+    # applied, the late usage (+$13.00, the $8.70 top-up taken back) is an adjustment, and
+    # June's own charge (the $10 minimum) is credited from the $20 left.
+    assert amounts(june) == [
+        ("adjustment", 1300),
+        ("adjustment", -870),
+        ("minimum", 1000),
+        ("credit", -1000),
+    ]
+    assert verdict(june) == ("matched", 430, 430)
+    # July: the last $10 of the credit.
+    assert amounts(july) == [("minimum", 1000), ("credit", -1000)]
+    assert verdict(july) == ("matched", 0, 0)
