@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from billing.core.periods import Period
+from billing.core.periods import Period, isoformat_z
 from billing.pricing.credits import GrantBalance
 from models.credits import CreditAllocation, CreditApplication, CreditGrant
 from models.stripe_records import WriteStatus
@@ -129,6 +129,42 @@ class CreditLedger:
     @property
     def lapsed_amount(self) -> int:
         return sum(grant.lapsed_amount for grant in self.grants)
+
+    def as_json(self) -> dict[str, Any]:
+        """The org's credit ledger as JSON (amounts in cents), for the CLI and the API."""
+        return {
+            "org": self.org_id,
+            "granted": self.granted_amount,
+            "remaining": self.remaining_amount,
+            "lapsed": self.lapsed_amount,
+            "grants": [
+                {
+                    "id": grant.grant_id,
+                    "amount": grant.amount,
+                    "at": isoformat_z(grant.at),
+                    "expires_at": isoformat_z(grant.expires_at) if grant.expires_at else None,
+                    "reason": grant.reason,
+                    "applied": grant.applied_amount,
+                    "remaining": grant.remaining_amount,
+                    "lapsed": grant.lapsed_amount,
+                    "status": grant.status.value,
+                }
+                for grant in self.grants
+            ],
+            "applied": [
+                {
+                    "period_start": isoformat_z(item.period_start_at),
+                    "period_end": isoformat_z(item.period_end_at),
+                    "stripe_invoice_id": item.stripe_invoice_id,
+                    "stripe_invoice_item_id": item.stripe_invoice_item_id,
+                    "amount": item.amount,
+                    "charge_amount": item.charge_amount,
+                    "status": item.status,
+                    "grants": dict(item.grants),
+                }
+                for item in self.applied
+            ],
+        }
 
 
 def credit_ledger(connection: sa.Connection, org_id: str, now: datetime) -> CreditLedger:

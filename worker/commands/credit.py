@@ -2,7 +2,7 @@
 credit ledger (granted, applied per invoice, remaining, lapsed).
 
 A grant is a `credit` event dated now, stored through the same ingestion as `billing ingest`
-(billing.ledger.credit_grants checks it), so the rules are the same on every surface. `--id`
+(billing.ledger.goodwill), so the rules are the same on every surface. `--id`
 names the credit: reusing an id is refused, which makes a retried command safe. Refusals
 (unknown org, an amount not above 0, an expiry already past, an id already used) print one line
 and exit 1 with nothing stored.
@@ -11,19 +11,17 @@ and exit 1 with nothing stored.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from billing.core.money import format_minor_units
-from billing.core.periods import PeriodError, isoformat_z, parse_instant, to_unix
+from billing.core.periods import PeriodError, isoformat_z, parse_instant
 from billing.ledger.credit_ledger import CreditLedger, credit_ledger
-from billing.ledger.formats import LineError
-from billing.ledger.ingest import Ingestor
-from models.credits import CreditGrant
+from billing.ledger.goodwill import GoodwillGrant, grant_goodwill
 from models.db import unit_of_work
 from models.ledger import Org
 from worker import clock, composition
@@ -34,7 +32,6 @@ _OPTION_OF = {
     "id": "--id",
     "org": "--org",
     "amount": "--amount",
-    "at": "--org",  # a grant is dated now: only the org's first subscription can refuse it
     "expires_at": "--expires",
     "reason": "--reason",
 }
@@ -65,50 +62,26 @@ def grant_command(
 ) -> None:
     """Grant ORG a credit of CENTS now: it pays usage and the minimum, never seats."""
     settings = get_settings()
-    now = clock.now(settings).replace(microsecond=0)
+    expires_at = None
     if expires is not None:
         try:
             expires_at = parse_instant(expires)
         except PeriodError as exc:
             raise _refuse(f"--expires: {exc}") from None
-        if expires_at <= now:
-            raise _refuse(
-                f"--expires: {isoformat_z(expires_at)} is not after now ({isoformat_z(now)})"
-            )
-    event: dict[str, Any] = {
-        "type": "credit",
-        "id": credit_id or f"support:{org_id}:{to_unix(now)}",
-        "org": org_id,
-        "amount": amount,
-        "at": isoformat_z(now),
-        "reason": reason,
-    }
-    if expires is not None:
-        event["expires_at"] = expires
+    grant = GoodwillGrant(org_id, amount, reason, expires_at, credit_id)
     with unit_of_work(composition.database(settings)) as session:
-        earlier = session.exec(
-            select(CreditGrant).where(
-                CreditGrant.org_id == org_id, CreditGrant.grant_id == event["id"]
-            )
-        ).first()
-        if earlier is not None:
-            raise _refuse(
-                f"--id: credit {event['id']!r} was already granted to {org_id!r} on "
-                f"{isoformat_z(earlier.at)} ({format_minor_units(earlier.amount, 'usd')})"
-            )
-        outcome = Ingestor(session, default_book=settings.book).ingest([event], now)
-    if not outcome.ok:
-        raise _refuse("; ".join(_option_error(error) for error in outcome.errors))
+        granted = grant_goodwill(session, grant, clock.now(settings), default_book=settings.book)
+    if isinstance(granted, list):
+        raise _refuse(
+            "; ".join(f"{_OPTION_OF.get(r.field, r.field)}: {r.problem}" for r in granted)
+        )
     if as_json:
-        typer.echo(json.dumps({k: v for k, v in event.items() if k != "type"}))
+        typer.echo(json.dumps(granted))
     else:
-        until = f", expires {expires}" if expires else ""
-        typer.echo(f"granted {event['id']}: {format_minor_units(amount, 'usd')} to {org_id}{until}")
-
-
-def _option_error(error: LineError) -> str:
-    problem = error.problem.replace("'id'", "--id")
-    return f"{_OPTION_OF.get(error.field, error.field)}: {problem}"
+        until = f", expires {granted['expires_at']}" if expires_at else ""
+        typer.echo(
+            f"granted {granted['id']}: {format_minor_units(amount, 'usd')} to {org_id}{until}"
+        )
 
 
 @credit_app.command("list")
@@ -123,7 +96,7 @@ def list_command(
             raise _refuse(f"--org: unknown org {org_id!r}")
         ledger = credit_ledger(session.connection(), org_id, clock.now(settings))
     if as_json:
-        typer.echo(json.dumps(ledger_json(ledger)))
+        typer.echo(json.dumps(ledger.as_json()))
         return
     console = Console()
     console.print(_grants_table(ledger))
@@ -133,43 +106,6 @@ def list_command(
         f"{org_id}: granted {_money(ledger.granted_amount)}, remaining "
         f"{_money(ledger.remaining_amount)}, lapsed {_money(ledger.lapsed_amount)}"
     )
-
-
-def ledger_json(ledger: CreditLedger) -> dict[str, Any]:
-    """The org's credit ledger as JSON (amounts in cents)."""
-    return {
-        "org": ledger.org_id,
-        "granted": ledger.granted_amount,
-        "remaining": ledger.remaining_amount,
-        "lapsed": ledger.lapsed_amount,
-        "grants": [
-            {
-                "id": grant.grant_id,
-                "amount": grant.amount,
-                "at": isoformat_z(grant.at),
-                "expires_at": isoformat_z(grant.expires_at) if grant.expires_at else None,
-                "reason": grant.reason,
-                "applied": grant.applied_amount,
-                "remaining": grant.remaining_amount,
-                "lapsed": grant.lapsed_amount,
-                "status": grant.status.value,
-            }
-            for grant in ledger.grants
-        ],
-        "applied": [
-            {
-                "period_start": isoformat_z(item.period_start_at),
-                "period_end": isoformat_z(item.period_end_at),
-                "stripe_invoice_id": item.stripe_invoice_id,
-                "stripe_invoice_item_id": item.stripe_invoice_item_id,
-                "amount": item.amount,
-                "charge_amount": item.charge_amount,
-                "status": item.status,
-                "grants": dict(item.grants),
-            }
-            for item in ledger.applied
-        ],
-    }
 
 
 def _grants_table(ledger: CreditLedger) -> Table:
