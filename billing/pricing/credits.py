@@ -35,6 +35,7 @@ WELCOME_CREDIT = "welcome_credit"
 _WELCOME_KEYS = {"amount", "expires_after_days", "reason"}
 DEFAULT_WELCOME_REASON = "welcome credit"
 MAX_CREDIT_AMOUNT = 2**31 - 1  # cents; the grants table's integer column
+MAX_REASON_LENGTH = 200  # as an event's text fields (billing.ledger.formats)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,11 @@ def parse_welcome_credit(v: Validator, raw: object) -> WelcomeCredit | None:
         if days is None:
             return None
     reason = raw.get("reason", DEFAULT_WELCOME_REASON)
-    if not isinstance(reason, str) or not reason.strip():
-        v.problem(f"{WELCOME_CREDIT}.reason", f"must be a non-empty string, got {reason!r}")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_LENGTH:
+        v.problem(
+            f"{WELCOME_CREDIT}.reason",
+            f"must be a non-empty string of at most {MAX_REASON_LENGTH} characters, got {reason!r}",
+        )
         return None
     if amount is None:
         return None
