@@ -7,10 +7,12 @@ billing credit grants:
 - SPEC §10: a credit pays the usage charge (meter lines and minimum top-up), never seats. The
   customer balance applies to an invoice's whole amount due, seats included, and cannot be
   restricted to some lines.
-- Billing credit grants (`client.v1.billing.credit_grants`) apply only to metered prices and
-  before invoice items are added: they would not pay the minimum top-up, an invoice item the
-  worker adds, and Stripe would compute the minimum on the usage *after* credits, breaking
-  SPEC's "the minimum commitment is computed on the usage charge before credits".
+- Billing credit grants (`client.v1.billing.credit_grants`, public preview) "only apply to
+  subscription line items that link to a meter price" (Stripe's billing credits guide; the
+  grant's scope takes `price_type=metered` only): they would not pay the minimum top-up, an
+  invoice item the worker adds, and they would lower the metered lines the worker's minimum is
+  compared with, breaking SPEC's "the minimum commitment is computed on the usage charge
+  before credits".
 - The invoice shows the credit as a line of its own (SPEC §10), tagged `billing_kind=credit`,
   which reconciliation matches with the expected invoice's `credit` line.
 - The ledger decides every amount (billing.pricing.credits' allocation over the grants'
