@@ -18,6 +18,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from models.db import SchemaRevisionError
 from worker.commands.book import book_app
 from worker.commands.common import CliError
+from worker.commands.credit import credit_app
 from worker.commands.demo import demo_command
 from worker.commands.failures import describe_failure
 from worker.commands.ledger import ingest_command, preview_command
@@ -78,6 +79,7 @@ app.add_typer(book_app, name="book")
 app.command("ingest")(ingest_command)
 app.command("preview")(preview_command)
 app.add_typer(org_app, name="org")
+app.add_typer(credit_app, name="credit")
 app.add_typer(stripe_app, name="stripe")
 app.add_typer(quota_app, name="quota")
 app.command("stripe-emulator")(stripe_emulator_command)

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from billing.alerts.records import AlertKind, NewAlert, raise_alert
 from billing.core.money import format_minor_units
+from models.credits import CreditApplication
 from models.lifecycle_records import SubscriptionEnding
 from models.push_records import MinimumTopUp, SeatPush, UsageAdjustment, UsagePush
 from models.reconciliation import Reconciliation, ReconciliationLine
@@ -39,6 +40,7 @@ FailedWrite = (
     | UsageAdjustment
     | MinimumTopUp
     | SubscriptionEnding
+    | CreditApplication
 )
 _WRITE_NAMES: Mapping[type[Any], str] = {
     StripeCustomerRecord: "customer creation",
@@ -48,6 +50,7 @@ _WRITE_NAMES: Mapping[type[Any], str] = {
     UsageAdjustment: "late-usage adjustment",
     MinimumTopUp: "minimum top-up",
     SubscriptionEnding: "subscription cancellation",
+    CreditApplication: "credit on an invoice",
 }
 
 

@@ -15,6 +15,7 @@ SEATS = "seats"  # the seat component and line code
 SEAT_PRORATION = "seat_proration"  # a coalesced seat step's prorated line
 MINIMUM = "minimum"  # the minimum-commitment top-up line
 SEAT_CREDIT = "seat_credit"  # unused prepaid seat time credited when a change ends a term early
+CREDIT = "credit"  # the credits applied to a period's usage charge (a negative line)
 
 BILLING_KIND = "billing_kind"  # the metadata key of the invoice items we create
 
@@ -24,6 +25,7 @@ class BillingKind(StrEnum):
 
     USAGE_ADJUSTMENT = "usage_adjustment"  # late usage of a period already invoiced
     MINIMUM_COMMITMENT = "minimum_commitment"  # the top-up of a month under its minimum
+    CREDIT = "credit"  # credits paying a period's usage charge (billing.usage.credits)
 
 
 # Stripe's `proration_behavior` of a subscription item update or an invoice preview.

@@ -129,6 +129,16 @@ def minimum_topup_key(org_id: str, period_start_at: datetime, sequence: int) -> 
     return f"minimum:{org_id}:{to_unix(period_start_at)}:{sequence}"
 
 
+def credit_application_key(org_id: str, period_start_at: datetime, sequence: int) -> str:
+    """The `sequence`-th credit invoice item of a period (the credit or its correction)."""
+    return f"credit:{org_id}:{to_unix(period_start_at)}:{sequence}"
+
+
+def welcome_credit_id(org_id: str) -> str:
+    """The credit id of the book's welcome credit of an org: granted once, whatever repeats."""
+    return f"welcome:{org_id}"
+
+
 # --------------------------------------------------------------------------- reconciliation
 
 

@@ -4,8 +4,9 @@ Lines, in order: the upfront `seats` charge of every seat term that begins in th
 full term price for the seat count at the term start or renewal), one `seat_proration` line per
 coalesced seat step whose `proration_at` is in the period (billing.pricing.proration), then one
 line per meter of the terms in effect at the end of the period, and the `minimum` top-up
-computed on those usage lines only (billing.pricing.charge). Seat lines with a zero amount are
-left out.
+computed on those usage lines only (billing.pricing.charge), then the `credit` the org's grants
+pay of that usage charge (billing.pricing.credits; a negative line, left out when nothing is
+paid). Seat lines with a zero amount are left out.
 
 Nothing here reads the database or Stripe, or the clock (an import-linter contract keeps it so).
 """
@@ -18,11 +19,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from billing.core.components import SEAT_CREDIT, SEAT_PRORATION, SEATS
+from billing.core.components import CREDIT, SEAT_CREDIT, SEAT_PRORATION, SEATS
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.charge import ChargeLine, usage_lines
+from billing.pricing.credits import GrantBalance, allocate_credits, credit_total, describe_shares
 from billing.pricing.lifecycle import NO_PLAN, CancelCredit, unused_seat_credit
 from billing.pricing.proration import SeatChange, SeatStep, SeatTerm, seat_terms
 
@@ -41,7 +43,7 @@ class UnknownOrgError(LookupError):
 class ExpectedLine:
     """One expected invoice line; `amount` in minor units, the other fields explain it."""
 
-    code: str  # "seats", "seat_proration", a meter code, or "minimum"
+    code: str  # "seats", "seat_proration", a meter code, "minimum" or "credit"
     quantity: Decimal
     amount: int
     included: Decimal = Decimal(0)
@@ -100,6 +102,7 @@ class OrgLedger:
     seat_changes: Sequence[SeatChange] = ()  # ledger order, at < period end
     usage: Mapping[Meter, Decimal] = field(default_factory=dict)  # totals in the period
     resource_hours: int = 0
+    credits: Sequence[GrantBalance] = ()  # grants made before the period ended, balances before it
 
 
 def compute_expected_invoice(
@@ -117,7 +120,19 @@ def compute_expected_invoice(
     usage = dict(ledger.usage)
     if Meter.IAC_RESOURCE_HOURS in terms.meters:
         usage[Meter.IAC_RESOURCE_HOURS] = Decimal(ledger.resource_hours)
-    lines.extend(_from_charge_line(line) for line in usage_lines(terms, usage))
+    charged = usage_lines(terms, usage)
+    lines.extend(_from_charge_line(line) for line in charged)
+    charge_amount = sum(line.amount for line in charged)
+    shares = allocate_credits(ledger.credits, period, charge_amount)
+    if shares:
+        lines.append(
+            ExpectedLine(
+                code=CREDIT,
+                quantity=Decimal(1),
+                amount=-credit_total(shares),
+                description=describe_shares(shares, charge_amount),
+            )
+        )
     return ExpectedInvoice(
         org_id=ledger.org_id,
         period=period,

@@ -21,7 +21,7 @@ MAX_QUANTITY = Decimal(10) ** 26
 # "5", "2.5", "0.125". Decimal() alone would also take "1_000", " 5", "1e3", "NaN" and "١٢".
 _DECIMAL_STRING = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
-EVENT_TYPES = ("org", "seats", "usage", "resources", "cancel")
+EVENT_TYPES = ("org", "seats", "usage", "resources", "cancel", "credit")
 CANCEL_WHEN = ("term_end", "now")
 _FIELDS: Mapping[str, frozenset[str]] = {
     "org": frozenset({"type", "org", "book", "plan", "interval", "seats", "at"}),
@@ -29,6 +29,7 @@ _FIELDS: Mapping[str, frozenset[str]] = {
     "usage": frozenset({"type", "id", "org", "meter", "quantity", "at"}),
     "resources": frozenset({"type", "org", "stack", "count", "at"}),
     "cancel": frozenset({"type", "org", "at", "when"}),
+    "credit": frozenset({"type", "id", "org", "amount", "at", "expires_at", "reason"}),
 }
 
 
@@ -92,7 +93,20 @@ class CancelLine:
     at: datetime
 
 
-EventLine = OrgLine | SeatsLine | UsageLine | ResourcesLine | CancelLine
+@dataclass(frozen=True)
+class CreditLine:
+    """A credit of `amount` cents granted at `at` (billing.pricing.credits says what it pays)."""
+
+    line: int
+    credit_id: str
+    org_id: str
+    amount: int
+    at: datetime
+    expires_at: datetime | None
+    reason: str
+
+
+EventLine = OrgLine | SeatsLine | UsageLine | ResourcesLine | CancelLine | CreditLine
 
 
 def _reject_constant(name: str) -> Any:
@@ -181,10 +195,11 @@ class _Fields:
             return None
         return quantity
 
-    def instant(self, field: str) -> datetime | None:
+    def instant(self, field: str, *, required: bool = True) -> datetime | None:
         value = self.record.get(field)
         if value is None:
-            self.problem(field, "is required")
+            if required:
+                self.problem(field, "is required")
             return None
         if not isinstance(value, str):
             self.problem(field, f"must be an ISO 8601 string, got {_show(value)}")
@@ -285,12 +300,28 @@ def _event_line(kind: str, fields: _Fields) -> EventLine | None:
             fields.problem("when", f"must be 'term_end' or 'now', got {_show(when)}")
         elif org_id and at:
             result = CancelLine(line, org_id, str(when), at)
+    elif kind == "credit":
+        result = _credit_line(fields, org_id, at)
     else:
         stack = fields.text("stack")
         resources = fields.count("count")
         if org_id and stack and resources is not None and at:
             result = ResourcesLine(line, org_id, stack, resources, at)
     return result
+
+
+def _credit_line(fields: _Fields, org_id: str | None, at: datetime | None) -> CreditLine | None:
+    credit_id = fields.text("id")
+    amount = fields.count("amount")
+    if amount == 0:
+        fields.problem("amount", "must be a whole number of cents above 0, got 0")
+    expires_at = fields.instant("expires_at", required=False)
+    if expires_at is not None and at is not None and expires_at <= at:
+        fields.problem("expires_at", f"must be after at ({at.isoformat()})")
+    reason = fields.text("reason")
+    if org_id and credit_id and amount and at and reason:
+        return CreditLine(fields.line, credit_id, org_id, amount, at, expires_at, reason)
+    return None
 
 
 _USAGE_FIELDS = _FIELDS["usage"]

@@ -6,7 +6,8 @@ be created earlier in the same batch. Repeated records (the same usage event id 
 with the same content, or the very same plan change, seat count or resource report at the same
 instant) are stored once and counted as duplicates, whether the repeat is in the batch or
 already stored; a usage id repeated with other content is a conflict, refused (usage_ids.py).
-Seats, usage and resources lines must be billable at all (admission.py).
+Seats, usage and resources lines must be billable at all (admission.py); credit lines and
+each new org's welcome credit are checked and stored by credit_grants.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from sqlmodel import Session
 
 from billing.core.periods import isoformat_z
 from billing.ledger.admission import admission_error
+from billing.ledger.credit_grants import CreditBatch
 from billing.ledger.formats import (
     EVENT_TYPES,
     CancelLine,
+    CreditLine,
     LineError,
     OrgLine,
     ResourcesLine,
@@ -102,6 +105,7 @@ class _Batch:
     usage_rows: list[dict[str, Any]] = field(default_factory=list)
     resource_rows: list[dict[str, Any]] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
+    credits: CreditBatch = field(default_factory=CreditBatch)
 
 
 class Ingestor:
@@ -172,6 +176,7 @@ class Ingestor:
             lookup.feed(parsed)
         states = load_org_states(self.session, self.books, {record.org_id for record in parsed})
         batch = _Batch(UsageIds(lookup.stored), errors)
+        batch.credits.look_up(self.session.connection(), parsed)
         for record in parsed:
             if isinstance(record, OrgLine):
                 error = self._check_org(record, states=states, batch=batch, now=now)
@@ -223,6 +228,8 @@ class Ingestor:
             states[record.org_id] = state
             batch.new_orgs[record.org_id] = state
             batch.plan_rows.append(plan_row(record.org_id, wanted, record.at, now))
+            welcome = self.books.book(book_name).welcome_credit
+            batch.credits.welcome(record.org_id, welcome, record.at, now)
             changes_plan = True
         else:
             decision = decide_org_line(
@@ -272,13 +279,14 @@ class Ingestor:
 
     def _add_event(
         self,
-        record: SeatsLine | UsageLine | ResourcesLine,
+        record: SeatsLine | UsageLine | ResourcesLine | CreditLine,
         state: OrgState,
         batch: _Batch,
         now: datetime,
     ) -> LineError | None:
-        """A seats, usage or resources line, judged by the plan in effect at its instant."""
-        if len(state.history) > 1:
+        """A seats, usage or resources line, judged by the plan in effect at its instant (a
+        credit depends on no plan)."""
+        if len(state.history) > 1 and not isinstance(record, CreditLine):
             found = state.timeline.at(record.at)
             if found is not None and found[1][1] == NO_PLAN:
                 return LineError(
@@ -380,6 +388,7 @@ class Ingestor:
         stored["resources"] = insert_ignoring_duplicates(
             connection, _table(ResourceReport), batch.resource_rows
         )
+        stored["credit"] = batch.credits.store(connection)
         return stored
 
 
@@ -407,13 +416,17 @@ def _record(org_id: str, state: OrgState, decision: Decision, batch: _Batch, now
 
 
 def _add_event(
-    record: SeatsLine | UsageLine | ResourcesLine,
+    record: SeatsLine | UsageLine | ResourcesLine | CreditLine,
     state: OrgState,
     batch: _Batch,
     now: datetime,
 ) -> LineError | None:
-    """A seats, usage or resources line of a known org: checked against its terms and dates,
-    then added to the batch unless it repeats one already there (or, for usage, stored)."""
+    """A seats, usage, resources or credit line of a known org: checked against its terms and
+    dates, then added to the batch unless it repeats one already there (or, for usage and
+    credits, stored)."""
+    if isinstance(record, CreditLine):
+        batch.lines["credit"] += 1
+        return batch.credits.add(record, state.subscribed_at, now, batch.conflicts)
     error = admission_error(record, state, now)
     if error is not None:
         return error

@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from billing.core.meters import Meter
 from billing.core.periods import Period, from_unix, to_unix
+from billing.ledger.credit_ledger import grant_balances
 from billing.ledger.expected_invoice import (
     ExpectedInvoice,
     OrgLedger,
@@ -41,7 +42,7 @@ def expected_invoice(
     connection = session.connection()
     if connection.execute(sa.select(_t(Org).c.id).where(_t(Org).c.id == org_id)).first() is None:
         raise UnknownOrgError(f"unknown org {org_id!r}")
-    ledgers = _load_ledgers(connection, period, org_id)
+    ledgers = _load_ledgers(connection, period, org_id, with_credits=True)
     ledger = next(ledgers, None)
     invoice = compute_expected_invoice(ledger, period, books or BookCache()) if ledger else None
     if invoice is None:
@@ -56,7 +57,7 @@ def expected_invoices_for_period(
     one query per table for all orgs (usage grouped by org and meter in SQL, resource reports
     streamed in org order)."""
     books = books or BookCache()
-    for ledger in _load_ledgers(session.connection(), period, None):
+    for ledger in _load_ledgers(session.connection(), period, None, with_credits=True):
         invoice = compute_expected_invoice(ledger, period, books)
         if invoice is not None:
             yield invoice
@@ -67,12 +68,14 @@ def _load_ledgers(
     period: Period,
     org_id: str | None,
     received_before: datetime | None = None,
+    *,
+    with_credits: bool = False,
 ) -> Iterator[OrgLedger]:
     """Each org's ledger for `period`; with `received_before`, only the usage and resource
-    reports received before that instant (what the ledger knew then)."""
+    reports received before that instant (what the ledger knew then); `with_credits`, the
+    balances of its credit grants before the period too (the expected invoice's credit line)."""
     plans = _t(OrgPlanChange)
     seats = _t(SeatChangeRecord)
-    usage = _t(UsageEvent)
 
     def only(table: sa.Table) -> list[Any]:
         return [] if org_id is None else [table.c.org_id == org_id]
@@ -106,21 +109,11 @@ def _load_ledgers(
     )
     for row in rows:
         seat_changes.setdefault(row.org_id, []).append(SeatChange(row.at, row.seat_count))
-    totals: dict[str, dict[Meter, Decimal]] = {}
-    sums = connection.execute(
-        sa.select(usage.c.org_id, usage.c.meter, decimal_sum(connection, usage.c.quantity))
-        .where(
-            usage.c.at >= period.period_start,
-            usage.c.at < period.period_end,
-            *only(usage),
-            *known(usage),
-        )
-        .group_by(usage.c.org_id, usage.c.meter)
-    )
-    for org, meter, quantity in sums:
-        totals.setdefault(org, {})[Meter(meter)] = _plain(quantity)
+    usage = _t(UsageEvent)
+    totals = _usage_totals(connection, period, [*only(usage), *known(usage)])
     rows_of_reports = _resource_rows(connection, period, org_id, known(_t(ResourceReport)))
     hours = dict(resource_hours_by_org(rows_of_reports, period))
+    credits = grant_balances(connection, period, org_id) if with_credits else {}
     for org, org_segments in segments.items():
         yield OrgLedger(
             org_id=org,
@@ -128,7 +121,24 @@ def _load_ledgers(
             seat_changes=seat_changes.get(org, ()),
             usage=totals.get(org, {}),
             resource_hours=hours.get(org, 0),
+            credits=credits.get(org, ()),
         )
+
+
+def _usage_totals(
+    connection: sa.Connection, period: Period, filters: list[Any]
+) -> dict[str, dict[Meter, Decimal]]:
+    """Each org's usage total per meter in the period, summed in SQL."""
+    usage = _t(UsageEvent)
+    totals: dict[str, dict[Meter, Decimal]] = {}
+    sums = connection.execute(
+        sa.select(usage.c.org_id, usage.c.meter, decimal_sum(connection, usage.c.quantity))
+        .where(usage.c.at >= period.period_start, usage.c.at < period.period_end, *filters)
+        .group_by(usage.c.org_id, usage.c.meter)
+    )
+    for org, meter, quantity in sums:
+        totals.setdefault(org, {})[Meter(meter)] = _plain(quantity)
+    return totals
 
 
 def _resource_rows(

@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from billing.alerts.triggers import note_failed_write
 from billing.core.errors import PermanentBillingError
+from models.credits import CreditApplication
 from models.lifecycle_records import SubscriptionEnding
 from models.push_records import MinimumTopUp, SeatPush, UsageAdjustment, UsagePush
 from models.stripe_records import StripeCustomerRecord, StripeSubscriptionRecord, WriteStatus
@@ -36,6 +37,7 @@ StripeWriteRow = (
     | UsageAdjustment
     | MinimumTopUp
     | SubscriptionEnding
+    | CreditApplication
 )
 _ERROR_LENGTH = 2000  # the push tables' `error` column; the customer and subscription's is text
 

@@ -17,6 +17,7 @@ from billing.core.meters import Interval, Meter, Quota, QuotaMode
 from billing.core.money import parse_decimal
 from billing.pricing.book_examples import BookExample, parse_examples
 from billing.pricing.book_format import Validator
+from billing.pricing.credits import WELCOME_CREDIT, WelcomeCredit, parse_welcome_credit
 from billing.pricing.lifecycle import LifecyclePolicy, parse_lifecycle
 
 BOOKS_DIR = Path(__file__).parent / "books"
@@ -31,6 +32,7 @@ _BOOK_KEYS = {
     "contracts",
     "examples",
     "lifecycle",
+    WELCOME_CREDIT,
 }
 
 
@@ -136,6 +138,7 @@ class PriceBook:
     contracts: Mapping[str, Mapping[str, Any]] = field(repr=False)
     examples: tuple[BookExample, ...] = ()  # worked examples for the formula document
     lifecycle: LifecyclePolicy = field(default_factory=lambda: LifecyclePolicy(()))
+    welcome_credit: WelcomeCredit | None = None  # granted to every new org (pricing.credits)
 
     def plan_intervals(self, plan: str) -> tuple[Interval, ...]:
         raw = self._plan(plan)
@@ -260,6 +263,7 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
         v.problem("default_plan", f"{default_plan!r} is not one of the book's plans")
     contracts = _parse_contracts(v, data.get("contracts", {}), plans, meter_definitions)
     lifecycle = parse_lifecycle(v, data.get("lifecycle", {}), list(plans))
+    welcome_credit = parse_welcome_credit(v, data.get(WELCOME_CREDIT))
     if v.problems:
         raise PriceBookError(source, v.problems)
     assert name is not None
@@ -274,6 +278,7 @@ def parse_book(data: Mapping[str, Any], source: str) -> PriceBook:
         plans=MappingProxyType(plans),
         contracts=MappingProxyType(contracts),
         lifecycle=lifecycle,
+        welcome_credit=welcome_credit,
     )
     # Resolve every plan/interval and contract once so a book that loads always prices.
     for plan in plans:

@@ -20,13 +20,8 @@ from decimal import Decimal
 from billing.core.money import format_decimal
 from billing.pricing.book import MeterPrice
 from billing.pricing.charge import ledger_quantity, price_meter
-from billing.reconciliation.match import (
-    ComponentMap,
-    InvoiceComparison,
-    LineComparison,
-    mismatch,
-    rejudge,
-)
+from billing.reconciliation.component_map import ComponentMap
+from billing.reconciliation.match import InvoiceComparison, LineComparison, mismatch, rejudge
 from billing.stripe_gateway.records import StripeInvoice
 
 

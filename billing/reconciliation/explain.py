@@ -20,6 +20,7 @@ from typing import Any
 from billing.core.components import MINIMUM, SEAT_PRORATION, SEATS
 from billing.core.money import round_line_amount
 from billing.core.periods import Period, parse_instant
+from billing.reconciliation.component_map import ADJUSTMENT
 from billing.reconciliation.explain_format import (
     counted,
     day,
@@ -31,7 +32,7 @@ from billing.reconciliation.explain_format import (
     to_decimal,
     unit_price,
 )
-from billing.reconciliation.match import ADJUSTMENT, CUSTOMER_BALANCE, INVOICE_TOTAL, Status
+from billing.reconciliation.match import CUSTOMER_BALANCE, INVOICE_TOTAL, Status
 
 SEAT_ROUNDING = (
     "Stripe rounds the credit and the charge of each seat change separately; "

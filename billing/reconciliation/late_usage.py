@@ -30,13 +30,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from billing.core.components import BILLING_KIND, MINIMUM, SEAT_PRORATION, SEATS, BillingKind
+from billing.core.components import (
+    BILLING_KIND,
+    CREDIT,
+    MINIMUM,
+    SEAT_PRORATION,
+    SEATS,
+    BillingKind,
+)
 from billing.core.money import format_decimal
 from billing.core.periods import Period
 from billing.ledger.expected_invoice import compute_expected_invoice
 from billing.ledger.queries import org_ledger
 from billing.pricing.book_cache import BookCache
-from billing.reconciliation.match import UNEXPECTED, period_start_of_item
+from billing.reconciliation.component_map import UNEXPECTED
+from billing.reconciliation.match import period_start_of_item
 from billing.reconciliation.records import table_of, usage_period_containing
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
 from models.ledger import ResourceReport, UsageEvent
@@ -177,6 +185,8 @@ def is_ours(line: StripeInvoiceLine) -> bool:
 
 
 def _billed_period_start(line: StripeInvoiceLine, component: str) -> datetime | None:
+    if component == CREDIT:
+        return None  # a period's credit stays as applied: late usage is billed in full
     if is_ours(line):
         return period_start_of_item(line)
     if component in (SEATS, SEAT_PRORATION, MINIMUM) or line.proration:

@@ -2,33 +2,32 @@
 
 Stripe lines are sorted into components: `seats` (the seat price's non-proration lines),
 `seat_proration` (the seat item's proration lines, credit and debit summed), one per meter
-(lines whose price is the org's metered price for it), `minimum` and `adjustment` (invoice items
-tagged with `billing_kind`), and everything else `unexpected_in_stripe`, line by line. Each
-component gets a verdict and a trace explaining both sides.
+(lines whose price is the org's metered price for it), `minimum`, `credit` and `adjustment`
+(invoice items tagged with `billing_kind`), and everything else `unexpected_in_stripe`, line by
+line. Each component gets a verdict and a trace explaining both sides.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from billing.core.components import (
-    BILLING_KIND,
+    CREDIT,
     MINIMUM,
     SEAT_CREDIT,
     SEAT_PRORATION,
     SEATS,
-    BillingKind,
 )
 from billing.core.periods import parse_instant
 from billing.ledger.expected_invoice import ExpectedLine
 from billing.pricing.book import Terms
 from billing.pricing.charge import meter_value
+from billing.reconciliation.component_map import ADJUSTMENT, UNEXPECTED, ComponentMap
 from billing.reconciliation.traces import (
     MeterFacts,
     meter_trace,
@@ -51,12 +50,11 @@ class Status(StrEnum):
     ERROR = "error"  # the invoice could not be reconciled (unknown customer, no ledger)
 
 
-ADJUSTMENT = "adjustment"
-UNEXPECTED = "unexpected"
 CUSTOMER_BALANCE = "customer_balance"  # a balance Stripe applied to a final invoice's amount due
 INVOICE_TOTAL = "invoice_total"  # the total differs from the lines (a discount, a tax)
 PERIOD_SLACK = timedelta(hours=1)  # Stripe's period bounds and the ledger's, by different clocks
 ROUNDING_TOLERANCE = 1  # cents per independently rounded Stripe line pair
+_AMOUNT_ONLY = (MINIMUM, CREDIT, ADJUSTMENT)  # our invoice items: judged on amounts alone
 
 # Worst last: an invoice takes the worst status of its lines.
 SEVERITY: Mapping[Status, int] = {
@@ -67,50 +65,6 @@ SEVERITY: Mapping[Status, int] = {
     Status.UNEXPECTED_IN_STRIPE: 4,
     Status.ERROR: 5,
 }
-
-
-@dataclass(frozen=True)
-class ComponentMap:
-    """How Stripe ids map to components for one org (from the catalog and the org's items)."""
-
-    seat_price_ids: frozenset[str] = frozenset()
-    seat_item_ids: frozenset[str] = frozenset()
-    meter_by_price_id: Mapping[str, str] = field(default_factory=dict)
-
-    def component_of(self, line: StripeInvoiceLine) -> str:
-        kind = line.metadata.get(BILLING_KIND)
-        if kind == BillingKind.USAGE_ADJUSTMENT:
-            return ADJUSTMENT
-        if kind == BillingKind.MINIMUM_COMMITMENT:
-            return MINIMUM
-        is_seat = (
-            line.stripe_price_id in self.seat_price_ids
-            or line.stripe_subscription_item_id in self.seat_item_ids
-        )
-        if is_seat:
-            return SEAT_PRORATION if line.proration else SEATS
-        if line.stripe_price_id and line.stripe_price_id in self.meter_by_price_id:
-            return self.meter_by_price_id[line.stripe_price_id]
-        return UNEXPECTED
-
-    def components_of(self, lines: Sequence[StripeInvoiceLine]) -> list[str]:
-        """Each line's component. A seat proration credit with no seat proration debit at its
-        instant is `seat_credit`: the unused time of a term a cancellation or plan change ended
-        (a quantity change prorates a credit and a debit at the same instant)."""
-        found = [self.component_of(line) for line in lines]
-        at_instant = Counter(
-            line.period_start_at
-            for line, component in zip(lines, found, strict=True)
-            if component == SEAT_PRORATION
-        )
-        return [
-            SEAT_CREDIT
-            if component == SEAT_PRORATION
-            and line.amount <= 0
-            and at_instant[line.period_start_at] == 1
-            else component
-            for line, component in zip(lines, found, strict=True)
-        ]
 
 
 @dataclass(frozen=True)
@@ -320,7 +274,7 @@ def _expected_of(
         trace["term"] = span(line)
     elif line.code in (SEAT_PRORATION, SEAT_CREDIT):
         trace["prorations"] = [proration_trace(line)]
-    elif line.code == MINIMUM:
+    elif line.code in (MINIMUM, CREDIT):
         quantity = None
         trace["steps"] = [line.description]
     else:
@@ -353,7 +307,7 @@ def _merge(first: _Expected | None, second: _Expected) -> _Expected:
 
 
 def _stripe_quantity(component: str, lines: Sequence[StripeInvoiceLine]) -> Decimal | None:
-    if component in (MINIMUM, ADJUSTMENT) or not lines:
+    if component in _AMOUNT_ONLY or not lines:
         return None
     if component == SEAT_PRORATION:
         # A credit line carries the old quantity, a debit line the new: the net is the change.
@@ -370,7 +324,7 @@ def _compare(
     stripe_amount = sum(line.amount for line in lines) if lines else None
     stripe_quantity = _stripe_quantity(component, lines)
     expected_quantity = None if expected is None else expected.quantity
-    if component in (MINIMUM, ADJUSTMENT):
+    if component in _AMOUNT_ONLY:
         expected_quantity = None
     tolerance = ROUNDING_TOLERANCE
     if component == SEAT_PRORATION:

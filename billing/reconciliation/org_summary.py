@@ -23,8 +23,8 @@ from billing.pricing.book import PriceBookError, Terms, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from billing.pricing.resource_hours import ResourceReport as Report
 from billing.pricing.resource_hours import resource_hours
+from billing.reconciliation.component_map import ADJUSTMENT
 from billing.reconciliation.explain import ExplainContext, LateEvent
-from billing.reconciliation.match import ADJUSTMENT
 from billing.reconciliation.queries import InvoiceFacts, invoice_facts
 from billing.reconciliation.records import table_of, usage_period_containing
 from models.ledger import Org, OrgPlanChange, ResourceReport, SeatChangeRecord, UsageEvent

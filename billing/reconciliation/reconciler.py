@@ -29,6 +29,7 @@ from billing.ledger.expected_invoice import UnknownOrgError
 from billing.pricing.book import MeterPrice, PriceBookError, Terms, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from billing.reconciliation.balance import carried_credit
+from billing.reconciliation.component_map import ADJUSTMENT, ComponentMap
 from billing.reconciliation.drafts import project_draft
 from billing.reconciliation.expectations import (
     BOUNDARY_SLACK,
@@ -47,8 +48,6 @@ from billing.reconciliation.late_usage import (
     late_periods,
 )
 from billing.reconciliation.match import (
-    ADJUSTMENT,
-    ComponentMap,
     ExpectedCharge,
     InvoiceComparison,
     LineComparison,

@@ -15,7 +15,7 @@ from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, month_period_of, term_containing
 from billing.pricing.book import MeterPrice, PriceBookError, UnknownTermsError
 from billing.pricing.book_cache import BookCache
-from billing.reconciliation.match import ComponentMap
+from billing.reconciliation.component_map import ComponentMap
 from billing.reconciliation.traces import MeterFacts
 from models.ledger import OrgPlanChange, ResourceReport, UsageEvent, decimal_sum
 from models.reconciliation import Reconciliation

@@ -37,7 +37,7 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from billing.core.components import MINIMUM
+from billing.core.components import CREDIT, MINIMUM
 from billing.core.keys import event_name, meter_key
 from billing.core.meters import Meter
 from billing.core.periods import Period
@@ -53,6 +53,7 @@ from billing.stripe_gateway.records import (
     StripeMeterEventSummary,
 )
 from billing.usage.adjustments import AdjustmentGateway, AdjustmentTarget, adjust_final_period
+from billing.usage.credits import CreditResult, period_credits
 from billing.usage.minimum import MinimumResult, period_minimums
 from billing.usage.periods import (
     OrgSubscription,
@@ -152,6 +153,7 @@ class UsagePushOutcome:
     action: UsagePushAction
     results: tuple[MeterPushResult, ...] = ()
     minimums: tuple[MinimumResult, ...] = ()
+    credits: tuple[CreditResult, ...] = ()
 
     @property
     def meter_events_sent(self) -> int:
@@ -224,7 +226,8 @@ class UsagePusher:
                 period_totals=run.period_totals,
                 now=now,
             )
-        return self._outcome(run, minimums)
+            credits = period_credits(session, self.gateway, run)  # on the minimum (SPEC §10)
+        return self._outcome(run, minimums, credits)
 
     # ------------------------------------------------------------------ steps
 
@@ -421,20 +424,23 @@ class UsagePusher:
         return replace(result, confirmed_quantity=confirmed)
 
     @staticmethod
-    def _outcome(run: _Run, minimums: list[MinimumResult]) -> UsagePushOutcome:
+    def _outcome(
+        run: _Run, minimums: list[MinimumResult], credits: list[CreditResult]
+    ) -> UsagePushOutcome:
         results = run.results
-        if any(m.error for m in minimums):
-            results.append(
-                MeterPushResult(
-                    MINIMUM,
-                    run.periods[0].period_start,
-                    run.periods[-1].period_end,
-                    Decimal(0),
-                    None,
-                    MeterPushAction.FAILED,
-                    error="; ".join(m.error for m in minimums if m.error),
+        for component, errors in ((MINIMUM, minimums), (CREDIT, credits)):
+            if any(m.error for m in errors):
+                results.append(
+                    MeterPushResult(
+                        component,
+                        run.periods[0].period_start,
+                        run.periods[-1].period_end,
+                        Decimal(0),
+                        None,
+                        MeterPushAction.FAILED,
+                        error="; ".join(m.error for m in errors if m.error),
+                    )
                 )
-            )
         actions = {r.action for r in results}
         action = (
             UsagePushAction.FAILED
@@ -450,7 +456,7 @@ class UsagePusher:
             meter_events=sum(1 for r in results if r.action is MeterPushAction.SENT),
             adjustments=sum(1 for r in results if r.action is MeterPushAction.ADJUSTED),
         )
-        return UsagePushOutcome(run.org_id, action, tuple(results), tuple(minimums))
+        return UsagePushOutcome(run.org_id, action, tuple(results), tuple(minimums), tuple(credits))
 
     # ------------------------------------------------------------------ ledger reads
 

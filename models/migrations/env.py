@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import models.alerts
+import models.credits
 import models.ledger
 import models.lifecycle_records
 import models.outbox
@@ -20,6 +21,7 @@ target_metadata = SQLModel.metadata
 # Imported to register their tables on the metadata.
 _ = (
     models.alerts,
+    models.credits,
     models.ledger,
     models.lifecycle_records,
     models.outbox,

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import models.alerts
+import models.credits
 import models.ledger
 import models.lifecycle_records
 import models.outbox
@@ -21,6 +22,7 @@ from models.db import make_engine, migrate
 
 _ = (
     models.alerts,
+    models.credits,
     models.ledger,
     models.lifecycle_records,
     models.outbox,

@@ -49,7 +49,14 @@ def test_ingest_then_preview_json(
     source.write_text(EVENTS)
     assert main(["ingest", str(source), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["stored"] == {"org": 1, "seats": 0, "usage": 1, "resources": 0, "cancel": 0}
+    assert summary["stored"] == {
+        "org": 1,
+        "seats": 0,
+        "usage": 1,
+        "resources": 0,
+        "cancel": 0,
+        "credit": 0,
+    }
     assert summary["duplicates"]["usage"] == 1
     assert main(["preview", "--org", "acme", "--period", "2026-01", "--json"]) == 0
     invoice = json.loads(capsys.readouterr().out)

@@ -185,8 +185,8 @@ def test_usage_ingestion_accepts_json_lines_and_arrays(setup: Any, engine: Engin
     assert response.json()["stored"]["usage"] == 1
     again = client.post("/api/usage", json=[_usage("u1", 5), _usage("u2", 3)], headers=auth)
     assert again.json() == {
-        "stored": {"org": 0, "seats": 0, "usage": 1, "resources": 0, "cancel": 0},
-        "duplicates": {"org": 0, "seats": 0, "usage": 1, "resources": 0, "cancel": 0},
+        "stored": {"org": 0, "seats": 0, "usage": 1, "resources": 0, "cancel": 0, "credit": 0},
+        "duplicates": {"org": 0, "seats": 0, "usage": 1, "resources": 0, "cancel": 0, "credit": 0},
     }
 
 
@@ -349,3 +349,57 @@ def test_an_id_stored_meanwhile_by_another_ingest_gets_503_to_send_again(
     assert response.status_code == 503
     assert "send it again" in response.json()["error"]
     assert _stored_usage(engine) == [("u1", 5)]
+
+
+def test_a_credit_event_is_ingested_and_a_conflicting_one_refused(setup: Any) -> None:
+    client, _, _ = setup
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    credit = {
+        "type": "credit",
+        "id": "goodwill",
+        "org": "org_web",
+        "amount": 2000,
+        "at": "2026-01-02T00:00:00Z",
+        "reason": "sorry for the outage",
+    }
+    response = client.post("/api/usage", json=[ORG, credit], headers=auth)
+    assert (response.status_code, response.json()["stored"]["credit"]) == (200, 1), response.text
+    conflict = client.post("/api/usage", json=[{**credit, "amount": 2500}], headers=auth)
+    assert conflict.status_code == 409, conflict.text
+    assert conflict.json()["errors"] == [
+        {
+            "line": 1,
+            "field": "id",
+            "message": "credit 'goodwill' was already stored with amount 2000",
+        }
+    ]
+
+
+def test_admins_grant_credits_and_support_sees_the_balance(setup: Any) -> None:
+    client, _, _ = setup
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    support = {"Authorization": f"Bearer {SUPPORT}"}
+    assert client.post("/api/usage", json=[ORG], headers=admin).status_code == 200
+    body = {"amount": 2000, "reason": "sorry for the outage", "id": "outage-1"}
+    refused = client.post("/api/admin/orgs/org_web/credits", json=body, headers=support)
+    assert refused.status_code == 403
+    granted = client.post("/api/admin/orgs/org_web/credits", json=body, headers=admin)
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["amount"] == 2000
+    again = client.post("/api/admin/orgs/org_web/credits", json=body, headers=admin)
+    assert again.status_code == 409
+    for path, wrong, status, field in [
+        ("org_web", {**body, "id": "x", "amount": 0}, 422, "amount"),
+        ("org_web", {**body, "id": "x", "expires_at": "2000-01-01T00:00:00Z"}, 422, "expires_at"),
+        ("org_web", {**body, "id": "x", "bonus": 1}, 422, "bonus"),
+        ("nobody", {**body, "id": "x"}, 404, "org"),
+    ]:
+        response = client.post(f"/api/admin/orgs/{path}/credits", json=wrong, headers=admin)
+        assert response.status_code == status, response.text
+        assert response.json()["errors"][0]["field"] == field
+    ledger = client.get("/api/orgs/org_web/credits", headers=support)
+    assert ledger.status_code == 200
+    assert (ledger.json()["granted"], ledger.json()["remaining"]) == (2000, 2000)
+    assert [grant["id"] for grant in ledger.json()["grants"]] == ["outage-1"]
+    assert client.get("/api/orgs/nobody/credits", headers=support).status_code == 404
+    assert client.get("/api/orgs/org_web/credits").status_code == 401

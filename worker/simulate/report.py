@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from billing.core.periods import isoformat_z
 from billing.pricing.lifecycle import NO_PLAN
-from billing.reconciliation.match import UNEXPECTED, ComponentMap
+from billing.reconciliation.component_map import UNEXPECTED, ComponentMap
 from billing.reconciliation.records import component_map
 from billing.stripe_gateway.gateway import StripeGateway
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine

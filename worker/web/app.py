@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute
 from worker.settings import Settings, get_settings
 from worker.web import (
     admin,
+    credits,
     health,
     login,
     metrics,
@@ -35,6 +36,7 @@ ROUTE_MODULES = [
     health,
     pricing,
     quote_api,
+    credits,
     metrics,
     status,
 ]

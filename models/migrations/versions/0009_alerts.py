@@ -1,7 +1,7 @@
 """Operations: alerts (one per subject), the scheduled tasks' last runs, month close progress.
 
 Revision ID: 0009_alerts
-Revises: 0007_lifecycle
+Revises: 0008_credits
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_alerts"
-down_revision: str | None = "0007_lifecycle"
+down_revision: str | None = "0008_credits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -89,6 +89,8 @@ OCT = datetime(2026, 10, 1, tzinfo=UTC)  # 1790812800
             "usage-adjust:acme:runner_minutes:1790812800:2",
         ),
         (lambda: keys.minimum_topup_key("acme", OCT, 1), "minimum:acme:1790812800:1"),
+        (lambda: keys.credit_application_key("acme", OCT, 2), "credit:acme:1790812800:2"),
+        (lambda: keys.welcome_credit_id("acme"), "welcome:acme"),
         (lambda: keys.invoice_hold_key("in_123"), "reconciliation:hold:in_123"),
     ],
 )

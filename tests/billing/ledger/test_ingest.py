@@ -60,8 +60,22 @@ def test_org_created_earlier_in_the_same_file_and_everything_stored(engine: Engi
         ],
     )
     assert outcome.ok
-    assert outcome.stored == {"org": 1, "seats": 1, "usage": 2, "resources": 1, "cancel": 0}
-    assert outcome.duplicates == {"org": 0, "seats": 0, "usage": 0, "resources": 0, "cancel": 0}
+    assert outcome.stored == {
+        "org": 1,
+        "seats": 1,
+        "usage": 2,
+        "resources": 1,
+        "cancel": 0,
+        "credit": 0,
+    }
+    assert outcome.duplicates == {
+        "org": 0,
+        "seats": 0,
+        "usage": 0,
+        "resources": 0,
+        "cancel": 0,
+        "credit": 0,
+    }
     with unit_of_work(engine) as session:
         org = session.get(Org, "acme")
         assert org is not None
@@ -89,8 +103,22 @@ def test_duplicates_within_a_file_and_across_files_are_stored_once(engine: Engin
         ],
     )
     assert second.ok
-    assert second.stored == {"org": 0, "seats": 0, "usage": 1, "resources": 1, "cancel": 0}
-    assert second.duplicates == {"org": 1, "seats": 0, "usage": 1, "resources": 1, "cancel": 0}
+    assert second.stored == {
+        "org": 0,
+        "seats": 0,
+        "usage": 1,
+        "resources": 1,
+        "cancel": 0,
+        "credit": 0,
+    }
+    assert second.duplicates == {
+        "org": 1,
+        "seats": 0,
+        "usage": 1,
+        "resources": 1,
+        "cancel": 0,
+        "credit": 0,
+    }
     assert count(engine, UsageEvent) == 3
     assert count(engine, OrgPlanChange) == 1
 
@@ -123,7 +151,7 @@ def test_an_invalid_file_stores_nothing_and_reports_every_bad_line(engine: Engin
     assert [str(error) for error in outcome.errors] == [
         "line 3: (json): not valid JSON: Expecting property name enclosed in double quotes: "
         "line 1 column 2 (char 1)",
-        "line 4: type: unknown type 'refund' (known: org, seats, usage, resources, cancel)",
+        "line 4: type: unknown type 'refund' (known: org, seats, usage, resources, cancel, credit)",
         'line 5: org: unknown org \'ghost\' (create it first with a {"type": "org", ...} line)',
         "line 6: meter: meter 'execution_time' is not billed on plan 'team' of book 'devtools' "
         "(meters: copilot_messages, runner_minutes, iac_resource_hours)",
@@ -137,7 +165,14 @@ def test_an_invalid_file_stores_nothing_and_reports_every_bad_line(engine: Engin
         "line 13: seats: is required for a new org on 'team'",
         "line 14: count: must not be negative, got -4",
     ]
-    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0, "cancel": 0}
+    assert outcome.stored == {
+        "org": 0,
+        "seats": 0,
+        "usage": 0,
+        "resources": 0,
+        "cancel": 0,
+        "credit": 0,
+    }
     for model in (Org, OrgPlanChange, SeatChangeRecord, UsageEvent, ResourceReport):
         assert count(engine, model) == 0
 
@@ -271,7 +306,14 @@ def test_a_stored_id_given_again_with_other_content_refuses_the_batch(
     ]
     assert outcome.conflicts == outcome.errors
     assert outcome.only_conflicts
-    assert outcome.stored == {"org": 0, "seats": 0, "usage": 0, "resources": 0, "cancel": 0}
+    assert outcome.stored == {
+        "org": 0,
+        "seats": 0,
+        "usage": 0,
+        "resources": 0,
+        "cancel": 0,
+        "credit": 0,
+    }
     assert count(engine, UsageEvent) == 1  # e2 was not stored either
     assert count(engine, SeatChangeRecord) == 1  # the org's 10 seats only
     with unit_of_work(engine) as session:
@@ -341,7 +383,14 @@ def test_events_more_than_five_minutes_in_the_future_are_refused(engine: Engine)
     scheduled = line(type="org", org="acme", plan="enterprise", at="2026-06-01T00:00:00Z")
     accepted = ingest(engine, [ORG, usage_at("e1", "2026-03-01T12:04:00Z"), scheduled])
     assert accepted.ok  # 4 minutes of clock skew, and a plan change scheduled for June
-    assert accepted.stored == {"org": 2, "seats": 0, "usage": 1, "resources": 0, "cancel": 0}
+    assert accepted.stored == {
+        "org": 2,
+        "seats": 0,
+        "usage": 1,
+        "resources": 0,
+        "cancel": 0,
+        "credit": 0,
+    }
     outcome = ingest(
         engine,
         [

@@ -300,3 +300,72 @@ def test_the_same_timeline_on_real_celery_workers(tmp_path: Path) -> None:
         ("iac_resource_hours", 360),
     ]
     assert verdict(march) == ("matched", 436, 436)
+
+
+@pytest.fixture(scope="module")
+def credits_timeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """zenaton_credits.jsonl, run once for the tests of its two orgs."""
+    return run("zenaton_credits", tmp_path_factory.mktemp("credits"))
+
+
+def test_zenaton_credit_pays_usage_and_the_minimum_then_runs_out(
+    credits_timeline: dict[str, Any],
+) -> None:
+    result = credits_timeline
+    first, may, june, july = invoices(result, "credited")
+    assert (first["billing_reason"], first["total"], amounts(first)) == (
+        "subscription_create",
+        0,
+        [],
+    )
+    # May: 100 h × 13¢ = $13.00, all paid by the $30 credit ($17.00 left).
+    assert amounts(may) == [("execution_time", 1300), ("credit", -1300)]
+    assert (may["total"], may["status"], may["held"]) == (0, "paid", False)
+    assert verdict(may) == ("matched", 0, 0)
+    # June: 200 h = $26.00; the last $17.00 of the credit pays part of it.
+    assert amounts(june) == [("execution_time", 2600), ("credit", -1700)]
+    assert (june["total"], june["status"]) == (900, "paid")
+    assert verdict(june) == ("matched", 900, 900)
+    # July: 10 h = $1.30 under the $10 minimum, no credit left: topped up, nothing credited.
+    assert amounts(july) == [("execution_time", 130), ("minimum", 870)]
+    assert (july["total"], july["status"]) == (1000, "paid")
+    assert verdict(july) == ("matched", 1000, 1000)
+    credit_lines = [line for line in may["lines"] if line["component"] == "credit"]
+    assert credit_lines[0]["description"] == "Credit applied to usage for 2027-05"
+
+
+def test_a_credit_pays_the_minimum_and_lapses_part_used(credits_timeline: dict[str, Any]) -> None:
+    result = credits_timeline
+    _, may, june, july = invoices(result, "expiring")
+    # $25 granted on 3 May, expiring on 1 July. May: 5 h = 65¢, minimum top-up 935¢: the
+    # $10.00 usage charge (the minimum before credits) is credited in full.
+    assert amounts(may) == [("execution_time", 65), ("minimum", 935), ("credit", -1000)]
+    assert verdict(may) == ("matched", 0, 0)
+    # June (ends on the expiry, so still covered): no usage, the $10 minimum, credited.
+    assert amounts(june) == [("minimum", 1000), ("credit", -1000)]
+    assert verdict(june) == ("matched", 0, 0)
+    # July ends after the expiry: the $5.00 left has lapsed, the minimum is billed.
+    assert amounts(july) == [("execution_time", 130), ("minimum", 870)]
+    assert (july["total"], july["status"]) == (1000, "paid")
+    assert verdict(july) == ("matched", 1000, 1000)
+
+
+def test_late_usage_of_a_credited_month_is_billed_in_full_and_the_credit_goes_on(
+    credits_timeline: dict[str, Any],
+) -> None:
+    _, may, june, july = invoices(credits_timeline, "late")
+    assert amounts(may) == [("execution_time", 130), ("minimum", 870), ("credit", -1000)]
+    assert verdict(may) == ("matched", 0, 0)
+    # 100 hours of May arrive on 3 June, after May's invoice is final: May's credit stays as
+    # applied, the late usage (+$13.00, the $8.70 top-up taken back) is an adjustment, and
+    # June's own charge (the $10 minimum) is credited from the $20 left.
+    assert amounts(june) == [
+        ("adjustment", 1300),
+        ("adjustment", -870),
+        ("minimum", 1000),
+        ("credit", -1000),
+    ]
+    assert verdict(june) == ("matched", 430, 430)
+    # July: the last $10 of the credit.
+    assert amounts(july) == [("minimum", 1000), ("credit", -1000)]
+    assert verdict(july) == ("matched", 0, 0)
