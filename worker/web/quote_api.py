@@ -10,9 +10,9 @@ The body is validated by the pydantic model that GET /openapi.json documents
 (worker/web/schemas/quote.py QuoteBody); its validators are billing.pricing.quote_input's
 parsers, so the words are the CLI's. Errors are `{"errors": [{"field": NAME | null, "message":
 TEXT}]}`: 400 for a body that is not a JSON object (or over MAX_BODY_BYTES: 413), 422 naming each
-bad field (`usage.METER` for a quantity), 429 with `Retry-After` past the rate limit (worker/web/pricing.py QUOTE_LIMITER).
-`"contract": ORG_ID` quotes an org's negotiated terms and needs a support or admin bearer token
-(401 without): contracts are not public.
+bad field (`usage.METER` for a quantity), 429 with `Retry-After` past the rate limit
+(worker/web/pricing.py QUOTE_LIMITER). `"contract": ORG_ID` quotes an org's negotiated terms and
+needs a support or admin bearer token (401 without): contracts are not public.
 """
 
 from __future__ import annotations
