@@ -6,12 +6,24 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from worker.settings import Settings, get_settings
-from worker.web import admin, health, login, pricing, quotas, quote_api, support, usage, webhook
+from worker.web import (
+    admin,
+    health,
+    login,
+    openapi,
+    pricing,
+    quotas,
+    quote_api,
+    support,
+    usage,
+    webhook,
+)
 from worker.web.bodies import BodyTooLarge, body_too_large
 from worker.web.services import WebServices, build_services
 
 # Each module exposes `routes`; add a module here to mount it.
-ROUTE_MODULES = [webhook, usage, login, support, admin, quotas, health, pricing, quote_api]
+# Each is described in GET /openapi.json (worker/web/schemas/operations.py).
+ROUTE_MODULES = [webhook, usage, login, support, admin, quotas, health, pricing, quote_api, openapi]
 
 
 def all_routes() -> list[BaseRoute]:

@@ -10,6 +10,8 @@ tests/worker/test_openapi_events.py fails until its fields are formats.py's `_FI
 
 from __future__ import annotations
 
+import functools
+import operator
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -81,6 +83,7 @@ class OrgEvent(EventModel):
                 {
                     "type": "org",
                     "org": "org_acme",
+                    "book": "devtools",
                     "plan": "team",
                     "interval": "year",
                     "seats": 10,
@@ -157,3 +160,9 @@ class ResourcesEvent(EventModel):
 def event_models() -> tuple[type[EventModel], ...]:
     """Every event type's model, in the order they were defined."""
     return tuple(EventModel.registry.values())
+
+
+def batch_type() -> Any:
+    """The body of `POST /api/usage` as a type: a list of events told apart by their `type`."""
+    members = functools.reduce(operator.or_, event_models())
+    return list[Annotated[members, Field(discriminator="type")]]  # type: ignore[valid-type]
