@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from billing.reconciliation.match import Status
@@ -35,6 +35,15 @@ def _filters(request: Request) -> dict[str, str | None]:
         name: (request.query_params.get(name) or "").strip() or None
         for name in ("status", "org", "period")
     }
+
+
+def _filter_problem(filters: dict[str, str | None]) -> str | None:
+    """Why a filter cannot be looked up, or None: a NUL matches no stored text, and PostgreSQL
+    refuses it in a query (a 500, before this check)."""
+    for name, value in filters.items():
+        if value is not None and "\x00" in value:
+            return f"{name}: must not contain NUL characters"
+    return None
 
 
 def _list(services: WebServices, filters: dict[str, str | None]) -> dict[str, Any]:
@@ -99,6 +108,8 @@ async def reconciliations_page(request: Request) -> Response:
     if login is None:
         return login_page(request, 401, "Log in to see reconciliations.")
     filters = _filters(request)
+    if problem := _filter_problem(filters):
+        return PlainTextResponse(f"400 Bad Request: {problem}", status_code=400)
     data = await run_in_threadpool(_list, services, filters)
     return TEMPLATES.TemplateResponse(
         request,
@@ -129,7 +140,10 @@ async def reconciliations_json(request: Request) -> Response:
     services = services_of(request)
     if bearer_role(request, services) is None:
         return json_error(401, "authentication required (Authorization: Bearer TOKEN)")
-    return JSONResponse(await run_in_threadpool(_list, services, _filters(request)))
+    filters = _filters(request)
+    if problem := _filter_problem(filters):
+        return json_error(400, problem)
+    return JSONResponse(await run_in_threadpool(_list, services, filters))
 
 
 async def reconciliation_json_one(request: Request) -> Response:

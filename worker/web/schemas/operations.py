@@ -233,7 +233,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "List reconciliations",
         security=(BEARER,),
         parameters=FILTERS,
-        replies={200: Reply("The list.", {JSON: r.ReconciliationList}), 401: UNAUTHENTICATED},
+        replies={
+            200: Reply("The list.", {JSON: r.ReconciliationList}),
+            400: json_error("A filter holds a NUL character."),
+            401: UNAUTHENTICATED,
+        },
     ),
     Operation(
         "get",
@@ -319,7 +323,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "Reconciliations (page)",
         security=(SESSION,),
         parameters=FILTERS,
-        replies={200: page("The list."), 401: LOGIN_PAGE},
+        replies={
+            200: page("The list."),
+            400: text("A filter holds a NUL character."),
+            401: LOGIN_PAGE,
+        },
     ),
     Operation(
         "get",

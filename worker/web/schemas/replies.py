@@ -124,6 +124,10 @@ class ReconciliationList(BaseModel):
 class QuotaCheck(BaseModel):
     """The body of a quota check (worker/web/quotas.py validates it field by field)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"org": "org_acme", "quota": "tasks_per_month"}]}
+    )
+
     org: str = Field(min_length=1)
     quota: str = Field(min_length=1, description="A quota the org's plan defines.")
     amount: int = Field(default=1, ge=1)
