@@ -63,7 +63,7 @@ CHECKS = [
 ]
 FORM_PATHS = {"/admin/resync", "/logout"}  # forms of a login session, checked against its token
 LOGIN_CSRF = "login-form-token"
-EXAMPLES = 40  # per operation and database: the whole run stays under a minute
+EXAMPLES = 30  # per operation and database: the whole run stays under a minute
 
 
 class Recorder:
