@@ -135,3 +135,22 @@ def test_a_refused_resync_form_says_it_is_text(web: tuple[httpx.Client, WebServi
     assert response.status_code == 422
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.text == "422: org: required"
+
+
+def test_an_error_echoing_a_lone_surrogate_is_sent_escaped(
+    web: tuple[httpx.Client, WebServices],
+) -> None:
+    """JSON may carry `"\\ud800"` (UTF-8 cannot): errors naming it were a 500 while encoding."""
+    client, _ = web
+    event = (
+        b'[{"type": "seats", "org": "o", "count": 1, "at": "2026-01-01T00:00:00Z", "\\ud800": 1}]'
+    )
+    refused = client.post("/api/usage", content=event, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {"line": 1, "field": "\ud800", "message": "unknown field for type 'seats'"}
+    ]
+    with serving(pricing_app()) as url, httpx.Client(base_url=url) as pricing:
+        quote = pricing.post("/api/quote", content=b'{"usage": {"\\ud800": 1}}')
+    assert quote.status_code == 422
+    assert quote.json()["errors"][0]["field"] == "usage.\ud800"

@@ -30,7 +30,7 @@ from billing.pricing.quote_input import QuoteInputError, QuoteRequest, price_req
 from billing.pricing.quote_json import quote_json
 from worker.web.auth import bearer_role
 from worker.web.bodies import BodyTooLarge, read_limited
-from worker.web.common import services_of
+from worker.web.common import EscapedJSONResponse, services_of
 from worker.web.pricing import QUOTE_LIMITER, books_of
 from worker.web.rate_limit import RateLimiter, client_address
 from worker.web.schemas.quote import QuoteBody, field_problems
@@ -40,7 +40,7 @@ MAX_BODY_BYTES = 16 * 1024
 
 def errors(status: int, *problems: tuple[str | None, str], **headers: str) -> JSONResponse:
     body = {"errors": [{"field": name, "message": message} for name, message in problems]}
-    return JSONResponse(body, status_code=status, headers=headers or None)
+    return EscapedJSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _refuse_constant(name: str) -> Any:
