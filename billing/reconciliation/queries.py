@@ -91,6 +91,8 @@ def parse_search(params: Mapping[str, str]) -> Search:
         value = (params.get(name) or "").strip()
         if len(value) > MAX_QUERY_LENGTH:
             raise FilterError(name, f"at most {MAX_QUERY_LENGTH} characters")
+        if "\x00" in value:  # matches no stored text; PostgreSQL refuses it in a query
+            raise FilterError(name, "must not contain NUL characters")
         return value or None
 
     status, period, before = text("status"), text("period"), text("before")

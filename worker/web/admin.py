@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from worker.web.auth import CookieLogin, Role, bearer_role, cookie_login
@@ -58,7 +58,7 @@ async def resync_form(request: Request) -> Response:
     if not tokens_match(login.session.csrf_token, form.get(FIELD, "")):
         return refused(STALE_FORM)
     if login.role is not Role.ADMIN:
-        return Response("403 Forbidden: re-sync needs an admin token", status_code=403)
+        return PlainTextResponse("403 Forbidden: re-sync needs an admin token", status_code=403)
     back = local_path(form.get("back", ""), "/reconciliations")
     org_id, what = form.get("org", ""), form.get("what", "")
     try:

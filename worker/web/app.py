@@ -12,6 +12,7 @@ from worker.web import (
     health,
     login,
     metrics,
+    openapi,
     orgs,
     pricing,
     quotas,
@@ -25,6 +26,7 @@ from worker.web.bodies import BodyTooLarge, body_too_large
 from worker.web.services import WebServices, build_services
 
 # Each module exposes `routes`; add a module here to mount it.
+# Each is described in GET /openapi.json (worker/web/schemas/operations.py).
 ROUTE_MODULES = [
     webhook,
     usage,
@@ -39,6 +41,7 @@ ROUTE_MODULES = [
     credits,
     metrics,
     status,
+    openapi,
 ]
 
 

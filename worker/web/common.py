@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,16 @@ def services_of(request: Request) -> WebServices:
     return services
 
 
+class EscapedJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error that echoes a lone surrogate the
+    client sent (JSON allows one as an escape, UTF-8 cannot encode it) is still sent, not a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def json_error(status_code: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status_code)
+    return EscapedJSONResponse({"error": message, **extra}, status_code=status_code)
 
 
 def local_path(target: str, default: str) -> str:

@@ -6,11 +6,13 @@ Body: `{"book", "plan", "interval", "seats", "usage": {METER: QUANTITY}}`, every
 (billing.pricing.quote_json), priced by the same engine. Quantities are JSON numbers (read as
 exact decimals, never floats) or decimal strings; seats a whole number.
 
-Errors are `{"errors": [{"field": NAME | null, "message": TEXT}]}`: 400 for a body that is not
-a JSON object (or over MAX_BODY_BYTES: 413), 422 naming each bad field (`usage.METER` for a
-quantity), 429 with `Retry-After` past the rate limit (worker/web/pricing.py QUOTE_LIMITER).
-`"contract": ORG_ID` quotes an org's negotiated terms and needs a support or admin bearer token
-(401 without): contracts are not public.
+The body is validated by the pydantic model that GET /openapi.json documents
+(worker/web/schemas/quote.py QuoteBody); its validators are billing.pricing.quote_input's
+parsers, so the words are the CLI's. Errors are `{"errors": [{"field": NAME | null, "message":
+TEXT}]}`: 400 for a body that is not a JSON object (or over MAX_BODY_BYTES: 413), 422 naming each
+bad field (`usage.METER` for a quantity), 429 with `Retry-After` past the rate limit
+(worker/web/pricing.py QUOTE_LIMITER). `"contract": ORG_ID` quotes an org's negotiated terms and
+needs a support or admin bearer token (401 without): contracts are not public.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,17 +30,17 @@ from billing.pricing.quote_input import QuoteInputError, QuoteRequest, price_req
 from billing.pricing.quote_json import quote_json
 from worker.web.auth import bearer_role
 from worker.web.bodies import BodyTooLarge, read_limited
-from worker.web.common import services_of
+from worker.web.common import EscapedJSONResponse, services_of
 from worker.web.pricing import QUOTE_LIMITER, books_of
 from worker.web.rate_limit import RateLimiter, client_address
+from worker.web.schemas.quote import QuoteBody, field_problems
 
 MAX_BODY_BYTES = 16 * 1024
-FIELDS = ("book", "plan", "interval", "seats", "usage", "contract")
 
 
 def errors(status: int, *problems: tuple[str | None, str], **headers: str) -> JSONResponse:
     body = {"errors": [{"field": name, "message": message} for name, message in problems]}
-    return JSONResponse(body, status_code=status, headers=headers or None)
+    return EscapedJSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -67,21 +70,18 @@ def make_routes(limiter: RateLimiter) -> list[Route]:
         body = await read_body(request)
         if isinstance(body, Response):
             return body
-        unknown = [key for key in body if key not in FIELDS]
-        if unknown:
-            allowed = ", ".join(FIELDS)
-            return errors(422, *((key, f"unknown field (fields: {allowed})") for key in unknown))
         if body.get("contract") is not None and bearer_role(request, services_of(request)) is None:
             message = "a contract's terms are not public: send a support or admin bearer token"
             return errors(401, ("contract", message))
         books, default = books_of(request)
-        name = body.get("book", default.name)
-        if not isinstance(name, str) or name not in books:
-            return errors(422, ("book", f"unknown price book {name!r} (books: {', '.join(books)})"))
-        book = books[name]
-        request_fields = {key: body[key] for key in FIELDS[1:] if body.get(key) is not None}
         try:
-            priced = price_request(book, QuoteRequest(**request_fields))
+            valid = QuoteBody.model_validate(body, context={"books": books})
+        except ValidationError as exc:
+            return errors(422, *field_problems(exc))
+        book = books[valid.book] if isinstance(valid.book, str) else default
+        inputs = QuoteRequest(valid.plan, valid.interval, valid.seats, valid.usage, valid.contract)
+        try:
+            priced = price_request(book, inputs)
         except QuoteInputError as exc:
             return errors(422, *((p.field, p.message) for p in exc.problems))
         terms = priced.terms

@@ -1,4 +1,4 @@
-"""`POST /api/usage`: the `billing ingest` event formats over HTTP, validated, all or nothing.
+"""`POST /api/usage` (or `/api/events`): `billing ingest`'s event formats over HTTP, all or nothing.
 
 A refused batch stores nothing and answers 409 when every error is a conflicting usage id (the
 same id given before with other content), 422 otherwise, listing each error.
@@ -101,4 +101,8 @@ async def ingest_usage(request: Request) -> Response:
     )
 
 
-routes = [Route("/api/usage", ingest_usage, methods=["POST"])]
+# `/api/events` is the same endpoint under the name of what it takes (not only usage).
+routes = [
+    Route("/api/usage", ingest_usage, methods=["POST"]),
+    Route("/api/events", ingest_usage, methods=["POST"]),
+]
