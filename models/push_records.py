@@ -25,6 +25,7 @@ class SeatPushKind(StrEnum):
     STEP = "step"  # a coalesced seat step of the term, prorated as the seat policy says
     RENEWAL = "renewal"  # the count at the renewal instant, set just before the term ends
     CORRECTION = "correction"  # Stripe held another quantity (changed by hand): set back
+    RENEWAL_ITEM = "renewal_item"  # a renewal drafted at another count: the difference added
 
 
 def _id() -> sa.Column[int]:

@@ -25,6 +25,7 @@ class BillingKind(StrEnum):
 
     USAGE_ADJUSTMENT = "usage_adjustment"  # late usage of a period already invoiced
     MINIMUM_COMMITMENT = "minimum_commitment"  # the top-up of a month under its minimum
+    SEAT_RENEWAL = "seat_renewal"  # seats a renewal draft missed (billing.seats.renewal)
     CREDIT = "credit"  # credits paying a period's usage charge (billing.usage.credits)
 
 

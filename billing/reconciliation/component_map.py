@@ -44,6 +44,8 @@ class ComponentMap:
             return MINIMUM
         if kind == BillingKind.CREDIT:
             return CREDIT
+        if kind == BillingKind.SEAT_RENEWAL:
+            return SEATS  # seats a renewal draft missed, added to it (billing.seats.renewal)
         is_seat = (
             line.stripe_price_id in self.seat_price_ids
             or line.stripe_subscription_item_id in self.seat_item_ids

@@ -17,11 +17,13 @@ from enum import StrEnum
 from typing import Any
 
 from billing.core.components import (
+    BILLING_KIND,
     CREDIT,
     MINIMUM,
     SEAT_CREDIT,
     SEAT_PRORATION,
     SEATS,
+    BillingKind,
 )
 from billing.core.periods import parse_instant
 from billing.ledger.expected_invoice import ExpectedLine
@@ -315,7 +317,14 @@ def _stripe_quantity(component: str, lines: Sequence[StripeInvoiceLine]) -> Deci
             ((q if line.amount >= 0 else -q) for line in lines if (q := line.quantity_decimal)),
             Decimal(0),
         )
-    return sum((line.quantity_decimal or Decimal(0) for line in lines), Decimal(0))
+    return sum((_seats_or_quantity(line) for line in lines), Decimal(0))
+
+
+def _seats_or_quantity(line: StripeInvoiceLine) -> Decimal:
+    """A line's quantity; for a renewal's seat correction, the seats it adds."""
+    if line.metadata.get(BILLING_KIND) == BillingKind.SEAT_RENEWAL:
+        return Decimal(line.metadata.get("seat_delta", "0"))
+    return line.quantity_decimal or Decimal(0)
 
 
 def _compare(

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, PeriodError, month_period, parse_instant, term_periods
+from billing.ledger.plan_timeline import schedule_text
 from billing.pricing.book import PriceBookError, Terms, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from billing.pricing.resource_hours import ResourceReport as Report
@@ -68,6 +69,7 @@ class OrgSummary:
     org: Org
     terms: Terms | None
     plan_changes: tuple[OrgPlanChange, ...]
+    scheduled: str | None  # "Team until 2028-01-01, then Free" (SPEC §10), or None
     seat_changes: tuple[SeatChangeRecord, ...]
     seat_terms: tuple[Period, ...]
     stripe_customer_id: str | None
@@ -112,6 +114,7 @@ def org_summary(
         org=org,
         terms=terms,
         plan_changes=plan_changes,
+        scheduled=schedule_text(session, org_id, now, books),
         seat_changes=seat_changes,
         seat_terms=seat_terms(plan_changes, now),
         stripe_customer_id=customer.stripe_customer_id if customer else None,
@@ -150,12 +153,17 @@ def seat_terms(plan_changes: Sequence[OrgPlanChange], until_at: datetime) -> tup
     """Every seat term of each plan segment that started before `until_at` (a plan change
     starts a new term)."""
     found: list[Period] = []
-    for change in plan_changes:
+    for index, change in enumerate(plan_changes):
         try:
             interval = Interval(change.interval)
         except ValueError:
-            continue
-        found.extend(term_periods(change.at, interval, until_at))
+            continue  # a cancellation: no subscription, no term
+        ends = plan_changes[index + 1].at if index + 1 < len(plan_changes) else None
+        terms = term_periods(change.at, interval, min(ends, until_at) if ends else until_at)
+        found.extend(
+            Period(term.period_start, min(term.period_end, ends) if ends else term.period_end)
+            for term in terms
+        )
     return tuple(found)
 
 

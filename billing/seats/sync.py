@@ -34,6 +34,7 @@ from billing.core.meters import Interval
 from billing.ledger.stripe_writes import Settled, mark, write_to_stripe
 from billing.pricing.book import SeatDecrease
 from billing.pricing.book_cache import BookCache
+from billing.pricing.lifecycle import NO_PLAN
 from billing.pricing.proration import (
     SEAT_SYNC_WINDOW_SECONDS,
     SeatChange,
@@ -41,6 +42,7 @@ from billing.pricing.proration import (
     seat_count_at,
     seat_terms,
 )
+from billing.seats.renewal import RenewalGateway, RenewalTerm, correct_renewal_draft
 from billing.stripe_gateway.records import StripeSubscription, StripeSubscriptionItem
 from models.ledger import OrgPlanChange, SeatChangeRecord
 from models.push_records import SeatPush, SeatPushKind
@@ -53,7 +55,7 @@ from models.stripe_records import (
 log = structlog.get_logger(__name__)
 
 
-class SeatGateway(Protocol):
+class SeatGateway(RenewalGateway, Protocol):
     """The part of the Stripe gateway seat sync uses (a fake in unit tests)."""
 
     def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription: ...
@@ -113,6 +115,10 @@ class _Desired:
     count_now: int
     next_window_at: datetime | None
     credit_decreases: bool
+    renewal: bool = False  # the term is a renewal (not the subscription's first)
+    seat_count: int = 0  # the count the term opened with (billed upfront)
+    seat_unit_amount: int = 0
+    currency: str = "usd"
 
 
 class SeatSync:
@@ -146,6 +152,18 @@ class SeatSync:
         results: list[SeatPushResult] = []
         problems: list[str] = []
         run = _Run(org_id, desired, stripe_item_id, now, results, problems)
+        if desired.renewal:
+            term = RenewalTerm(
+                org_id,
+                desired.term_start_at,
+                desired.seat_count,
+                desired.seat_unit_amount,
+                desired.currency,
+                stripe_subscription_id,
+                stripe_item_id,
+            )
+            if note := correct_renewal_draft(self.engine, self.gateway, term, now):
+                problems.append(note)
         for step in desired.steps:
             quantity = self._apply(run, _step_push(run, step), quantity)
         quantity = self._converge(run, quantity)
@@ -284,8 +302,8 @@ class SeatSync:
                     .order_by(col(SeatChangeRecord.at), col(SeatChangeRecord.id))
                 )
             ]
-        if not segments:
-            return None
+        if not segments or segments[-1].plan == NO_PLAN:
+            return None  # not subscribed yet, or canceled
         segment = segments[-1]
         terms = self.books.terms(segment.book, segment.plan, segment.interval, org_id)
         if terms.seat_unit_amount is None:
@@ -311,6 +329,10 @@ class SeatSync:
             count_now=seat_count_at(changes, now),
             next_window_at=open_steps[0].window_start + window if open_steps else None,
             credit_decreases=terms.seat_policy.decrease is SeatDecrease.IMMEDIATE,
+            renewal=term.period.period_start > segment.at,
+            seat_count=term.seat_count,
+            seat_unit_amount=terms.seat_unit_amount,
+            currency=terms.currency,
         )
 
     def _seat_item(self, org_id: str) -> tuple[str, str] | None:

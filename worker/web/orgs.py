@@ -64,9 +64,16 @@ def summary_json(summary: OrgSummary, livemode: bool) -> dict[str, Any]:
         "seat_unit_amount": terms.seat_unit_amount if terms else None,
         "minimum_amount": terms.minimum_amount if terms else None,
         "plan_changes": [
-            {"at": isoformat_z(c.at), "book": c.book, "plan": c.plan, "interval": c.interval}
+            {
+                "at": isoformat_z(c.at),
+                "book": c.book,
+                "plan": c.plan or None,  # None: canceled from `at`
+                "interval": c.interval or None,
+                "requested_at": isoformat_z(c.requested_at) if c.requested_at else None,
+            }
             for c in summary.plan_changes
         ],
+        "scheduled": summary.scheduled,
         "seat_changes": [
             {"at": isoformat_z(c.at), "seat_count": c.seat_count} for c in summary.seat_changes
         ],

@@ -156,3 +156,26 @@ def test_an_immediate_downgrade_under_the_book_s_policy(tmp_path: Path) -> None:
     ]
     assert result["orgs"]["shrink"]["invoices"][-1]["amount_due"] == 0  # paid by the credit
     assert verdicts(result, "shrink") == {"matched"}
+
+
+def test_a_seat_change_in_the_last_minute_renews_at_the_right_count(tmp_path: Path) -> None:
+    """Issue 13: 12 seats 30 s before the renewal, reaching the worker in time (`on-time`) or
+    30 s after Stripe renewed (`late`): both renewals bill 12 seats × $9. The late one is
+    corrected on the renewal draft, as its own line, before Stripe finalizes it."""
+    result = run("last_minute_seats", tmp_path, end_at=datetime(2028, 1, 1, 2, tzinfo=UTC))
+    assert summary(result, "on-time")[-1] == (
+        "2028-01-01T00:00:00Z",
+        "subscription_cycle",
+        10800,
+        [("seats", 10800)],
+    )
+    assert summary(result, "late")[-1] == (
+        "2028-01-01T00:00:00Z",
+        "subscription_cycle",
+        10800,
+        [("seats", 9000), ("seats", 1800)],
+    )
+    renewal = result["orgs"]["late"]["invoices"][-1]
+    assert renewal["status"] == "paid"  # finalized with the correction on it
+    assert verdicts(result, "on-time") == {"matched"}
+    assert verdicts(result, "late") == {"matched"}
