@@ -409,6 +409,13 @@ def _record(org_id: str, state: OrgState, decision: Decision, batch: _Batch, now
     apply(timeline, decision)
     state.history, state.requested = timeline.history, timeline.requested
     batch.withdrawn.extend((org_id, at) for at in decision.withdraw)
+    if decision.withdraw:  # rows of this batch that a later line withdrew are not stored
+        gone = set(decision.withdraw)
+        batch.plan_rows[:] = [
+            row
+            for row in batch.plan_rows
+            if row["org_id"] != org_id or row["at"] not in gone or row.get("requested_at") is None
+        ]
     if decision.row is None:
         return False
     batch.plan_rows.append({"org_id": org_id, **decision.row, "recorded_at": now})

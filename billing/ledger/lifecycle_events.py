@@ -112,6 +112,8 @@ def decide_org_line(
     if kind is ChangeKind.SAME:
         return Decision(withdraw=pending)
     when = effective_at(book.lifecycle, kind, record.at, start, old_terms.interval)
+    if when != record.at and _repeat(timeline, when, wanted):
+        return Decision()  # the same downgrade, already scheduled
     requested = record.at if when != record.at else None
     return _row(when, wanted, requested, None, pending, immediate=when == record.at)
 
@@ -162,7 +164,8 @@ def _row(
         "requested_at": requested_at,
         "cancel_credit": cancel_credit,
     }
-    return Decision(row, [start for start in withdraw if start != at], immediate)
+    # A scheduled row at the same instant is replaced: withdrawn, then this one stored.
+    return Decision(row, list(withdraw), immediate)
 
 
 def apply(timeline: Timeline, decision: Decision) -> None:

@@ -9,23 +9,18 @@ at term end. The beat's lifecycle job carries it to Stripe; `--apply` runs that 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import col, select
 
-from billing.core.periods import PeriodError, isoformat_z, parse_instant
-from billing.ledger.ingest import Ingestor
-from billing.ledger.plan_timeline import schedule_text
-from billing.pricing.book_cache import BookCache
-from billing.pricing.lifecycle import NO_PLAN
-from models.db import unit_of_work
-from models.ledger import OrgPlanChange
+from billing.core.periods import PeriodError, parse_instant
 from worker import clock, composition, jobs
 from worker.commands.common import CliError
+from worker.org_changes import cancel_event, change_event, submit
 from worker.settings import get_settings
 
 org_app = typer.Typer(help="Change or cancel an org's subscription (SPEC §10).")
@@ -54,9 +49,12 @@ def change_command(
     as_json: JsonOption = False,
 ) -> None:
     """Move an org to another plan: an upgrade at once, a downgrade at the end of its term."""
-    event: dict[str, Any] = {"type": "org", "org": org_id, "plan": plan}
-    event |= {k: v for k, v in {"interval": interval, "book": book, "seats": seats}.items() if v}
-    _submit(event, at, apply, as_json)
+    _submit(
+        lambda when: change_event(org_id, plan, when, interval=interval, book=book, seats=seats),
+        at,
+        apply,
+        as_json,
+    )
 
 
 @org_app.command("cancel")
@@ -71,61 +69,37 @@ def cancel_command(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel an org's subscription at the end of its term (or --now)."""
-    event = {"type": "cancel", "org": org_id, "when": "now" if now else "term_end"}
-    _submit(event, at, apply, as_json)
+    _submit(lambda when: cancel_event(org_id, when, now=now), at, apply, as_json)
 
 
-def _submit(event: dict[str, Any], at: str | None, apply: bool, as_json: bool) -> None:
+def _submit(
+    make: Callable[[datetime], dict[str, Any]], at: str | None, apply: bool, as_json: bool
+) -> None:
     settings = get_settings()
     received = clock.now(settings)
     try:
         instant = received if at is None else parse_instant(at)
     except PeriodError as exc:
         raise CliError(f"--at: {exc}") from None
-    event["at"] = isoformat_z(instant)
+    event = make(instant)
     org_id = str(event["org"])
     engine = composition.database(settings)
-    with unit_of_work(engine) as session:
-        outcome = Ingestor(session, default_book=settings.book).ingest([event], received)
-        if not outcome.ok:  # refused as an ingested line would be: exit 1, nothing stored
-            session.rollback()
-            for error in outcome.errors:
-                typer.echo(f"billing: org {org_id!r}: {error.field}: {error.problem}", err=True)
-            raise typer.Exit(code=1)
+    change = submit(engine, settings.book, event, received)
+    if change.errors:  # refused as an ingested line would be: exit 1, nothing stored
+        for error in change.errors:
+            typer.echo(f"billing: org {org_id!r}: {error.field}: {error.problem}", err=True)
+        raise typer.Exit(code=1)
     applied = jobs.apply_lifecycle(org_id, received, settings=settings) if apply else []
-    with unit_of_work(engine) as session:
-        rows = session.exec(
-            select(OrgPlanChange)
-            .where(OrgPlanChange.org_id == org_id)
-            .order_by(col(OrgPlanChange.at))
-        ).all()
-        timeline = [_row_json(row) for row in rows]
-        scheduled = schedule_text(session, org_id, received, BookCache())
-    result = {"org": org_id, "plans": timeline, "scheduled": scheduled, "applied": applied}
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps({**change.as_json(), "applied": applied}))
         return
     table = Table(title=f"{org_id}: plan ledger")
     for header in ("from", "plan", "interval", "asked at"):
         table.add_column(header)
-    for row in timeline:
+    for row in change.plans:
         table.add_row(row["at"], row["plan"] or "canceled", row["interval"], row["requested_at"])
     console = Console()
     console.print(table)
-    console.print(f"scheduled: {scheduled}" if scheduled else "nothing scheduled")
+    console.print(f"scheduled: {change.scheduled}" if change.scheduled else "nothing scheduled")
     for step in applied:
         console.print(f"stripe: {step['action']} {step['detail']}".rstrip())
-
-
-def _row_json(row: OrgPlanChange) -> dict[str, Any]:
-    return {
-        "at": isoformat_z(row.at),
-        "book": row.book,
-        "plan": None if row.plan == NO_PLAN else row.plan,
-        "interval": row.interval or None,
-        "requested_at": _iso(row.requested_at),
-    }
-
-
-def _iso(at: datetime | None) -> str:
-    return isoformat_z(at) if at else ""

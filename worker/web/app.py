@@ -18,6 +18,7 @@ from worker.web import (
     quotas,
     quote_api,
     status,
+    subscription,
     support,
     usage,
     webhook,
@@ -41,6 +42,7 @@ ROUTE_MODULES = [
     credits,
     metrics,
     status,
+    subscription,
     openapi,
 ]
 

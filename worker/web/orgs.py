@@ -1,9 +1,10 @@
 """The org page (`/orgs/{org_id}`, HTML for a login session) and its JSON (`/api/orgs/{org_id}`).
 
 One page answers "what is this customer on and what were they billed": plan and term with the
-plan changes, the seat timeline, every invoice with its reconciliation, daily usage of the last
-and the current period per meter, quotas for books that have them, and links to the Stripe
-dashboard (test or live, as the key) and to each hosted invoice.
+plan changes (and what is scheduled), the seat timeline, the credits and their balance, every
+invoice with its reconciliation, daily usage of the last and the current period per meter,
+quotas for books that have them, and links to the Stripe dashboard (test or live, as the key)
+and to each hosted invoice.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from billing.core.periods import Period, isoformat_z
+from billing.ledger.credit_ledger import credit_ledger
 from billing.pricing.book_cache import BookCache
 from billing.reconciliation.org_summary import OrgSummary, org_summary
 from billing.reconciliation.queries import reconciliation_json
@@ -150,7 +152,10 @@ def _load(services: WebServices, org_id: str) -> tuple[OrgSummary, dict[str, Any
         summary = org_summary(session, org_id, services.clock(), BOOKS)
         if summary is None:
             return None
-        return summary, summary_json(summary, services.stripe_livemode)
+        data = summary_json(summary, services.stripe_livemode)
+        # The credit ledger (issue 14): granted, applied per invoice, remaining, lapsed.
+        data["credits"] = credit_ledger(session.connection(), org_id, services.clock()).as_json()
+        return summary, data
 
 
 def _charts(summary: OrgSummary) -> dict[str, Markup]:
