@@ -26,6 +26,7 @@ class BillingKind(StrEnum):
     USAGE_ADJUSTMENT = "usage_adjustment"  # late usage of a period already invoiced
     MINIMUM_COMMITMENT = "minimum_commitment"  # the top-up of a month under its minimum
     SEAT_RENEWAL = "seat_renewal"  # seats a renewal draft missed (billing.seats.renewal)
+    LATE_USAGE_AFTER_END = "late_usage_after_end"  # a one-off invoice (billing.usage.after_end)
     CREDIT = "credit"  # credits paying a period's usage charge (billing.usage.credits)
 
 

@@ -28,12 +28,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from billing.core.components import (
     BILLING_KIND,
     CREDIT,
     MINIMUM,
+    SEAT_CREDIT,
     SEAT_PRORATION,
     SEATS,
     BillingKind,
@@ -43,11 +44,12 @@ from billing.core.periods import Period
 from billing.ledger.expected_invoice import compute_expected_invoice
 from billing.ledger.queries import org_ledger
 from billing.pricing.book_cache import BookCache
+from billing.pricing.lifecycle import NO_PLAN
 from billing.reconciliation.component_map import UNEXPECTED
 from billing.reconciliation.match import period_start_of_item
 from billing.reconciliation.records import table_of, usage_period_containing
 from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceLine
-from models.ledger import ResourceReport, UsageEvent
+from models.ledger import OrgPlanChange, ResourceReport, UsageEvent
 
 # The worker books late usage at its hourly push of every org; 15 minutes of margin.
 LATE_USAGE_WINDOW = timedelta(minutes=75)
@@ -228,7 +230,7 @@ def _usage_charge(
     return tuple(
         (line.code, format_decimal(line.quantity), line.amount)
         for line in expected.lines
-        if line.code not in (SEATS, SEAT_PRORATION)
+        if line.code not in (SEATS, SEAT_PRORATION, SEAT_CREDIT)
     )
 
 
@@ -250,3 +252,23 @@ __all__: Sequence[str] = (
     "describe_rule",
     "late_periods",
 )
+
+
+def after_end_period(session: Session, org_id: str, invoice: StripeInvoice) -> Period | None:
+    """For the one-off invoice of late usage after a cancellation (billing.usage.after_end):
+    from the end of the org's subscription to the invoice, the span whose arrivals it bills."""
+    if invoice.metadata.get(BILLING_KIND) != BillingKind.LATE_USAGE_AFTER_END:
+        return None
+    created = invoice.created_at
+    if created is None:
+        return None
+    ended = session.exec(
+        select(sa.func.max(OrgPlanChange.at)).where(
+            OrgPlanChange.org_id == org_id,
+            OrgPlanChange.plan == NO_PLAN,
+            col(OrgPlanChange.at) <= created,
+        )
+    ).one()
+    if ended is None or created <= ended:
+        return None
+    return Period(ended, created + timedelta(seconds=1))

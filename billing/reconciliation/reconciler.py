@@ -43,6 +43,7 @@ from billing.reconciliation.late_usage import (
     RULE_LATE_USAGE_JUST_BEFORE_DRAFT,
     LatePeriod,
     LateUsage,
+    after_end_period,
     billed_for,
     describe_rule,
     late_periods,
@@ -153,6 +154,7 @@ class _LedgerSide:
     terms: Terms | None
     facts: Mapping[str, MeterFacts]
     late: tuple[LatePeriod, ...]
+    late_since: Period | None = None  # a one-off invoice after the end: late usage since then
     meter_ids: Mapping[str, str] = field(default_factory=dict)
     prices: Mapping[str, MeterPrice] = field(default_factory=dict)
 
@@ -309,6 +311,9 @@ class Reconciler:
             if invoice.billing_reason == "subscription_cycle":
                 drafted_at = invoice.created_at or period.period_end
                 late = late_periods(session, org_id, period, drafted_at, self.books)
+        since = after_end_period(session, org_id, invoice)
+        if since is not None:  # billing.usage.after_end: late usage of an ended subscription
+            late = late_periods(session, org_id, since, since.period_end, self.books)
         draft = invoice.status == "draft"
         return _LedgerSide(
             selection=selection,
@@ -316,6 +321,7 @@ class Reconciler:
             terms=terms,
             facts=facts,
             late=late,
+            late_since=since,
             meter_ids=meter_ids(session) if draft else {},
             prices=meter_prices(session, self.books) if draft else {},
         )
@@ -326,8 +332,10 @@ class Reconciler:
         """The adjustment a cycle invoice must hold for earlier periods' late usage, from
         Stripe's own earlier invoices of the org (one listing, only when the ledger has
         late usage)."""
-        period = side.selection.period
-        if invoice.billing_reason != "subscription_cycle" or period is None:
+        period = side.selection.period or side.late_since
+        if period is None or (
+            invoice.billing_reason != "subscription_cycle" and not side.late_since
+        ):
             return None
         drafted_at = invoice.created_at or period.period_end
         if not side.late:

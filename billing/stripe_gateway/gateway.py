@@ -16,6 +16,7 @@ from billing.core.locks import confirm_held_locks
 from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
 from billing.stripe_gateway.errors import mapped_errors
+from billing.stripe_gateway.invoice_writes import InvoiceWrites
 from billing.stripe_gateway.params import check_idempotency_key, item_params, price_create_params
 from billing.stripe_gateway.records import (
     PriceSpec,
@@ -50,7 +51,7 @@ T = TypeVar("T")
 _PAGE = 100
 
 
-class StripeGateway:
+class StripeGateway(InvoiceWrites):
     """Typed Stripe operations; every POST takes the caller's deterministic idempotency key."""
 
     def __init__(
@@ -475,22 +476,4 @@ class StripeGateway:
             params["subscription_details"] = details  # type: ignore[typeddict-item]
         # create_preview is a POST without side effects; a fixed key keeps retries identical.
         inv = self._call(lambda: self.client.v1.invoices.create_preview(params))
-        return self._invoice_with_all_lines(inv)
-
-    def set_invoice_auto_advance(
-        self, stripe_invoice_id: str, *, auto_advance: bool, idempotency_key: str
-    ) -> StripeInvoice:
-        options = self._options(idempotency_key)
-        inv = self._write(
-            lambda: self.client.v1.invoices.update(
-                stripe_invoice_id, {"auto_advance": auto_advance}, options
-            )
-        )
-        return self._invoice_with_all_lines(inv)
-
-    def finalize_invoice(self, stripe_invoice_id: str, *, idempotency_key: str) -> StripeInvoice:
-        options = self._options(idempotency_key)
-        inv = self._write(
-            lambda: self.client.v1.invoices.finalize_invoice(stripe_invoice_id, None, options)
-        )
         return self._invoice_with_all_lines(inv)

@@ -16,6 +16,7 @@ from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, term_containing, term_period
 from billing.ledger.queries import org_ledger
 from billing.pricing.charge import ledger_quantity
+from billing.pricing.lifecycle import NO_PLAN
 from billing.stripe_gateway.records import StripeInvoice
 from models.ledger import OrgPlanChange, ResourceReport, UsageEvent
 from models.push_records import UsagePeriod, UsagePush
@@ -39,6 +40,7 @@ class OrgSubscription:
     # last usage period is cut short there.
     ends_at: datetime | None = None
     generation_at: datetime | None = None  # the ledger's start of this subscription
+    ended: bool = False  # canceled: no later invoice will sweep a pending item
 
 
 def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
@@ -61,6 +63,23 @@ def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
             if row.current_period_start_at is not None:
                 anchors.append(row.current_period_start_at)
     anchor = min(anchors) if anchors else sub.term_start_at
+    if sub.plan == NO_PLAN:
+        # Canceled: the record keeps the ended subscription; it ran from the plan row before
+        # the cancellation to the cancellation (only late usage is pushed for it).
+        started = session.exec(
+            select(sa.func.max(OrgPlanChange.at)).where(
+                OrgPlanChange.org_id == org_id, OrgPlanChange.at < sub.term_start_at
+            )
+        ).one()
+        return OrgSubscription(
+            customer.stripe_customer_id,
+            sub.stripe_subscription_id,
+            anchor,
+            items,
+            sub.term_start_at,
+            started,
+            ended=True,
+        )
     ends_at = session.exec(
         select(sa.func.min(OrgPlanChange.at)).where(
             OrgPlanChange.org_id == org_id, OrgPlanChange.at > sub.term_start_at

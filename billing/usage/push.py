@@ -53,6 +53,7 @@ from billing.stripe_gateway.records import (
     StripeMeterEventSummary,
 )
 from billing.usage.adjustments import AdjustmentGateway, AdjustmentTarget, adjust_final_period
+from billing.usage.after_end import OneOffGateway, invoice_after_end
 from billing.usage.credits import CreditResult, period_credits
 from billing.usage.minimum import MinimumResult, period_minimums
 from billing.usage.periods import (
@@ -79,7 +80,7 @@ METER_EVENT_MAX_AGE = timedelta(days=35)
 _ALREADY_RECEIVED = ("duplicate_meter_event", "resource_already_exists")
 
 
-class UsageGateway(AdjustmentGateway, Protocol):
+class UsageGateway(AdjustmentGateway, OneOffGateway, Protocol):
     """The part of the Stripe gateway usage push uses (a fake in unit tests)."""
 
     def create_meter_event(
@@ -214,6 +215,8 @@ class UsagePusher:
             if verify:
                 run.results = [self._verify(session, run, result) for result in run.results]
                 session.commit()
+            if run.sub.ended and any(r.action == MeterPushAction.ADJUSTED for r in run.results):
+                invoice_after_end(session, self.gateway, org_id, run.sub, now)
             minimums = period_minimums(
                 session,
                 self.gateway,

@@ -74,7 +74,11 @@ def test_cancel_now_credits_unused_seats_and_refuses_later_usage(tmp_path: Path)
             -7111,
             [("copilot_messages", 200), ("seat_credit", -7311)],
         ),
+        # 25 messages dated before the end, arriving 10 days after it: never dropped, billed
+        # on a one-off invoice (25 × 2¢), paid from the balance the credit left.
+        ("2027-03-20T09:00:00Z", "manual", 50, [("adjustment", 50)]),
     ]
+    assert result["orgs"]["churn"]["invoices"][-1]["amount_due"] == 0
     assert verdicts(result, "churn") == {"matched"}
     assert result["orgs"]["churn"]["subscription"]["status"] == "canceled"
     [refused] = result["refused"]
