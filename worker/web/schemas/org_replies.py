@@ -5,11 +5,12 @@ status_view.status_json, goodwill.grant_goodwill), for GET /openapi.json."""
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from billing.ledger.credit_ledger import GrantStatus
 from worker.web.schemas.replies import Reconciliation
 
-DATE_TIME = {"format": "date-time"}
+DATE_TIME: JsonDict = {"format": "date-time"}
 Cents = int
 
 
