@@ -5,7 +5,8 @@ types, and bodies and headers that conform to the document.
 The credentials are real: an admin bearer token, an admin login session (its cookie, and its CSRF
 token put into the forms it posts), and Stripe signatures of whatever webhook body was generated
 (signed by a wrapper around the app, as Stripe signs the raw bytes). The ledger holds an org and a
-reconciliation, so the quota check, the reconciliation pages and their JSON answer 200 too.
+reconciliation, so the quota check, the reconciliation pages and their JSON answer 200 too, and
+a credit, so the org pages and the credit ledger answer 200 with something in them.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ class SignWebhooks:
 
 
 def seed(engine: Engine) -> None:
-    """An org on a plan with quotas (ingested, as the API would), and a reconciliation of one
-    of its invoices with a trace as the reconciler writes them."""
+    """An org on a plan with quotas and a credit (ingested, as the API would), and a
+    reconciliation of one of its invoices with a trace as the reconciler writes them."""
     org = {
         "type": "org",
         "org": "org_acme",
@@ -112,8 +113,17 @@ def seed(engine: Engine) -> None:
         "plan": "free",
         "at": "2026-01-01T00:00:00Z",
     }
+    credit = {
+        "type": "credit",
+        "id": "credit_1",
+        "org": "org_acme",
+        "amount": 5000,
+        "at": "2026-01-10T00:00:00Z",
+        "expires_at": "2026-12-31T00:00:00Z",
+        "reason": "Goodwill",
+    }
     with unit_of_work(engine) as session:
-        assert Ingestor(session).ingest([org], NOW).ok
+        assert Ingestor(session).ingest([org, credit], NOW).ok
     trace = {
         "expected": {"steps": ["90 messages - 10 included = 80 billable"]},
         "stripe": {"lines": [{"id": "il_1", "quantity": 90, "amount": 160, "proration": False}]},

@@ -1,5 +1,5 @@
 """`GET /openapi.json`: the OpenAPI 3.1 document of every endpoint, generated from the operation
-table (worker/web/schemas/operations.py) and the pydantic models it names.
+tables (worker/web/schemas/operations.py, org_operations.py) and the pydantic models it names.
 
 Request models that validate (the quote body) and the models written for the document (events,
 answers) are turned into JSON Schema by pydantic, which speaks the 2020-12 dialect OpenAPI 3.1
@@ -28,6 +28,9 @@ from worker.web.schemas.operations import (
     Operation,
     Reply,
 )
+from worker.web.schemas.org_operations import ORG_OPERATIONS
+
+ALL_OPERATIONS = (*OPERATIONS, *ORG_OPERATIONS)
 
 REF = "#/components/schemas/{model}"
 TAGS = {
@@ -35,10 +38,12 @@ TAGS = {
     "pricing": "Quotes and the pricing pages, from the price books.",
     "reconciliations": "Stripe invoices compared with the ledger.",
     "quotas": "Limits the product checks before it acts.",
+    "orgs": "What an org is on, what it was billed, and its credits.",
     "admin": "Actions that reach Stripe.",
     "webhook": "Stripe's events.",
     "pages": "The support site (HTML, a login session).",
-    "meta": "Health and this document.",
+    "status": "The worker at a glance (`billing status`).",
+    "meta": "Health, metrics and this document.",
 }
 
 
@@ -118,18 +123,19 @@ def _operation(schemas: _Schemas, operation: Operation) -> dict[str, Any]:
 
 @functools.cache
 def build_document() -> dict[str, Any]:
-    schemas = _Schemas(OPERATIONS)
+    schemas = _Schemas(ALL_OPERATIONS)
     paths: dict[str, dict[str, Any]] = {}
-    for operation in OPERATIONS:
+    for operation in ALL_OPERATIONS:
         paths.setdefault(operation.path, {})[operation.method] = _operation(schemas, operation)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Billing worker",
             "version": importlib.metadata.version("billing-worker"),
-            "description": "Usage ingestion, quotes, reconciliations, quotas, admin actions and "
-            "the Stripe webhook of `billing serve`. Amounts are integer minor units (cents); "
-            "quantities are exact decimals, as JSON numbers or decimal strings.",
+            "description": "Usage ingestion, quotes, reconciliations, quotas, orgs and their "
+            "credits, status and metrics, admin actions and the Stripe webhook of `billing "
+            "serve`. Amounts are integer minor units (cents); quantities are exact decimals, "
+            "as JSON numbers or decimal strings.",
         },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],

@@ -157,6 +157,53 @@ class ResourcesEvent(EventModel):
     count: Count
 
 
+class CancelEvent(EventModel):
+    """The org's subscription ends: at the end of its term (the default), or `now` (at `at`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "cancel",
+                    "org": "org_acme",
+                    "when": "term_end",
+                    "at": "2026-03-01T00:00:00Z",
+                }
+            ]
+        }
+    )
+    type: Literal["cancel"]
+    when: Literal["term_end", "now"] = Field(
+        default="term_end", description="term_end: at the end of the paid term; now: at `at`."
+    )
+
+
+class CreditEvent(EventModel):
+    """A credit of `amount` cents granted at `at`; `id` makes a resend a duplicate. Credits pay
+    metered line items only, oldest expiry first (billing.pricing.credits)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "credit",
+                    "id": "credit_0001",
+                    "org": "org_acme",
+                    "amount": 5000,
+                    "at": "2026-01-10T00:00:00Z",
+                    "expires_at": "2026-12-31T00:00:00Z",
+                    "reason": "Goodwill for the January outage",
+                }
+            ]
+        }
+    )
+    type: Literal["credit"]
+    id: Text
+    amount: Annotated[int, Field(ge=1, le=2**31 - 1, description="Cents, above 0.")]
+    expires_at: Instant | None = Field(default=None, description="After `at`; null: never.")
+    reason: Text
+
+
 def event_models() -> tuple[type[EventModel], ...]:
     """Every event type's model, in the order they were defined."""
     return tuple(EventModel.registry.values())

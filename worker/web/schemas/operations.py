@@ -108,9 +108,11 @@ UNAUTHENTICATED = json_error("No valid bearer token.")
 CROSS_SITE = text("Refused: not sent from a page of this site, or a stale CSRF token.")
 LOGIN_PAGE = page("Not logged in (or the session's token was revoked): the login form.")
 FILTERS = (
+    query("q", "Search invoice, customer and org ids, and notes."),
     query("status", "Only this status.", {"enum": [status.value for status in Status]}),
     query("org", "Only this org id."),
     query("period", "Only this period (`YYYY-MM`)."),
+    query("before", "The next page: `next_before` of the previous one (a row id)."),
 )
 ROW_ID = path("id", "The reconciliation's id.", {"type": "integer", "minimum": 1})
 EVENTS_DESCRIPTION = (
@@ -235,7 +237,7 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=FILTERS,
         replies={
             200: Reply("The list.", {JSON: r.ReconciliationList}),
-            400: json_error("A filter holds a NUL character."),
+            400: Reply("A malformed filter (named in `field`).", {JSON: r.FilterRefusal}),
             401: UNAUTHENTICATED,
         },
     ),
@@ -299,10 +301,11 @@ OPERATIONS: tuple[Operation, ...] = (
         replies={
             303: SEE_OTHER,
             401: LOGIN_PAGE,
-            403: CROSS_SITE,
+            403: text("Cross-site, a stale CSRF token, or a support login."),
             413: TOO_LARGE_FORM,
-            422: text("`what` or `org` is wrong."),
-            503: text("The task cannot run in this process."),
+            422: page("`what` or `org` is wrong: what failed and what to do."),
+            502: page("The task raised: what failed and what to do."),
+            503: page("The task cannot run in this process: what failed and what to do."),
         },
     ),
     Operation(
@@ -325,7 +328,7 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=FILTERS,
         replies={
             200: page("The list."),
-            400: text("A filter holds a NUL character."),
+            400: page("The page, saying which filter is malformed."),
             401: LOGIN_PAGE,
         },
     ),

@@ -115,8 +115,14 @@ class PriceCheckSummary(BaseModel):
     findings: Any
 
 
+class FilterRefusal(BaseModel):
+    error: str
+    field: str = Field(description="The query parameter: q, status, org, period or before.")
+
+
 class ReconciliationList(BaseModel):
-    reconciliations: list[Reconciliation] = Field(description="The latest first.")
+    reconciliations: list[Reconciliation] = Field(description="The latest first, one page.")
+    next_before: int | None = Field(description="`before` of the next page; null: the last.")
     counts: dict[str, int] = Field(description="The latest result of each invoice, by status.")
     price_check: PriceCheckSummary | None = Field(description="The latest price drift check.")
 
