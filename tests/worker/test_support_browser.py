@@ -41,6 +41,10 @@ class StubGateway:
     def retrieve_invoice(self, stripe_invoice_id: str) -> StripeInvoice:
         return self.invoices[stripe_invoice_id]
 
+    def list_invoices(self, *, stripe_customer_id: str | None = None) -> list[StripeInvoice]:
+        """The customer's invoices (a balance applied is checked against the earlier ones)."""
+        return [i for i in self.invoices.values() if i.stripe_customer_id == stripe_customer_id]
+
 
 def _invoice(invoice_id: str, customer: str, lines: list[tuple[str, int]]) -> StripeInvoice:
     return StripeInvoice(

@@ -4,6 +4,8 @@ status_view.status_json, goodwill.grant_goodwill), for GET /openapi.json."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
@@ -242,3 +244,53 @@ class StatusReply(BaseModel):
     reconciliations: dict[str, int] = Field(description="Invoices by latest status.")
     held_drafts: list[HeldDraft]
     last_close: LastClose | None
+
+
+class SubscriptionBody(BaseModel):
+    """A plan change or a cancellation (worker/web/subscription.py checks it field by field)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"action": "change", "plan": "free", "interval": "month", "seats": 3},
+                {"action": "cancel", "when": "term_end"},
+            ]
+        },
+    )
+    action: Literal["change", "cancel"]
+    plan: str | None = Field(default=None, description="change: the plan to move to.")
+    interval: Literal["month", "year"] | None = None
+    book: str | None = None
+    seats: int | None = Field(default=None, ge=0)
+    when: Literal["term_end", "now"] | None = Field(
+        default=None, description="cancel: at the end of the term (default) or now."
+    )
+
+
+class SubscriptionForm(BaseModel):
+    """The org page's forms: a change, or a cancellation confirmed by the org id typed again."""
+
+    action: Literal["change", "cancel"]
+    csrf_token: str = Field(description="The session's CSRF token.")
+    plan: str | None = None
+    interval: str | None = None
+    seats: str | None = None
+    when: Literal["term_end", "now"] | None = None
+    confirm: str | None = Field(default=None, description="cancel: the org id, typed again.")
+
+
+class PlanRow(BaseModel):
+    at: str
+    book: str
+    plan: str | None = Field(description="None: canceled from `at`.")
+    interval: str | None
+    requested_at: str = Field(description="A change scheduled for a term end: when asked.")
+
+
+class SubscriptionChanged(BaseModel):
+    """The org's plan ledger after the change, and what is scheduled."""
+
+    org: str
+    plans: list[PlanRow]
+    scheduled: str | None = Field(description='E.g. "Team until 2028-01-01, then Free".')
