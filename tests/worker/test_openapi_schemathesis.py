@@ -62,7 +62,11 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-FORM_PATHS = {"/admin/resync", "/logout"}  # forms of a login session, checked against its token
+FORM_PATHS = {
+    "/admin/resync",
+    "/logout",
+    "/admin/orgs/{org_id}/subscription",
+}  # forms of a login session, checked against its token
 LOGIN_CSRF = "login-form-token"
 EXAMPLES = 30  # per operation and database: the whole run stays under a minute
 
