@@ -13,11 +13,10 @@ proration (the term is now paid at the right count). Recorded before and after a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -26,7 +25,8 @@ from billing.core.components import BILLING_KIND, BillingKind
 from billing.core.keys import seat_quantity_key
 from billing.core.periods import isoformat_z
 from billing.ledger.stripe_writes import write_to_stripe
-from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceItem
+from billing.stripe_gateway.ports import InvoiceItemWriter, InvoiceReader
+from billing.stripe_gateway.records import StripeInvoice
 from models.push_records import SeatPush, SeatPushKind
 from models.stripe_records import WriteStatus
 
@@ -34,29 +34,8 @@ GRACE = timedelta(hours=1)  # Stripe finalizes a renewal draft an hour after it 
 SEAT_DELTA = "seat_delta"  # metadata: the seats the item adds to (or removes from) the renewal
 
 
-class RenewalGateway(Protocol):
-    def list_invoices(
-        self,
-        *,
-        stripe_customer_id: str | None = None,
-        stripe_subscription_id: str | None = None,
-        status: Literal["draft", "open", "paid", "uncollectible", "void"] | None = None,
-        created_from_at: datetime | None = None,
-        created_before_at: datetime | None = None,
-    ) -> list[StripeInvoice]: ...
-
-    def create_invoice_item(
-        self,
-        *,
-        stripe_customer_id: str,
-        amount: int,
-        currency: str,
-        description: str,
-        idempotency_key: str,
-        stripe_subscription_id: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        stripe_invoice_id: str | None = None,
-    ) -> StripeInvoiceItem: ...
+class RenewalGateway(InvoiceReader, InvoiceItemWriter, Protocol):
+    """The part of the gateway the renewal correction uses."""
 
 
 @dataclass(frozen=True)

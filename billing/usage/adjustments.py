@@ -10,7 +10,6 @@ invoice item (pending: Stripe sweeps it into the org's next invoice) with metada
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +26,7 @@ from billing.core.periods import Period
 from billing.ledger.stripe_writes import mark, write_to_stripe
 from billing.pricing.book import Terms
 from billing.pricing.charge import price_meter
+from billing.stripe_gateway.ports import InvoiceItemWriter
 from billing.stripe_gateway.records import StripeInvoiceItem
 from models.push_records import UsageAdjustment, UsagePeriod
 from models.stripe_records import WriteStatus
@@ -34,19 +34,8 @@ from models.stripe_records import WriteStatus
 log = structlog.get_logger(__name__)
 
 
-class AdjustmentGateway(Protocol):
-    def create_invoice_item(
-        self,
-        *,
-        stripe_customer_id: str,
-        amount: int,
-        currency: str,
-        description: str,
-        idempotency_key: str,
-        stripe_subscription_id: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        stripe_invoice_id: str | None = None,
-    ) -> StripeInvoiceItem: ...
+class AdjustmentGateway(InvoiceItemWriter, Protocol):
+    """The part of the gateway late-usage adjustments use."""
 
 
 @dataclass(frozen=True)

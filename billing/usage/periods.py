@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -17,6 +16,7 @@ from billing.core.periods import Period, term_containing, term_period
 from billing.ledger.queries import org_ledger
 from billing.pricing.charge import ledger_quantity
 from billing.pricing.lifecycle import NO_PLAN
+from billing.stripe_gateway.ports import InvoiceReader
 from billing.stripe_gateway.records import StripeInvoice
 from models.ledger import OrgPlanChange, ResourceReport, UsageEvent
 from models.push_records import UsagePeriod, UsagePush
@@ -241,18 +241,6 @@ def note_invoice(
         ),
         per,
     )
-
-
-class InvoiceReader(Protocol):
-    def list_invoices(
-        self,
-        *,
-        stripe_customer_id: str | None = None,
-        stripe_subscription_id: str | None = None,
-        status: Literal["draft", "open", "paid", "uncollectible", "void"] | None = None,
-        created_from_at: datetime | None = None,
-        created_before_at: datetime | None = None,
-    ) -> list[StripeInvoice]: ...
 
 
 def invoices_by_period(

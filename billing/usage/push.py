@@ -47,6 +47,7 @@ from billing.pricing.book_cache import BookCache
 from billing.pricing.charge import ledger_quantity, meter_value
 from billing.pricing.lifecycle import NO_PLAN
 from billing.setup.catalog import catalog_entries
+from billing.stripe_gateway.ports import InvoiceReader
 from billing.stripe_gateway.records import (
     StripeInvoice,
     StripeMeterEvent,
@@ -80,7 +81,7 @@ METER_EVENT_MAX_AGE = timedelta(days=35)
 _ALREADY_RECEIVED = ("duplicate_meter_event", "resource_already_exists")
 
 
-class UsageGateway(AdjustmentGateway, OneOffGateway, Protocol):
+class UsageGateway(AdjustmentGateway, OneOffGateway, InvoiceReader, Protocol):
     """The part of the Stripe gateway usage push uses (a fake in unit tests)."""
 
     def create_meter_event(
@@ -93,16 +94,6 @@ class UsageGateway(AdjustmentGateway, OneOffGateway, Protocol):
         identifier: str,
         idempotency_key: str | None = None,
     ) -> StripeMeterEvent: ...
-
-    def list_invoices(
-        self,
-        *,
-        stripe_customer_id: str | None = None,
-        stripe_subscription_id: str | None = None,
-        status: Literal["draft", "open", "paid", "uncollectible", "void"] | None = None,
-        created_from_at: datetime | None = None,
-        created_before_at: datetime | None = None,
-    ) -> list[StripeInvoice]: ...
 
     def list_meter_event_summaries(
         self,
