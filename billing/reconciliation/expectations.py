@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from billing.core.components import SEAT_PRORATION, SEATS
+from billing.core.components import SEAT_CREDIT, SEAT_PRORATION, SEATS
 from billing.core.periods import Period, add_months, isoformat_z, month_period_of
 from billing.ledger.expected_invoice import ExpectedInvoice, ExpectedLine, UnknownOrgError
 from billing.ledger.queries import expected_invoice
@@ -36,6 +36,7 @@ from billing.pricing.book_cache import BookCache
 from billing.reconciliation.records import usage_period_ending
 from billing.stripe_gateway.records import StripeInvoice
 from models.ledger import OrgPlanChange
+from models.lifecycle_records import SubscriptionEnding
 from models.push_records import SeatPush, SeatPushKind
 from models.stripe_records import WriteStatus
 
@@ -110,7 +111,32 @@ def _cycle(
     # A subscription the ledger ends at `end` (a plan change, a cancellation) does not renew:
     # the next subscription's own first invoice bills its seats.
     renewal = () if _ends_at(session, org_id, end) else _upfront_seats(session, org_id, end, books)
-    return Selection(arrears + new_terms + steps + renewal, period, usage, notes)
+    return Selection(
+        _credit_on_final(session, invoice, arrears) + new_terms + steps + renewal,
+        period,
+        usage,
+        notes,
+    )
+
+
+def _credit_on_final(
+    session: Session, invoice: StripeInvoice, lines: tuple[ExpectedLine, ...]
+) -> tuple[ExpectedLine, ...]:
+    """The unused seat time of a subscription ended early is credited on the final invoice our
+    cancellation made (billing.lifecycle.apply), never on another. When that cancellation fell
+    exactly on a period boundary, Stripe's cycle invoice there billed the period's usage, and
+    the final invoice (an empty period) holds the credit alone."""
+    final = session.exec(
+        select(SubscriptionEnding.id).where(
+            SubscriptionEnding.stripe_final_invoice_id == invoice.stripe_invoice_id,
+            SubscriptionEnding.how == "now",
+        )
+    ).first()
+    if final is None:
+        return tuple(line for line in lines if line.code != SEAT_CREDIT)
+    if invoice.period_start_at is not None and invoice.period_start_at == invoice.period_end_at:
+        return tuple(line for line in lines if line.code == SEAT_CREDIT)
+    return lines
 
 
 def _seat_steps(  # noqa: PLR0917 - one invoice's period, its draft instant and its ledger

@@ -183,3 +183,17 @@ def test_a_seat_change_in_the_last_minute_renews_at_the_right_count(tmp_path: Pa
     assert renewal["status"] == "paid"  # finalized with the correction on it
     assert verdicts(result, "on-time") == {"matched"}
     assert verdicts(result, "late") == {"matched"}
+
+
+def test_an_upgrade_exactly_at_a_period_boundary(tmp_path: Path) -> None:
+    """Stripe's cycle invoice at Apr 1 bills March's usage; the cancellation at the same
+    instant makes a final invoice of an empty period holding the seat credit alone
+    (5 × $9 × 275 d / 365 d = 3390.41¢); the new term is billed upfront."""
+    result = run("boundary", tmp_path, end_at=datetime(2027, 4, 1, 2, tzinfo=UTC))
+    assert sorted(summary(result, "edge")) == [
+        ("2027-01-01T00:00:00Z", "subscription_create", 4500, [("seats", 4500)]),
+        ("2027-04-01T00:00:00Z", "subscription_create", 4500, [("seats", 4500)]),
+        ("2027-04-01T00:00:00Z", "subscription_cycle", -3390, [("seat_credit", -3390)]),
+        ("2027-04-01T00:00:00Z", "subscription_cycle", 400, [("copilot_messages", 400)]),
+    ]
+    assert verdicts(result, "edge") == {"matched"}
