@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -200,3 +201,21 @@ def test_live_meter_events_are_not_held_to_the_endpoint_default() -> None:
         assert ok <= 1 + 25 * elapsed + 1
         assert limited
         assert _stats(server.url)["requests_by_route"][METER_EVENTS] == 30
+
+
+def test_the_mode_is_set_and_checked_through_the_control_endpoint(live: EmulatorServer) -> None:
+    def post(body: dict) -> dict:  # type: ignore[type-arg]
+        request = urllib.request.Request(
+            f"{live.url}/_emulator/config",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+
+    assert post({"limits": "sandbox"})["limits"] == "sandbox"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        post({"limits": "unlimited"})
+    assert refused.value.code == 400
+    assert "limits must be one of live, sandbox, none" in refused.value.read().decode()
+    assert live.state.config.limits == "sandbox"
