@@ -21,7 +21,9 @@ at the endpoint's later time and leave the requests of every other endpoint queu
 Taking the global slot last keeps the global schedule dense and exact; the endpoint's request can
 then leave later than its endpoint slot by at most the global wait, which is bounded by the
 number of requests waiting at once divided by the global rate (0.1 s for ten at 100/s), well
-inside the one second of tokens Stripe's per-second limits hold.
+inside the second of burst a per-second limiter tolerates (Stripe does not publish its algorithm;
+the emulator models one second). Meter events count against the global budget too unless the
+budget is built with `EndpointLimits.live()`.
 """
 
 from __future__ import annotations
