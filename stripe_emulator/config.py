@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from stripe_emulator.limits import LimitsMode, profile
+
 FaultPhase = Literal["before", "after"]
 
 
@@ -36,8 +38,12 @@ class EmulatorConfig:
     draft_follows_usage: bool = True
     # --- load ------------------------------------------------------------------------------------
     latency_ms: int = 0  # added to every API request (not to control endpoints)
-    rate_limit_rps: float | None = None  # token bucket shared by all clients; None = unlimited
-    rate_limit_burst_seconds: float = 1.0  # bucket capacity = rps × this
+    # Stripe's documented rate limits (stripe_emulator.limits): "live" (global 100/s), "sandbox"
+    # (global 25/s), both with 25/s per endpoint and the meter endpoints' own; "none" = unlimited.
+    limits: LimitsMode = "none"
+    # Replaces the mode's global rate (a token bucket shared by all clients); None = the mode's.
+    rate_limit_rps: float | None = None
+    rate_limit_burst_seconds: float = 1.0  # every bucket's capacity = its rate × this
     # --- faults ----------------------------------------------------------------------------------
     error_rate: float = 0.0  # probability of an injected 500 per request
     fail_next: int = 0  # the next N matching requests get an injected 500
@@ -55,12 +61,17 @@ class EmulatorConfig:
     webhook_timeout_seconds: float = 5.0
     webhook_retry_base_seconds: float = 0.2  # backoff base: base × 2^attempt
 
+    def __post_init__(self) -> None:
+        profile(self.limits)  # refuse an unknown mode at once, not on the first request
+
     def update(self, **changes: Any) -> None:
-        """Apply a partial update; unknown names raise ``KeyError``."""
+        """Apply a partial update; unknown names raise ``KeyError``, a bad mode ``ValueError``."""
         names = {f.name for f in fields(self)}
         unknown = set(changes) - names
         if unknown:
             raise KeyError(f"unknown emulator config fields: {sorted(unknown)}")
+        if "limits" in changes:
+            profile(changes["limits"])
         for name, value in changes.items():
             setattr(self, name, value)
 

@@ -1,9 +1,10 @@
 """The HTTP front end: a threaded stdlib server that authenticates, throttles and routes requests.
 
-Request pipeline for ``/v1/...``: count → latency → rate limit (429) → injected fault
-(500 / held-then-dropped connection) → ``Authorization: Bearer sk_test_…`` (401) → form/query
-decoding → idempotent execution.  Every response carries ``Request-Id: req_…``.  Control
-endpoints under ``/_emulator/`` (JSON, no auth, not counted, never faulted):
+Request pipeline for ``/v1/...``: count → rate limits (429, see ``stripe_emulator.limits``) →
+latency → injected fault (500 / held-then-dropped connection) → ``Authorization: Bearer
+sk_test_…`` (401) → form/query decoding → idempotent execution.  Every response carries
+``Request-Id: req_…``.  Control endpoints under ``/_emulator/`` (JSON, no auth, not counted,
+never faulted):
 ``GET /_emulator/stats``, ``GET /_emulator/config``, ``POST /_emulator/config``,
 ``POST /_emulator/reset`` (``{"stats_only": true}`` keeps the data), ``GET /_emulator/health``.
 """
@@ -81,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         found = resolve(method, path)
         route_key = f"{method} {found[0].template if found else path}"
-        verdict, after = state.traffic.admit(method, path, route_key)
+        verdict, after, limited_by = state.traffic.admit(method, path, route_key)
         if state.config.latency_ms:
             time.sleep(state.config.latency_ms / 1000)
         if verdict == "rate_limited":
@@ -91,7 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "https://stripe.com/docs/rate-limits.",
                 code="rate_limit",
             )
-            self._send(429, error.body(request_id), request_id)
+            headers = {"Stripe-Rate-Limited-Reason": limited_by or "global-rate"}
+            self._send(429, error.body(request_id), request_id, headers)
             return
         if verdict == "error":
             self._send(

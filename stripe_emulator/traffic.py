@@ -1,10 +1,11 @@
 """Load and fault control for API requests: the rate limiter, injected faults, and counters.
 
-The rate limit is a token bucket shared by every client and every API path (meter events
-included — an assumption: the stored copy of Stripe's rate-limit page does not say whether
-sandbox meter events have a separate limit), refilled at ``rate_limit_rps`` with a capacity of
-``rate_limit_rps × rate_limit_burst_seconds``.  Rejected requests are answered 429 with
-``code=rate_limit`` and no ``Stripe-Should-Retry`` header, so stripe-python does not retry them.
+Rate limits are Stripe's documented ones for the configured mode (``EmulatorConfig.limits``:
+global, per endpoint, meter endpoints; see ``stripe_emulator.limits`` for the sources and the
+assumptions), with ``rate_limit_rps`` replacing the mode's global rate when set.  Rejected
+requests are answered 429 with ``code=rate_limit``, a ``Stripe-Rate-Limited-Reason`` header and
+no ``Stripe-Should-Retry`` header, so stripe-python does not retry them; they are counted per
+reason and per endpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import Counter
 from typing import Any, Literal
 
 from stripe_emulator.config import EmulatorConfig
+from stripe_emulator.limits import Limiter, profile
 
 Verdict = Literal["ok", "rate_limited", "error", "timeout"]
 
@@ -27,17 +29,18 @@ class Traffic:
         self.config = config
         self._lock = threading.Lock()
         self._random = random.Random(config.seed)  # noqa: S311 - fault injection, not crypto
-        self._tokens = 0.0
-        self._refilled_at = time.monotonic()
-        self._bucket_rps: float | None = None
+        self._limiter = Limiter()
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
+            self._limiter.reset()
             self.requests_total = 0
             self.by_route: Counter[str] = Counter()
             self.by_status: Counter[int] = Counter()
             self.rate_limited = 0
+            self.rate_limited_by_reason: Counter[str] = Counter()
+            self.rate_limited_by_route: Counter[str] = Counter()
             self.injected_errors = 0
             self.injected_timeouts = 0
             self.idempotent_replays = 0
@@ -45,43 +48,41 @@ class Traffic:
             self.last_at: float | None = None
             self.started_at = time.time()
 
-    def _take_token(self, now: float) -> bool:
-        rps = self.config.rate_limit_rps
-        if rps is None or rps <= 0:
-            return True
-        capacity = max(1.0, rps * self.config.rate_limit_burst_seconds)
-        if self._bucket_rps != rps:
-            self._bucket_rps = rps
-            self._tokens = capacity
-            self._refilled_at = now
-        self._tokens = min(capacity, self._tokens + (now - self._refilled_at) * rps)
-        self._refilled_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+    def _rate_limited(self, route_key: str, now: float) -> str | None:
+        cfg = self.config
+        return self._limiter.admit(
+            route_key,
+            now,
+            profile(cfg.limits),
+            global_override=cfg.rate_limit_rps,
+            burst_seconds=cfg.rate_limit_burst_seconds,
+        )
 
-    def admit(self, _method: str, path: str, route_key: str) -> tuple[Verdict, Verdict]:
-        """Count the request and return (verdict now, fault to apply after execution)."""
+    def admit(self, _method: str, path: str, route_key: str) -> tuple[Verdict, Verdict, str | None]:
+        """Count the request and return (verdict now, fault to apply after execution, the
+        ``Stripe-Rate-Limited-Reason`` when the verdict is ``rate_limited``)."""
         now = time.monotonic()
         with self._lock:
             self.requests_total += 1
             self.by_route[route_key] += 1
             self.first_at = self.first_at or time.time()
             self.last_at = time.time()
-            if not self._take_token(now):
+            reason = self._rate_limited(route_key, now)
+            if reason is not None:
                 self.rate_limited += 1
-                return "rate_limited", "ok"
+                self.rate_limited_by_reason[reason] += 1
+                self.rate_limited_by_route[route_key] += 1
+                return "rate_limited", "ok", reason
             fault = self._fault(path)
             if fault == "ok":
-                return "ok", "ok"
+                return "ok", "ok", None
             if fault == "error":
                 self.injected_errors += 1
             else:
                 self.injected_timeouts += 1
             if self.config.fault_phase == "after":
-                return "ok", fault
-            return fault, "ok"
+                return "ok", fault, None
+            return fault, "ok", None
 
     def _fault(self, path: str) -> Verdict:
         cfg = self.config
@@ -121,6 +122,9 @@ class Traffic:
                 "requests_by_route": dict(self.by_route),
                 "responses_by_status": {str(k): v for k, v in self.by_status.items()},
                 "rate_limited_total": self.rate_limited,
+                "rate_limited_by_reason": dict(self.rate_limited_by_reason),
+                "rate_limited_by_route": dict(self.rate_limited_by_route),
+                "limits": self.config.limits,
                 "injected_errors_total": self.injected_errors,
                 "injected_timeouts_total": self.injected_timeouts,
                 "idempotent_replays_total": self.idempotent_replays,

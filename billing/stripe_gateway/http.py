@@ -1,8 +1,9 @@
 """The HTTP client under stripe-python: the shared request budget and 429 back-off.
 
 Every HTTP attempt (stripe-python's own retries of 5xx and connection errors included) first
-takes a slot from the account-wide request budget (billing.stripe_gateway.budget), so all worker
-processes together stay under Stripe's rate limit. A 429 that still comes back — the limit is
+takes a slot of its endpoint's budget and of the account-wide one
+(billing.stripe_gateway.budget), so all worker processes together stay under Stripe's global
+and per-endpoint rate limits. A 429 that still comes back — the limit is
 shared with anything else using the account — is retried here after an exponential, jittered
 pause, with the identical request and so the identical `Idempotency-Key`; stripe-python itself
 does not retry 429s unless Stripe sends `Stripe-Should-Retry: true`.
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 import stripe
 
-from billing.stripe_gateway.budget import RequestBudget
+from billing.stripe_gateway.budget import RequestBudget, endpoint_of
 
 
 class RequestObserver(Protocol):
@@ -52,8 +53,9 @@ class BudgetedRequestsClient(stripe.RequestsClient):
         post_data: Any = None,
     ) -> tuple[bytes, int, Mapping[str, str]]:
         attempt = 0
+        endpoint = endpoint_of(method, url)
         while True:
-            self.budget.acquire()
+            self.budget.acquire(endpoint)
             content, status, response_headers = super().request(method, url, headers, post_data)
             if self.observer is not None:
                 self.observer(method, url, status)

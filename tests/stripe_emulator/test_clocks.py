@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from tests.stripe_emulator.conftest import DAY, FEB_1_2026, JAN_1_2026, Builders
+from stripe_emulator import EmulatorConfig, EmulatorServer
+from tests.stripe_emulator.conftest import DAY, FEB_1_2026, JAN_1_2026, Builders, make_client
 
 MAR_1_2026 = 1_772_323_200  # 2026-03-01T00:00:00Z
 
@@ -49,3 +50,35 @@ def test_a_clock_without_subscriptions_advances_up_to_two_years(
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": two_years + 1})
     client.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": two_years})
+
+
+def test_a_mixed_subscription_is_held_to_two_of_its_shortest_interval(
+    client: stripe.StripeClient, build: Builders
+) -> None:
+    clock, customer = build.clock_customer()
+    client.v1.subscriptions.create(
+        {
+            "customer": customer,
+            "items": [
+                {"price": build.seat_price(12000, interval="year"), "quantity": 1},
+                {"price": build.seat_price(1000, interval="week"), "quantity": 1},
+            ],
+        }
+    )
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": JAN_1_2026 + 15 * DAY})
+    assert refused.value.http_status == 400
+    assert refused.value.json_body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    client.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": JAN_1_2026 + 14 * DAY})
+
+
+def test_the_customer_cap_is_configurable() -> None:
+    with EmulatorServer(EmulatorConfig(test_clock_max_customers=1)) as emulator:
+        client = make_client(emulator.url)
+        clock = client.v1.test_helpers.test_clocks.create({"frozen_time": JAN_1_2026}).id
+        client.v1.customers.create({"test_clock": clock})
+        with pytest.raises(stripe.InvalidRequestError, match="maximum of 1 customers"):
+            client.v1.customers.create({"test_clock": clock})
+        emulator.state.configure(test_clock_max_customers=None)  # no cap
+        for _ in range(5):
+            client.v1.customers.create({"test_clock": clock})

@@ -113,18 +113,32 @@ def sync_catalog_command(
 def stripe_emulator_command(
     port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 12111,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    limits: Annotated[
+        str,
+        typer.Option(
+            "--limits",
+            help="Stripe's documented rate limits: live (100/s global), sandbox (25/s global), "
+            "both with 25/s per endpoint and 1,000/s meter events; or none.",
+        ),
+    ] = "none",
     rate_limit_rps: Annotated[
         float | None,
-        typer.Option("--rate-limit", help="Requests per second before 429s (default: none)."),
+        typer.Option(
+            "--rate-limit", help="Replace the global requests per second (default: the mode's)."
+        ),
     ] = None,
 ) -> None:
     """Run the local Stripe emulator until interrupted (offline demo, tests, benchmarks)."""
     from stripe_emulator import serve
+    from stripe_emulator.limits import LIMITS_MODES
 
+    if limits not in LIMITS_MODES:
+        raise CliError(f"--limits must be one of {', '.join(LIMITS_MODES)}, got {limits!r}")
     url = f"http://{host}:{port}"
     typer.echo(f"Stripe emulator listening on {url} (Ctrl-C to stop)")
     typer.echo(f"  export BILLING_STRIPE_API_BASE={url}")
-    config: dict[str, Any] = {}
+    typer.echo(f"  rate limits: {limits}")
+    config: dict[str, Any] = {"limits": limits}
     if rate_limit_rps is not None:
         config["rate_limit_rps"] = rate_limit_rps
     serve(port=port, host=host, **config)

@@ -15,9 +15,11 @@ API = "https://api.stripe.com"
 class CountingBudget:
     def __init__(self) -> None:
         self.acquired = 0
+        self.endpoints: list[str | None] = []
 
-    def acquire(self) -> float:
+    def acquire(self, endpoint: str | None = None) -> float:
         self.acquired += 1
+        self.endpoints.append(endpoint)
         return 0.0
 
 
@@ -56,6 +58,7 @@ def test_429_is_retried_with_the_same_idempotency_key_and_a_budget_slot_each_tim
     assert keys == {"seats:o:1"}
     assert len(responses.calls) == 3
     assert budget.acquired == 3
+    assert budget.endpoints == ["POST /v1/subscription_items/{id}"] * 3
     assert len(slept) == 2
     assert all(0 <= pause <= 0.5 for pause in slept)
 
