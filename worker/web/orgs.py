@@ -65,16 +65,7 @@ def summary_json(summary: OrgSummary, livemode: bool) -> dict[str, Any]:
         "currency": terms.currency if terms else "usd",
         "seat_unit_amount": terms.seat_unit_amount if terms else None,
         "minimum_amount": terms.minimum_amount if terms else None,
-        "plan_changes": [
-            {
-                "at": isoformat_z(c.at),
-                "book": c.book,
-                "plan": c.plan or None,  # None: canceled from `at`
-                "interval": c.interval or None,
-                "requested_at": isoformat_z(c.requested_at) if c.requested_at else None,
-            }
-            for c in summary.plan_changes
-        ],
+        "plan_changes": _plan_changes_json(summary),
         "scheduled": summary.scheduled,
         "seat_changes": [
             {"at": isoformat_z(c.at), "seat_count": c.seat_count} for c in summary.seat_changes
@@ -102,6 +93,19 @@ def summary_json(summary: OrgSummary, livemode: bool) -> dict[str, Any]:
         "usage": _usage_json(summary),
         "quotas": _quotas_json(summary),
     }
+
+
+def _plan_changes_json(summary: OrgSummary) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": isoformat_z(c.at),
+            "book": c.book,
+            "plan": c.plan or None,  # None: canceled from `at`
+            "interval": c.interval or None,
+            "requested_at": isoformat_z(c.requested_at) if c.requested_at else None,
+        }
+        for c in summary.plan_changes
+    ]
 
 
 def _usage_json(summary: OrgSummary) -> dict[str, Any]:
