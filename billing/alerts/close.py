@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from billing.alerts.records import AlertKind, NewAlert, insert_ignoring_conflicts, raise_alert
@@ -49,16 +50,19 @@ class CloseProgress:
 
 def close_started(engine: Engine, period: str, org_count: int, now: datetime) -> None:
     """A close of `period` sets out to push `org_count` orgs (a second start keeps the first)."""
-    with unit_of_work(engine) as session:
-        if session.get(CloseRun, period) is None:
-            session.add(
-                CloseRun(
-                    period=period,
-                    started_at=now,
-                    org_count=org_count,
-                    finished_at=now if org_count == 0 else None,
+    try:
+        with unit_of_work(engine) as session:
+            if session.get(CloseRun, period) is None:
+                session.add(
+                    CloseRun(
+                        period=period,
+                        started_at=now,
+                        org_count=org_count,
+                        finished_at=now if org_count == 0 else None,
+                    )
                 )
-            )
+    except IntegrityError:
+        return  # a second delivery of the close recorded it first: the first start is kept
 
 
 def close_chunk_done(

@@ -20,9 +20,18 @@ from models.stripe_records import CatalogKind, WriteStatus
     ("enum", "values"),
     [
         (WriteStatus, ["pending", "started", "done", "failed"]),
-        (SeatPushKind, ["step", "renewal", "correction"]),
+        (SeatPushKind, ["step", "renewal", "correction", "renewal_item"]),
         (CatalogKind, ["product", "meter", "price"]),
-        (BillingKind, ["usage_adjustment", "minimum_commitment"]),
+        (
+            BillingKind,
+            [
+                "usage_adjustment",
+                "minimum_commitment",
+                "seat_renewal",
+                "late_usage_after_end",
+                "credit",
+            ],
+        ),
         (SeatSyncAction, ["in_sync", "updated", "no_seats", "not_provisioned"]),
         (MeterPushAction, ["sent", "unchanged", "adjusted", "final", "failed"]),
         (UsagePushAction, ["pushed", "unchanged", "not_provisioned", "failed"]),

@@ -222,6 +222,8 @@ def test_a_page_on_another_port_cannot_make_an_admin_resync(
     browser.get(f"{site}/reconciliations/1")  # the admin's own button still works
     wait.until(lambda b: b.find_elements(By.ID, "resync"))
     browser.find_element(By.CSS_SELECTOR, "#resync button[value=seats]").click()
+    # The page's address is the same before and after the post: wait for the post itself.
+    wait.until(lambda _b: resyncs)
     wait.until(lambda b: b.current_url.endswith("/reconciliations/1"))
     assert resyncs == ["org_alpha"]
 

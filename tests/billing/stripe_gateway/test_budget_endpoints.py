@@ -103,7 +103,9 @@ def test_a_busy_endpoint_does_not_hold_up_another() -> None:
 def test_meter_events_have_their_own_1000_per_second() -> None:
     budget, _ = _budget(rate=1000.0)
     waits = [budget.reserve(METER_EVENTS) for _ in range(11)]
-    assert waits[10] == pytest.approx(0.010, abs=0.003)  # 1 ms apart, not 40
+    # Paced 1 ms apart (at most 10 ms ahead, less as time passes on a busy machine); at the
+    # default 25/s the eleventh would wait 400 ms.
+    assert max(waits) <= 0.013
 
 
 def test_live_meter_events_bypass_the_global_budget_and_the_default_does_not() -> None:
