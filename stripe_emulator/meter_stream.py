@@ -28,8 +28,9 @@ Assumptions (undocumented details): an unknown or expired token answers 401 with
 ``TemporarySessionExpiredError`` (``_api_requestor.specific_v2_api_error``); a malformed request
 (no ``events`` list, more than 100 events, an event without ``event_name`` or ``payload``) is
 refused synchronously with a 400 ``invalid_request_error``; token expiry follows the account
-clock (``Store.wall_now``); the error report's codes are those the v1 endpoint answers, plus
-``timestamp_invalid`` for a timestamp that is not RFC 3339.
+clock (``Store.wall_now``); ``EmulatorConfig.meter_event_stream=False`` models an account
+without the stream (its session endpoint answers 404); the error report's codes are those the
+v1 endpoint answers, plus ``timestamp_invalid`` for a timestamp that is not RFC 3339.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def session_error(store: Store, token: str) -> V2ApiError | None:
 
 @route("POST", SESSION_PATH)
 def create_session(store: Store, _params: Params) -> dict[str, Any]:
+    if store.config is not None and not store.config.meter_event_stream:
+        raise V2ApiError(404, f"Unrecognized request URL (POST: {SESSION_PATH}).")
     now = store.wall_now()
     token = f"mes_tok_{secrets.token_hex(16)}"
     store.meter_event_sessions[token] = now + SESSION_SECONDS
