@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import Session, select
 
+from billing.core.errors import TransientBillingError
 from billing.usage.meter_send import STREAM_NOTE
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import WriteStatus
 from stripe_emulator import EmulatorConfig
-from tests.billing.usage.test_push_emulator import OCT, at, iso, usage
+from tests.billing.usage.test_push_emulator import OCT, _customer, at, iso, usage
 from tests.fixtures.e2e import World, world
 
 STREAM = "POST /v2/billing/meter_event_stream"
@@ -154,3 +155,21 @@ def test_a_v1_refusal_is_delivered_only_if_the_summary_holds_the_value(v1: World
     statuses = {r.meter: r.status for r in _rows(w)}
     assert statuses["copilot_messages"] == WriteStatus.FAILED
     assert statuses["runner_minutes"] == WriteStatus.DONE
+
+
+def test_a_stream_request_that_keeps_failing_leaves_the_rows_started_for_the_next_run(
+    streamed: World,
+) -> None:
+    w = streamed
+    # more 500s than stripe-python's two retries: the push raises, nothing is lost
+    w.emulator.state.configure(fail_next=3, fault_path_prefix="/v2/billing/meter_event_stream")
+    with pytest.raises(TransientBillingError):
+        w.push_usage("acme")
+    assert {r.status for r in _rows(w)} == {WriteStatus.STARTED}
+    first = {r.identifier for r in _rows(w)}
+    w.emulator.state.configure(fault_path_prefix=None)
+    again = w.push_usage("acme")
+    assert again.meter_events_sent == 3
+    assert {r.identifier for r in _rows(w)} == first  # the same revisions, sent once more
+    assert {r.status for r in _rows(w)} == {WriteStatus.DONE}
+    assert w.emulator.state.meter_total(_customer(w), "devtools.copilot_messages", 0, 2**31) == 400
