@@ -44,6 +44,7 @@ STREAM_BATCH = 100  # "Supports up to 100 events per request."
 REFRESH_BEFORE_SECONDS = 60.0
 UNAVAILABLE_MEMORY_SECONDS = 300.0
 _REFUSED = (401, 403, 404)
+_STATE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -101,11 +102,12 @@ class MeterStream:
         return self._stream_state().sessions_created
 
     def _stream_state(self) -> _StreamState:
-        state: _StreamState | None = self.__dict__.get("_meter_stream")
-        if state is None or state.pid != os.getpid():  # a forked worker starts afresh
-            state = _StreamState(os.getpid())
-            self.__dict__["_meter_stream"] = state
-        return state
+        with _STATE_LOCK:  # two threads' first sends must share one state (and one session)
+            state: _StreamState | None = self.__dict__.get("_meter_stream")
+            if state is None or state.pid != os.getpid():  # a forked worker starts afresh
+                state = _StreamState(os.getpid())
+                self.__dict__["_meter_stream"] = state
+            return state
 
     def _post_stream(self, params: MeterEventStreamCreateParams, idempotency_key: str) -> None:
         stale: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -202,3 +203,16 @@ def test_streamed_events_reach_the_emulators_meter() -> None:
     assert stats["meter_event_stream_requests"] == 3
     assert stats["meter_event_stream_duplicates"] == 10
     assert stats["meter_event_sessions_created"] == 1
+
+
+def test_threads_sending_at_once_share_one_session(gateway: StripeGateway) -> None:
+    with responses.RequestsMock() as mock:
+        mock.post(SESSION_URL, json=session_body("tok_shared"))
+        mock.post(STREAM_URL, json={})
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda n: gateway.send_meter_events([event(n)]), range(32)))
+        sessions = [c for c in mock.calls if c.request.url == SESSION_URL]
+        streamed = [c for c in mock.calls if c.request.url == STREAM_URL]
+    assert len(sessions) == 1
+    assert len(streamed) == 32
+    assert {c.request.headers["Authorization"] for c in streamed} == {"Bearer tok_shared"}
