@@ -36,6 +36,9 @@ class EmulatorConfig:
     # (https://docs.stripe.com/billing/subscriptions/usage-based/recording-usage): False models
     # a draft that still shows a stale quantity while the meter's summaries are current.
     draft_follows_usage: bool = True
+    # Whether the account may use the v2 meter event stream; False answers its session endpoint
+    # 404, as for an account without v2 access (stripe_emulator.meter_stream).
+    meter_event_stream: bool = True
     # --- load ------------------------------------------------------------------------------------
     latency_ms: int = 0  # added to every API request (not to control endpoints)
     # Stripe's documented rate limits (stripe_emulator.limits): "live" (global 100/s), "sandbox"

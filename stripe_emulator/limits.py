@@ -12,7 +12,10 @@ have their own additional limits":
 - ``POST /v1/billing/meter_events``: 1,000 calls/s, and in live mode "subject to a separate rate
   limit, and don't count against the basic limits" (the older copy of the page in
   ``STRIPE-NOTES.md``); ``POST /v2/billing/meter_events`` 1,000/s and the v2 meter event stream
-  10,000 requests/s (stripe-python docstrings), also outside the global limit in live mode.
+  10,000 requests/s of up to 100 events each (stripe-python 16's ``MeterEventStreamService``
+  docstring: "Supports up to 10,000 requests per second in livemode"), also outside the global
+  limit in live mode. ``POST /v2/billing/meter_event_session`` has no documented limit of its
+  own: the default per-endpoint one applies.
 
 Assumptions (each undocumented or unverified):
 
@@ -42,6 +45,10 @@ LIMITS_MODES: tuple[LimitsMode, ...] = ("live", "sandbox", "none")
 METER_EVENTS = "POST /v1/billing/meter_events"
 V2_METER_EVENTS = "POST /v2/billing/meter_events"
 V2_METER_EVENT_STREAM = "POST /v2/billing/meter_event_stream"
+# "List of meter events to include in the request. Supports up to 100 events per request."
+# (stripe-python 16, stripe/params/v2/billing/_meter_event_stream_create_params.py); a larger
+# request is refused by stripe_emulator.meter_stream.
+METER_EVENT_STREAM_MAX_EVENTS = 100
 _METER_ENDPOINTS = {METER_EVENTS: 1000.0, V2_METER_EVENTS: 1000.0, V2_METER_EVENT_STREAM: 10000.0}
 
 

@@ -153,12 +153,11 @@ def parse_value(raw: str | None) -> Decimal:
     return value
 
 
-@route("POST", "/v1/billing/meter_events")
-def create_meter_event(store: Store, params: Params) -> dict[str, Any]:
-    event_name = req_str(params, "event_name")
-    payload = get_dict(params, "payload")
-    if not payload:
-        raise missing("payload")
+def check_event(
+    store: Store, event_name: str, payload: dict[str, Any], timestamp: int | None
+) -> tuple[dict[str, Any], str, Decimal, int]:
+    """Validate one meter event: its (meter, customer id, value, timestamp), or an ApiError
+    whose ``code`` is the reason (the v1 endpoint answers it; the v2 stream reports it)."""
     meter = meter_for_event(store, event_name)
     if meter is None:
         raise _error(
@@ -184,7 +183,6 @@ def create_meter_event(store: Store, params: Params) -> dict[str, Any]:
     raw_value = payload.get(value_key)
     value = Decimal(1) if formula == "count" and raw_value is None else parse_value(raw_value)
     customer_now = store.customer_now(customer_id)
-    timestamp = get_int(params, "timestamp")
     if timestamp is None:
         timestamp = customer_now
     if timestamp < customer_now - PAST_LIMIT:
@@ -197,15 +195,25 @@ def create_meter_event(store: Store, params: Params) -> dict[str, Any]:
         raise _error(
             "Timestamp must be at most 5 minutes in the future.", "timestamp_in_future", "timestamp"
         )
-    received = store.wall_now()
-    identifier = get_str(params, "identifier") or new_id("mev")
+    return meter, str(customer_id), value, timestamp
+
+
+def seen_identifier(store: Store, identifier: str) -> bool:
+    """Whether an event with this identifier was received in the past 24 hours."""
     previous = store.identifiers.get(identifier)
-    if previous is not None and received < previous.received_at + DAY:
-        raise _error(
-            f"An event with identifier '{identifier}' already exists.",
-            "duplicate_meter_event",
-            "identifier",
-        )
+    return previous is not None and store.wall_now() < previous.received_at + DAY
+
+
+def record_event(  # noqa: PLR0917 - one accepted event's fields
+    store: Store,
+    identifier: str,
+    event_name: str,
+    meter: dict[str, Any],
+    customer_id: str,
+    value: Decimal,
+    timestamp: int,
+) -> MeterEventRecord:
+    """Store one accepted meter event (the v1 endpoint and the v2 stream both end here)."""
     store.meter_event_seq += 1
     record = MeterEventRecord(
         identifier=identifier,
@@ -214,14 +222,34 @@ def create_meter_event(store: Store, params: Params) -> dict[str, Any]:
         customer_id=customer_id,
         value=value,
         timestamp=timestamp,
-        received_at=received,
+        received_at=store.wall_now(),
         seq=store.meter_event_seq,
     )
     store.identifiers[identifier] = record
     store.meter_events.setdefault((meter["id"], customer_id), []).append(record)
+    return record
+
+
+@route("POST", "/v1/billing/meter_events")
+def create_meter_event(store: Store, params: Params) -> dict[str, Any]:
+    event_name = req_str(params, "event_name")
+    payload = get_dict(params, "payload")
+    if not payload:
+        raise missing("payload")
+    meter, customer_id, value, timestamp = check_event(
+        store, event_name, payload, get_int(params, "timestamp")
+    )
+    identifier = get_str(params, "identifier") or new_id("mev")
+    if seen_identifier(store, identifier):
+        raise _error(
+            f"An event with identifier '{identifier}' already exists.",
+            "duplicate_meter_event",
+            "identifier",
+        )
+    record = record_event(store, identifier, event_name, meter, customer_id, value, timestamp)
     return {
         "object": "billing.meter_event",
-        "created": received,
+        "created": record.received_at,
         "event_name": event_name,
         "identifier": identifier,
         "livemode": False,

@@ -1,8 +1,10 @@
 """The HTTP front end: a threaded stdlib server that authenticates, throttles and routes requests.
 
-Request pipeline for ``/v1/...``: count → rate limits (429, see ``stripe_emulator.limits``) →
-latency → injected fault (500 / held-then-dropped connection) → ``Authorization: Bearer
-sk_test_…`` (401) → form/query decoding → idempotent execution.  Every response carries
+Request pipeline for ``/v1/...`` and ``/v2/...``: count → rate limits (429, see
+``stripe_emulator.limits``) → latency → injected fault (500 / held-then-dropped connection) →
+``Authorization: Bearer sk_test_…`` (401; the meter event stream takes a session token instead,
+see ``stripe_emulator.meter_stream``) → form/query decoding (JSON for a v2 body) → idempotent
+execution.  Every response carries
 ``Request-Id: req_…``.  Control endpoints under ``/_emulator/`` (JSON, no auth, not counted,
 never faulted):
 ``GET /_emulator/stats``, ``GET /_emulator/config``, ``POST /_emulator/config``,
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 from stripe_emulator.config import EmulatorConfig
 from stripe_emulator.errors import ApiError
 from stripe_emulator.forms import decode
+from stripe_emulator.meter_stream import STREAM_PATH
 from stripe_emulator.routing import resolve
 from stripe_emulator.state import EmulatorState
 
@@ -107,7 +110,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         auth = self.headers.get("Authorization", "")
         api_key = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
-        if not api_key.startswith(("sk_test_", "rk_test_")):
+        if path == STREAM_PATH:  # authenticated by a meter event session's token
+            expired = state.stream_session_error(api_key)
+            if expired is not None:
+                self._send(expired.status, expired.body(request_id), request_id)
+                return
+        elif not api_key.startswith(("sk_test_", "rk_test_")):
             message = (
                 "You did not provide an API key."
                 if not api_key
@@ -126,11 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         matched, ids = found
         try:
-            params = (
-                decode(parts.query)
-                if method in ("GET", "DELETE") and not raw
-                else decode(raw or parts.query)
-            )
+            params = _params(method, path, parts.query, raw)
         except ValueError:
             self._send(400, ApiError(400, "Invalid request body.").body(request_id), request_id)
             return
@@ -186,6 +190,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": str(exc)}}, request_id)
             return
         self._send(200, body, request_id)
+
+
+def _params(method: str, path: str, query: str, raw: str) -> dict[str, Any]:
+    """A v2 body is JSON (stripe-python sends ``Content-Type: application/json``); a v1 body
+    and every query string are form-encoded."""
+    if path.startswith("/v2/") and raw:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("a v2 request body must be a JSON object")
+        return body
+    if method in ("GET", "DELETE") and not raw:
+        return decode(query)
+    return decode(raw or query)
 
 
 class _Server(ThreadingHTTPServer):

@@ -30,6 +30,7 @@ from stripe_emulator import (
     clocks,
     invoice_items,
     invoicing,
+    meter_stream,
     metering,
     preview,
     subscription_items,
@@ -50,6 +51,7 @@ _MODULES = (
     clocks,
     invoice_items,
     invoicing,
+    meter_stream,
     metering,
     preview,
     subscription_items,
@@ -136,6 +138,11 @@ class EmulatorState:
                 self._saved[key] = SavedResponse(method, path, fp, status, body, time.time())
             return status, body, False
 
+    def stream_session_error(self, token: str) -> ApiError | None:
+        """Why ``token`` may not post to the meter event stream (unknown or expired), or None."""
+        with self.lock:
+            return meter_stream.session_error(self.store, token)
+
     def tick(self) -> None:
         """Run effects due on the account clock (at most once per clock second)."""
         with self.lock:
@@ -162,6 +169,8 @@ class EmulatorState:
     def reset(self, stats_only: bool = False) -> None:
         with self.lock:
             self.traffic.reset()
+            self.store.meter_event_stream_counts.clear()
+            self.store.meter_event_stream_errors.clear()
             if not stats_only:
                 self.store = Store(frozen_time=self.config.frozen_time, config=self.config)
                 self._saved.clear()
@@ -174,6 +183,7 @@ class EmulatorState:
         snapshot["webhooks_failed_total"] = sum(not d.delivered for d in history)
         with self.lock:
             snapshot["meter_events_total"] = self.store.meter_event_seq
+            snapshot.update(meter_stream.stream_stats(self.store))
             snapshot["objects"] = {k: len(v) for k, v in self.store.objects.items()}
         return snapshot
 

@@ -82,6 +82,11 @@ class Store:
     # must not scan every object of an account with thousands of customers)
     by_customer: dict[str, dict[str, dict[str, None]]] = field(default_factory=dict)
     meter_event_seq: int = 0
+    # v2 meter event stream (stripe_emulator.meter_stream): session token → expiry (account
+    # clock), the asynchronous error reports, and the stream's request/event counters.
+    meter_event_sessions: dict[str, int] = field(default_factory=dict)
+    meter_event_stream_errors: list[dict[str, Any]] = field(default_factory=list)
+    meter_event_stream_counts: dict[str, int] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)  # events awaiting delivery
     request_id: str | None = None
     preview: bool = False

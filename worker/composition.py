@@ -128,7 +128,9 @@ def seat_sync(settings: Settings | None = None) -> SeatSync:
 
 def usage_pusher(settings: Settings | None = None) -> UsagePusher:
     settings = settings or get_settings()
-    return UsagePusher(database(settings), stripe_gateway(settings))
+    return UsagePusher(
+        database(settings), stripe_gateway(settings), transport=settings.stripe_meter_transport
+    )
 
 
 def reconciler(settings: Settings | None = None) -> Reconciler:

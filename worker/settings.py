@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # Base URL of the Stripe API; set to the emulator's URL for offline runs.
     stripe_api_base: str = "https://api.stripe.com"
     stripe_meter_events_base: str | None = None  # defaults to stripe_api_base when set
+    # How usage reaches Stripe's meters: "stream" (the v2 meter event stream, one request per
+    # org's push, 10,000 requests/s) or "v1" (one POST /v1/billing/meter_events per event, 1,000/s).
+    # With "stream", an account that refuses meter event sessions falls back to v1 by itself.
+    stripe_meter_transport: Literal["stream", "v1"] = "stream"
     stripe_max_network_retries: int = 2
     stripe_timeout_seconds: float = 30.0
     stripe_webhook_secret: SecretStr | None = None

@@ -39,3 +39,8 @@ class TransientBillingError(BillingError):
 
 class PermanentBillingError(BillingError):
     """Retrying cannot help: invalid request, authentication, a key reused with new params."""
+
+
+class MeterStreamUnavailable(PermanentBillingError):
+    """The account refuses meter event sessions (no v2 access, or a key without the permission):
+    usage goes through the v1 meter event endpoint instead."""

@@ -13,7 +13,7 @@ A transient error propagates and leaves the row `started` for the next run to re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -71,13 +71,12 @@ def write_to_stripe(
     *,
     resolve: Callable[[], Settled[T] | None] | None = None,
     on_done: Callable[[T | None], None] | None = None,
-    already_received: Collection[str] = (),
 ) -> WriteOutcome[T]:
     """Make one Stripe write exactly once in effect, recorded before and after.
 
     `resolve` (for a row a previous run may have sent) reads Stripe first; `on_done` copies
     Stripe's answer (its ids) onto the row or its neighbours before they are committed with
-    `done`; `already_received` are Stripe error codes that mean an earlier attempt got through.
+    `done` (a call that settles a refusal by reading Stripe returns None for the answer).
     A permanent error is recorded `failed` and returned, never raised.
     """
     if resolve is not None:
@@ -101,13 +100,11 @@ def write_to_stripe(
     try:
         response: T | None = call()
     except PermanentBillingError as exc:
-        if exc.code not in already_received:
-            mark(row, WriteStatus.FAILED, now, note=str(exc), request_id=exc.request_id)
-            note_failed_write(session, row, now)  # alerts once, committed with the row
-            session.add(row)
-            session.commit()
-            return WriteOutcome(WriteStatus.FAILED, True, error=str(exc), exception=exc)
-        response = None  # Stripe already has it: an earlier attempt got through
+        mark(row, WriteStatus.FAILED, now, note=str(exc), request_id=exc.request_id)
+        note_failed_write(session, row, now)  # alerts once, committed with the row
+        session.add(row)
+        session.commit()
+        return WriteOutcome(WriteStatus.FAILED, True, error=str(exc), exception=exc)
     mark(row, WriteStatus.DONE, now)
     if on_done is not None:
         on_done(response)

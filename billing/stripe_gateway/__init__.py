@@ -8,6 +8,7 @@ from billing.stripe_gateway.params import (
     price_create_params,
 )
 from billing.stripe_gateway.records import (
+    MeterEventInput,
     PriceSpec,
     PriceTerms,
     PriceTier,
@@ -28,6 +29,7 @@ from billing.stripe_gateway.records import (
 
 __all__ = [
     "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "MeterEventInput",
     "PriceSpec",
     "PriceTerms",
     "PriceTier",

@@ -17,6 +17,7 @@ from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
 from billing.stripe_gateway.errors import mapped_errors
 from billing.stripe_gateway.invoice_writes import InvoiceWrites
+from billing.stripe_gateway.meter_stream import MeterStream
 from billing.stripe_gateway.params import check_idempotency_key, item_params, price_create_params
 from billing.stripe_gateway.records import (
     PriceSpec,
@@ -51,7 +52,7 @@ T = TypeVar("T")
 _PAGE = 100
 
 
-class StripeGateway(InvoiceWrites):
+class StripeGateway(InvoiceWrites, MeterStream):
     """Typed Stripe operations; every POST takes the caller's deterministic idempotency key."""
 
     def __init__(

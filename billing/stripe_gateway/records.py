@@ -168,6 +168,17 @@ class StripeMeterEvent:
 
 
 @dataclass(frozen=True)
+class MeterEventInput:
+    """One meter event to report: `identifier` is Stripe's 24-hour dedup key."""
+
+    event_name: str
+    stripe_customer_id: str
+    value: int | Decimal
+    timestamp_at: datetime
+    identifier: str
+
+
+@dataclass(frozen=True)
 class StripeMeterEventSummary:
     stripe_meter_id: str
     aggregated_value: Decimal

@@ -10,9 +10,10 @@ where the revision `n` grows only when the total changes. So:
   the identifier for 24 h; after that a repeat carries the same total and changes nothing);
 - a correction before finalization (late event, fixed resource report) is a new revision whose
   total replaces the old one — nothing is ever added twice;
-- one request per org and meter per push, however many days or events the period holds, and
-  Stripe's usage period (anchored at the subscription's creation) needs no alignment with UTC
-  days. Pushes are serialised per org (the task holds the org lock), so revisions arrive in
+- one meter event per org and meter per push, however many days or events the period holds
+  (all of one org's push in one request to the v2 meter event stream), and Stripe's usage
+  period (anchored at the subscription's creation) needs no alignment with UTC days. Pushes
+  are serialised per org (the task holds the org lock), so revisions arrive in
   order, and each revision's timestamp is `min(now, period_end − 1 s)`, never decreasing.
 
 Once the period's invoice is final (read from Stripe: the invoice holding the metered item's
@@ -20,9 +21,9 @@ line for that period is no longer a draft) nothing more is reported to the meter
 change of the ledger total becomes an adjustment on the next invoice (billing.usage.adjustments).
 
 Every meter event is a `usage_pushes` row committed (`started`) before the calls of one org's
-push and completed after them; `usage_periods` shows per org/meter/period what the ledger says,
-what was sent, what Stripe confirmed (`verify=True` reads Stripe's meter event summaries) and
-what was invoiced.
+push and completed after them (billing.usage.meter_send: the stream, or the v1 fallback);
+`usage_periods` shows per org/meter/period what the ledger says, what was sent, what Stripe
+confirmed (`verify=True` reads Stripe's meter event summaries) and what was invoiced.
 """
 
 from __future__ import annotations
@@ -31,35 +32,29 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from billing.core.components import CREDIT, MINIMUM
-from billing.core.keys import event_name, meter_key
 from billing.core.meters import Meter
 from billing.core.periods import Period
-from billing.ledger.stripe_writes import mark, write_to_stripe
+from billing.ledger.stripe_writes import mark
 from billing.pricing.book import Terms
 from billing.pricing.book_cache import BookCache
-from billing.pricing.charge import ledger_quantity, meter_value
+from billing.pricing.charge import ledger_quantity
 from billing.pricing.lifecycle import NO_PLAN
-from billing.setup.catalog import catalog_entries
 from billing.stripe_gateway.ports import InvoiceReader
-from billing.stripe_gateway.records import (
-    StripeInvoice,
-    StripeMeterEvent,
-    StripeMeterEventSummary,
-)
+from billing.stripe_gateway.records import StripeInvoice
 from billing.usage.adjustments import AdjustmentGateway, AdjustmentTarget, adjust_final_period
 from billing.usage.after_end import OneOffGateway, invoice_after_end
 from billing.usage.credits import CreditResult, period_credits
+from billing.usage.meter_send import MeterGateway, MeterSend, MeterSender, MeterTransport, OrgMeters
 from billing.usage.minimum import MinimumResult, period_minimums
 from billing.usage.periods import (
     OrgSubscription,
-    ceil_to,
     invoices_by_period,
     ledger_totals,
     new_state,
@@ -68,6 +63,7 @@ from billing.usage.periods import (
     org_subscription,
     periods_to_push,
 )
+from billing.usage.push_results import MeterPushAction, MeterPushResult, meter_result
 from models.ledger import OrgPlanChange
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import WriteStatus
@@ -77,43 +73,10 @@ log = structlog.get_logger(__name__)
 # Stripe refuses meter events older than 35 days; periods that ended before this are only ever
 # settled through adjustments.
 METER_EVENT_MAX_AGE = timedelta(days=35)
-# Stripe's own codes for an identifier it already has (the emulator answers the first).
-_ALREADY_RECEIVED = ("duplicate_meter_event", "resource_already_exists")
 
 
-class UsageGateway(AdjustmentGateway, OneOffGateway, InvoiceReader, Protocol):
+class UsageGateway(MeterGateway, AdjustmentGateway, OneOffGateway, InvoiceReader, Protocol):
     """The part of the Stripe gateway usage push uses (a fake in unit tests)."""
-
-    def create_meter_event(
-        self,
-        *,
-        event_name: str,
-        stripe_customer_id: str,
-        value: int | Decimal,
-        timestamp_at: datetime,
-        identifier: str,
-        idempotency_key: str | None = None,
-    ) -> StripeMeterEvent: ...
-
-    def list_meter_event_summaries(
-        self,
-        stripe_meter_id: str,
-        *,
-        stripe_customer_id: str,
-        start_at: datetime,
-        end_at: datetime,
-        value_grouping_window: Literal["day", "hour"] | None = None,
-    ) -> list[StripeMeterEventSummary]: ...
-
-
-class MeterPushAction(StrEnum):
-    """What a push did for one meter and usage period."""
-
-    SENT = "sent"  # a meter event with the new total reached Stripe
-    UNCHANGED = "unchanged"  # Stripe already has the ledger's total
-    ADJUSTED = "adjusted"  # the invoice is final: the difference became an invoice item
-    FINAL = "final"  # the invoice is final and already bills the ledger's total
-    FAILED = "failed"  # Stripe refused for good, or the period is too old to report: see `error`
 
 
 class UsagePushAction(StrEnum):
@@ -123,20 +86,6 @@ class UsagePushAction(StrEnum):
     UNCHANGED = "unchanged"
     NOT_PROVISIONED = "not_provisioned"  # no Stripe subscription with metered items yet
     FAILED = "failed"  # at least one meter, period or minimum failed
-
-
-@dataclass(frozen=True)
-class MeterPushResult:
-    meter: str
-    period_start_at: datetime
-    period_end_at: datetime
-    ledger_quantity: Decimal
-    sent_quantity: Decimal | None
-    action: MeterPushAction
-    revision: int = 0
-    confirmed_quantity: Decimal | None = None
-    adjustment_amount: int | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,16 +116,6 @@ class _Run:
     results: list[MeterPushResult] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Send:
-    """A meter event to send: its period state and its `usage_pushes` row."""
-
-    meter: Meter
-    period: Period
-    state: UsagePeriod
-    push: UsagePush
-
-
 class UsagePusher:
     """`push_org(org_id, now)` reports every open usage period of one org; safe to repeat.
 
@@ -185,11 +124,17 @@ class UsagePusher:
     """
 
     def __init__(
-        self, engine: Engine, gateway: UsageGateway, books: BookCache | None = None
+        self,
+        engine: Engine,
+        gateway: UsageGateway,
+        books: BookCache | None = None,
+        *,
+        transport: MeterTransport = "stream",
     ) -> None:
         self.engine = engine
         self.gateway = gateway
         self.books = books or BookCache()
+        self.sender = MeterSender(engine, gateway, transport)
 
     def push_org(
         self, org_id: str, now: datetime, *, verify: bool = False, within: Period | None = None
@@ -242,7 +187,7 @@ class UsagePusher:
         session.commit()  # the reads end here: Stripe's invoices are read next
         return _Run(org_id, now, sub, terms, states, periods)
 
-    def _plan(self, session: Session, run: _Run) -> list[_Send]:
+    def _plan(self, session: Session, run: _Run) -> list[MeterSend]:
         """Per period and meter: adjust a final period, or decide the meter event to send.
         Every `started` row is committed before the first meter event is sent."""
         unfinished = {
@@ -253,7 +198,7 @@ class UsagePusher:
                 )
             )
         }
-        sends: list[_Send] = []
+        sends: list[MeterSend] = []
         for period in run.periods:
             totals = ledger_totals(session, run.org_id, period, run.now)
             run.period_totals[period.period_start] = totals
@@ -269,7 +214,7 @@ class UsagePusher:
                     totals.get(meter, Decimal(0)),
                     unfinished.get((meter.value, period.period_start)),
                 )
-                if isinstance(planned, _Send):
+                if isinstance(planned, MeterSend):
                     sends.append(planned)
                 else:
                     run.results.append(planned)
@@ -285,7 +230,7 @@ class UsagePusher:
         stripe_item_id: str,
         quantity: Decimal,
         pending: UsagePush | None,
-    ) -> MeterPushResult | _Send:
+    ) -> MeterPushResult | MeterSend:
         key = (meter.value, period.period_start)
         state = run.states.get(key) or new_state(session, run.org_id, meter, period, run.now)
         run.states[key] = state
@@ -294,7 +239,7 @@ class UsagePusher:
         if state.invoice_final_at is not None:
             return self._adjust(session, run, meter, period, state, quantity)
         if period.period_end <= run.now - METER_EVENT_MAX_AGE:
-            return _result(
+            return meter_result(
                 meter,
                 period,
                 state,
@@ -304,7 +249,7 @@ class UsagePusher:
                 "settle it by hand",
             )
         if pending is None and state.sent_quantity == quantity:
-            return _result(meter, period, state, quantity, MeterPushAction.UNCHANGED)
+            return meter_result(meter, period, state, quantity, MeterPushAction.UNCHANGED)
         if pending is not None and pending.quantity != quantity:
             # A crash left a revision in doubt and the total moved on: the new revision
             # replaces it whether or not it reached Stripe.
@@ -316,55 +261,12 @@ class UsagePusher:
             )
             session.add(pending)
             pending = None
-        return _Send(meter, period, state, pending or next_push(session, state, quantity, run.now))
+        push = pending or next_push(session, state, quantity, run.now)
+        return MeterSend(meter, period, state, push)
 
-    def _send_all(self, session: Session, run: _Run, sends: list[_Send]) -> None:
-        for send in sends:
-            run.results.append(self._send(session, run, send))
-
-    def _send(self, session: Session, run: _Run, send: _Send) -> MeterPushResult:
-        """Send one meter event (its row `started` before, `done` or `failed` after); an
-        identifier Stripe already has counts as sent."""
-        push, state, now = send.push, send.state, run.now
-        value = meter_value(push.quantity, run.terms.meters[send.meter].per)
-        name = event_name(run.terms.book, send.meter)
-        customer, timestamp_at, identifier = (
-            run.sub.stripe_customer_id,
-            push.event_timestamp_at,
-            push.identifier,
-        )
-
-        def sent(_: StripeMeterEvent | None) -> None:
-            state.sent_quantity = push.quantity
-            state.sent_revision = push.revision
-            state.sent_at = now
-            state.ledger_quantity = push.quantity
-            state.updated_at = now
-            session.add(state)
-
-        outcome = write_to_stripe(
-            session,
-            push,
-            now,
-            lambda: self.gateway.create_meter_event(
-                event_name=name,
-                stripe_customer_id=customer,
-                value=value,
-                timestamp_at=timestamp_at,
-                identifier=identifier,
-            ),
-            on_done=sent,
-            already_received=_ALREADY_RECEIVED,
-        )
-        return _result(
-            send.meter,
-            send.period,
-            state,
-            push.quantity,
-            MeterPushAction.FAILED if outcome.error else MeterPushAction.SENT,
-            revision=push.revision,
-            error=outcome.error,
-        )
+    def _send_all(self, session: Session, run: _Run, sends: list[MeterSend]) -> None:
+        org = OrgMeters(run.org_id, run.sub.stripe_customer_id, run.terms, run.now)
+        run.results.extend(self.sender.send(session, org, sends))
 
     def _adjust(  # noqa: PLR0917 - one final period's meter
         self,
@@ -393,25 +295,19 @@ class UsagePusher:
             if done.quantity_delta
             else MeterPushAction.FINAL
         )
-        return _result(
+        return meter_result(
             meter, period, state, quantity, action, adjustment=done.amount, error=done.error
         )
 
     def _verify(self, session: Session, run: _Run, result: MeterPushResult) -> MeterPushResult:
         """Read Stripe's aggregate for the period (what Stripe will bill) into the ledger."""
         state = run.states.get((result.meter, result.period_start_at))
-        entries = catalog_entries(self.engine, [meter_key(run.terms.book, Meter(result.meter))])
-        stripe_meter_id = next(iter(entries.values())).stripe_meter_id if entries else None
-        if state is None or stripe_meter_id is None:
+        org = OrgMeters(run.org_id, run.sub.stripe_customer_id, run.terms, run.now)
+        meter = Meter(result.meter)
+        value = self.sender.summary_value(org, meter, result.period_start_at, result.period_end_at)
+        if state is None or value is None:
             return result
-        summaries = self.gateway.list_meter_event_summaries(
-            stripe_meter_id,
-            stripe_customer_id=run.sub.stripe_customer_id,
-            start_at=result.period_start_at.replace(second=0, microsecond=0),
-            end_at=ceil_to(result.period_end_at, timedelta(minutes=1)),
-        )
-        value = summaries[0].aggregated_value if summaries else Decimal(0)
-        confirmed = ledger_quantity(value, run.terms.meters[Meter(result.meter)].per)
+        confirmed = ledger_quantity(value, run.terms.meters[meter].per)
         state.confirmed_quantity = confirmed
         state.confirmed_at = state.sent_at or datetime.now(UTC)
         session.add(state)
@@ -464,27 +360,3 @@ class UsagePusher:
         if segment is None or segment.plan == NO_PLAN:
             return None  # not subscribed yet, or canceled
         return self.books.terms(segment.book, segment.plan, segment.interval, org_id)
-
-
-def _result(
-    meter: Meter,
-    period: Period,
-    state: UsagePeriod,
-    quantity: Decimal,
-    action: MeterPushAction,
-    *,
-    revision: int = 0,
-    adjustment: int | None = None,
-    error: str | None = None,
-) -> MeterPushResult:
-    return MeterPushResult(
-        meter=meter.value,
-        period_start_at=period.period_start,
-        period_end_at=period.period_end,
-        ledger_quantity=quantity,
-        sent_quantity=state.sent_quantity,
-        action=action,
-        revision=revision or state.sent_revision,
-        adjustment_amount=adjustment,
-        error=error,
-    )

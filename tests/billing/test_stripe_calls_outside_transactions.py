@@ -92,15 +92,19 @@ def usage(org: str, event_id: str, meter: str, quantity: int, when: datetime) ->
 
 
 @pytest.fixture
-def guarded(database_url: str) -> Iterator[tuple[World, GuardedGateway]]:
+def guarded(
+    database_url: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[World, GuardedGateway]]:
     with world(database_url, OCT) as w:
         gateway = GuardedGateway(w.gateway, OpenTransactions(w.engine))
         w.gateway = gateway  # type: ignore[assignment]  # catalog sync and provisioning
         w.seats = SeatSync(w.engine, gateway, w.books)  # type: ignore[arg-type]
-        w.usage = UsagePusher(w.engine, gateway, w.books)  # type: ignore[arg-type]
+        transport = getattr(request, "param", "stream")
+        w.usage = UsagePusher(w.engine, gateway, w.books, transport=transport)  # type: ignore[arg-type]
         yield w, gateway
 
 
+@pytest.mark.parametrize("guarded", ["stream", "v1"], indirect=True)
 def test_devtools_month_makes_every_stripe_call_outside_a_transaction(
     guarded: tuple[World, GuardedGateway],
 ) -> None:
@@ -184,7 +188,9 @@ def test_devtools_month_makes_every_stripe_call_outside_a_transaction(
         "create_subscription",
         "update_subscription_item_quantity",
     } <= written
-    assert {"create_meter_event", "list_meter_event_summaries", "create_invoice_item"} <= written
+    stream = w.usage.sender.transport == "stream"
+    meter_call = "send_meter_events" if stream else "create_meter_event"
+    assert {meter_call, "list_meter_event_summaries", "create_invoice_item"} <= written
     assert gateway.inside_transaction == []
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from worker import clock
+from models.db import migrate
+from worker import clock, composition
+from worker.settings import Settings
 from worker.tasks.common import instant
 
 ROOT = Path(__file__).parents[2]
@@ -125,3 +127,20 @@ def test_a_task_runs_as_of_its_given_instant_or_the_workers_clock(
 ) -> None:
     with clock.installed(lambda: datetime(2026, 3, 1, 12, 0, tzinfo=UTC)):
         assert instant(given) == expected
+
+
+@pytest.mark.parametrize(("env", "transport"), [(None, "stream"), ("v1", "v1")])
+def test_the_meter_transport_setting_reaches_the_usage_pusher(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: str | None, transport: str
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'billing.db'}"
+    migrate(database_url)
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_composition")
+    monkeypatch.setenv("BILLING_DATABASE_URL", database_url)
+    if env is None:
+        monkeypatch.delenv("BILLING_STRIPE_METER_TRANSPORT", raising=False)
+    else:
+        monkeypatch.setenv("BILLING_STRIPE_METER_TRANSPORT", env)
+    settings = Settings()
+    assert settings.stripe_meter_transport == transport
+    assert composition.usage_pusher(settings).sender.transport == transport

@@ -82,24 +82,6 @@ def test_a_permanent_error_is_recorded_failed_and_returned(engine: Engine) -> No
     assert (row.status, row.error, row.finished_at) == ("failed", outcome.error, LATER)
 
 
-def test_an_error_meaning_already_received_is_done(engine: Engine) -> None:
-    def call() -> str:
-        raise PermanentBillingError("duplicate", code="duplicate_meter_event")
-
-    answers: list[str | None] = []
-    with Session(engine) as session:
-        outcome = write_to_stripe(
-            session,
-            meter_event(),
-            LATER,
-            call,
-            on_done=answers.append,
-            already_received=("duplicate_meter_event",),
-        )
-    assert (outcome.status, outcome.response, answers) == (WriteStatus.DONE, None, [None])
-    assert stored_status(engine, UsagePush) == ["done"]
-
-
 def test_a_transient_error_leaves_the_row_started_for_the_next_run(engine: Engine) -> None:
     def call() -> str:
         raise TransientBillingError("connection reset")

@@ -1,0 +1,247 @@
+"""Sending one org's planned meter events to Stripe, each recorded before and after.
+
+Two transports (`Settings.stripe_meter_transport`):
+
+- `stream` (the default): every meter event of the org's push in ONE request to Stripe's v2 meter
+  event stream (billing.stripe_gateway.meter_stream; batches of 100 if ever more). All rows are
+  committed `started` first and marked `done` ("accepted by the meter event stream") once the
+  request is accepted. The stream validates asynchronously, so acceptance is not proof: Stripe's
+  meter event summaries are (`push_org(verify=True)`, and the reconciliation). A retried request
+  carries the same identifiers and values, which Stripe drops as repeats within 24 h, and the
+  `last` formula makes a later repeat harmless. A transient error leaves the rows `started` for
+  the next run to send again unchanged.
+- `v1`: one `POST /v1/billing/meter_events` per event, the fallback. It is also used for an org
+  whenever the account refuses a meter event session (`MeterStreamUnavailable`: 401, 403 or 404
+  on the session, e.g. an account or restricted key without v2 access; the gateway remembers
+  the refusal for five minutes). Stripe's error code for an identifier it already has is not
+  documented (SPEC §4.1), so a 400 is never read as "delivered" by its code: the meter's summary
+  for the period is read, and the event counts as delivered only if Stripe's value for the
+  period equals the value sent; otherwise the row is `failed` with Stripe's error. (While
+  Stripe is still aggregating, a delivered repeat can read as failed: the next push then sends
+  the same total as a new revision, which the `last` formula makes harmless.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal, Protocol
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from billing.alerts.triggers import note_failed_write
+from billing.core.errors import MeterStreamUnavailable, PermanentBillingError
+from billing.core.keys import event_name, meter_key
+from billing.core.meters import Meter
+from billing.core.periods import Period
+from billing.ledger.stripe_writes import mark, write_to_stripe
+from billing.pricing.book import Terms
+from billing.pricing.charge import meter_value
+from billing.setup.catalog import catalog_entries
+from billing.stripe_gateway.records import (
+    MeterEventInput,
+    StripeMeterEvent,
+    StripeMeterEventSummary,
+)
+from billing.usage.periods import ceil_to
+from billing.usage.push_results import MeterPushAction, MeterPushResult, meter_result
+from models.push_records import UsagePeriod, UsagePush
+from models.stripe_records import WriteStatus
+
+log = structlog.get_logger(__name__)
+
+MeterTransport = Literal["stream", "v1"]
+STREAM_NOTE = "accepted by the meter event stream"
+_HTTP_BAD_REQUEST = 400
+
+
+class MeterGateway(Protocol):
+    """The meter calls of the Stripe gateway."""
+
+    def create_meter_event(
+        self,
+        *,
+        event_name: str,
+        stripe_customer_id: str,
+        value: int | Decimal,
+        timestamp_at: datetime,
+        identifier: str,
+        idempotency_key: str | None = None,
+    ) -> StripeMeterEvent: ...
+
+    def send_meter_events(self, events: Sequence[MeterEventInput]) -> None: ...
+
+    def list_meter_event_summaries(
+        self,
+        stripe_meter_id: str,
+        *,
+        stripe_customer_id: str,
+        start_at: datetime,
+        end_at: datetime,
+        value_grouping_window: Literal["day", "hour"] | None = None,
+    ) -> list[StripeMeterEventSummary]: ...
+
+
+@dataclass(frozen=True)
+class MeterSend:
+    """A meter event to send: its period state and its `usage_pushes` row."""
+
+    meter: Meter
+    period: Period
+    state: UsagePeriod
+    push: UsagePush
+
+
+@dataclass(frozen=True)
+class OrgMeters:
+    """Whose meter events these are."""
+
+    org_id: str
+    stripe_customer_id: str
+    terms: Terms
+    now: datetime
+
+
+class MeterSender:
+    """`send(session, org, sends)`: the org's planned meter events to Stripe, one result each."""
+
+    def __init__(self, engine: Engine, gateway: MeterGateway, transport: MeterTransport) -> None:
+        self.engine = engine
+        self.gateway = gateway
+        self.transport = transport
+
+    def send(
+        self, session: Session, org: OrgMeters, sends: Sequence[MeterSend]
+    ) -> list[MeterPushResult]:
+        if self.transport == "stream" and sends:
+            streamed = self._stream(session, org, sends)
+            if streamed is not None:
+                return streamed
+        return [self._v1(session, org, send) for send in sends]
+
+    def summary_value(
+        self, org: OrgMeters, meter: Meter, period_start_at: datetime, period_end_at: datetime
+    ) -> Decimal | None:
+        """Stripe's aggregated value of the meter for the period (None: no meter in Stripe)."""
+        entries = catalog_entries(self.engine, [meter_key(org.terms.book, meter)])
+        stripe_meter_id = next(iter(entries.values())).stripe_meter_id if entries else None
+        if stripe_meter_id is None:
+            return None
+        summaries = self.gateway.list_meter_event_summaries(
+            stripe_meter_id,
+            stripe_customer_id=org.stripe_customer_id,
+            start_at=period_start_at.replace(second=0, microsecond=0),
+            end_at=ceil_to(period_end_at, timedelta(minutes=1)),
+        )
+        return summaries[0].aggregated_value if summaries else Decimal(0)
+
+    # ------------------------------------------------------------------ stream
+
+    def _stream(
+        self, session: Session, org: OrgMeters, sends: Sequence[MeterSend]
+    ) -> list[MeterPushResult] | None:
+        """One stream request for all `sends`; None when the account refuses the stream."""
+        for send in sends:
+            mark(send.push, WriteStatus.STARTED, org.now)
+            session.add(send.push)
+        session.commit()  # every row recorded before the request
+        try:
+            self.gateway.send_meter_events([self._input(org, send) for send in sends])
+        except MeterStreamUnavailable as exc:
+            log.warning("usage.stream_unavailable", org_id=org.org_id, error=str(exc))
+            return None
+        except PermanentBillingError as exc:
+            for send in sends:
+                mark(send.push, WriteStatus.FAILED, org.now, note=str(exc))
+                note_failed_write(session, send.push, org.now)
+                session.add(send.push)
+            session.commit()
+            return [self._result(send, MeterPushAction.FAILED, str(exc)) for send in sends]
+        for send in sends:
+            mark(send.push, WriteStatus.DONE, org.now, note=STREAM_NOTE)
+            _note_sent(session, send, org.now)
+            session.add(send.push)
+        session.commit()
+        return [self._result(send, MeterPushAction.SENT) for send in sends]
+
+    @staticmethod
+    def _input(org: OrgMeters, send: MeterSend) -> MeterEventInput:
+        return MeterEventInput(
+            event_name=event_name(org.terms.book, send.meter),
+            stripe_customer_id=org.stripe_customer_id,
+            value=meter_value(send.push.quantity, org.terms.meters[send.meter].per),
+            timestamp_at=send.push.event_timestamp_at,
+            identifier=send.push.identifier,
+        )
+
+    # ------------------------------------------------------------------ v1
+
+    def _v1(self, session: Session, org: OrgMeters, send: MeterSend) -> MeterPushResult:
+        """One v1 meter event (its row `started` before, `done` or `failed` after)."""
+        event = self._input(org, send)
+        outcome = write_to_stripe(
+            session,
+            send.push,
+            org.now,
+            lambda: self._create_or_confirm(org, send, event),
+            on_done=lambda _: _note_sent(session, send, org.now),
+        )
+        action = MeterPushAction.FAILED if outcome.error else MeterPushAction.SENT
+        return self._result(send, action, outcome.error)
+
+    def _create_or_confirm(
+        self, org: OrgMeters, send: MeterSend, event: MeterEventInput
+    ) -> StripeMeterEvent | None:
+        """Create the event; after a 400, None if Stripe's summary already holds its value."""
+        try:
+            return self.gateway.create_meter_event(
+                event_name=event.event_name,
+                stripe_customer_id=event.stripe_customer_id,
+                value=event.value,
+                timestamp_at=event.timestamp_at,
+                identifier=event.identifier,
+            )
+        except PermanentBillingError as exc:
+            if exc.http_status != _HTTP_BAD_REQUEST:
+                raise
+            held = self.summary_value(
+                org, send.meter, send.period.period_start, send.period.period_end
+            )
+            if held is None or held != Decimal(event.value):
+                raise
+            log.info(
+                "usage.confirmed_by_summary",
+                org_id=org.org_id,
+                meter=send.meter.value,
+                identifier=event.identifier,
+                value=str(held),
+            )
+            return None
+
+    @staticmethod
+    def _result(
+        send: MeterSend, action: MeterPushAction, error: str | None = None
+    ) -> MeterPushResult:
+        return meter_result(
+            send.meter,
+            send.period,
+            send.state,
+            send.push.quantity,
+            action,
+            revision=send.push.revision,
+            error=error,
+        )
+
+
+def _note_sent(session: Session, send: MeterSend, now: datetime) -> None:
+    state, push = send.state, send.push
+    state.sent_quantity = push.quantity
+    state.sent_revision = push.revision
+    state.sent_at = now
+    state.ledger_quantity = push.quantity
+    state.updated_at = now
+    session.add(state)
