@@ -46,9 +46,7 @@ class Status(StrEnum):
 
     MATCHED = "matched"
     ROUNDING = "rounding"  # within a cent per line: Stripe rounds proration halves apart
-    # A draft not judged yet: Stripe's meters do not show the usage totals we pushed (it
-    # aggregates meter events asynchronously); re-checked, never held, never final.
-    AWAITING_USAGE = "awaiting_usage"
+    AWAITING_USAGE = "awaiting_usage"  # a draft whose meters lag our pushes: not judged yet
     MISMATCHED = "mismatched"
     MISSING_IN_STRIPE = "missing_in_stripe"
     UNEXPECTED_IN_STRIPE = "unexpected_in_stripe"
