@@ -32,16 +32,16 @@ def reconcile_invoice(stripe_invoice_id: str, hold: bool = False, now: str | Non
     return outcome.status.value
 
 
-def recheck_if_awaiting(outcome: ReconciliationOutcome | None) -> bool:
+def recheck_if_awaiting(outcome: ReconciliationOutcome | None) -> str | None:
     """Send `reconcile_invoice` for a draft not judged yet, with a countdown (at the worker's
-    clock then, allowed to hold: past the deadline the draft is judged as it is)."""
+    clock then, allowed to hold: past the deadline the draft is judged as it is); its task id."""
     if outcome is None or outcome.status is not Status.AWAITING_USAGE:
-        return False
-    reconcile_invoice.apply_async(
+        return None
+    sent = reconcile_invoice.apply_async(
         args=[outcome.stripe_invoice_id, True],
         countdown=get_settings().reconciliation_recheck_seconds,
     )
-    return True
+    return str(sent.id)
 
 
 @app.task(name="billing.reconciliation.sweep", **TASK_OPTIONS)
