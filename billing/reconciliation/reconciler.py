@@ -5,7 +5,8 @@ What each invoice must hold comes from the ledger and the price book alone
 records only explain timing, through named rules shown in the trace. Each invoice is read in
 three steps: the ledger (database), then Stripe (the org's earlier invoices when late usage is
 expected, the meters when a draft shows a stale quantity) with the database closed, then the
-pure comparison, on amounts, of what Stripe bills or will bill at finalization. Results are
+pure comparison, on amounts, of what Stripe bills or will bill at finalization; a draft whose
+meters lag our pushes waits (`awaiting_usage`, billing.reconciliation.usage_lag). Results are
 append-only: reconciling again adds a new row.
 """
 
@@ -285,9 +286,8 @@ class Reconciler:
         lag = None
         if invoice.status == "draft" and period is not None:
             read = self._meter_reader(invoice.stripe_customer_id, period)
-            lag = usage_lag(
-                side.pushed, side.meter_ids, read, period.period_end + self.usage_deadline
-            )
+            deadline_at = period.period_end + self.usage_deadline
+            lag = usage_lag(side.pushed, comparison.lines, side.meter_ids, read, deadline_at)
             values = self._stale_meter_values(comparison, side.meter_ids, read)
             comparison = project_draft(comparison, invoice, side.components, side.prices, values)
         return org_id, period, comparison, None, lag

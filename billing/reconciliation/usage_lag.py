@@ -12,7 +12,7 @@ it is, and held if it differs: money is never silently wrong.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,6 +24,7 @@ from billing.core.money import format_decimal
 from billing.core.periods import Period
 from billing.pricing.book import Terms
 from billing.pricing.charge import meter_value
+from billing.reconciliation.match import LineComparison
 from models.push_records import UsagePeriod
 
 # How long after a draft's period ends the reconciliation waits for Stripe's meters to show
@@ -87,16 +88,25 @@ def pushed_totals(
 
 def usage_lag(
     pushed: Mapping[str, Decimal],
+    lines: Iterable[LineComparison],
     stripe_meter_ids: Mapping[str, str],
     read_value: Callable[[str], Decimal],
     deadline_at: datetime,
 ) -> UsageLag:
     """Compare each pushed total with Stripe's current value (`read_value(stripe_meter_id)`,
-    the summaries over the period)."""
+    the summaries over the period). Only meters whose draft line differs from the ledger are
+    read: a draft showing the ledger's quantity already reflects what we sent, and those
+    summaries are read anyway to project the draft (billing.reconciliation.drafts), so the
+    check costs no extra Stripe request."""
+    differing = {
+        line.component
+        for line in lines
+        if line.expected_quantity is not None and line.stripe_quantity != line.expected_quantity
+    }
     lagging = []
     for meter, sent in sorted(pushed.items()):
         stripe_meter_id = stripe_meter_ids.get(meter)
-        if stripe_meter_id is None:
+        if stripe_meter_id is None or meter not in differing:
             continue
         value = read_value(stripe_meter_id)
         if value != sent:

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from billing.reconciliation.match import Status
+from billing.reconciliation.match import LineComparison, Status
 from billing.reconciliation.reconciler import HoldPolicy
+from billing.reconciliation.usage_lag import LaggingMeter, usage_lag
 from billing.usage.push import UsagePusher
 from models.push_records import UsagePeriod
 from models.reconciliation import Reconciliation
@@ -137,3 +138,45 @@ def test_awaiting_usage_can_never_hold_a_draft() -> None:
     with pytest.raises(ValueError, match="never held"):
         HoldPolicy.parse("mismatched,awaiting_usage")
     assert not HoldPolicy().holds(Status.AWAITING_USAGE)
+
+
+def _line(component: str, expected: int, shown: int | None) -> LineComparison:
+    return (
+        LineComparison(component, Status.MISMATCHED, Decimal(expected), None, None, None, "", {})
+        if shown is None
+        else LineComparison(
+            component, Status.MATCHED, Decimal(expected), None, Decimal(shown), None, "", {}
+        )
+    )
+
+
+def test_only_meters_whose_draft_differs_are_read_and_a_lag_waits_until_the_deadline() -> None:
+    reads: list[str] = []
+    stripe_values = {"mtr_msg": Decimal(300), "mtr_run": Decimal(50)}
+
+    def read(meter_id: str) -> Decimal:
+        reads.append(meter_id)
+        return stripe_values[meter_id]
+
+    deadline = FEB_1 + timedelta(minutes=20)
+    lag = usage_lag(
+        {"copilot_messages": Decimal(800), "runner_minutes": Decimal(50)},
+        [_line("copilot_messages", 800, 300), _line("runner_minutes", 50, 50)],
+        {"copilot_messages": "mtr_msg", "runner_minutes": "mtr_run"},
+        read,
+        deadline,
+    )
+    assert reads == ["mtr_msg"]  # the runner line shows the ledger's 50: nothing to confirm
+    assert lag.meters == (LaggingMeter("copilot_messages", Decimal(800), Decimal(300)),)
+    assert lag.waiting(deadline - timedelta(seconds=1))
+    assert not lag.waiting(deadline)
+    assert "we sent 800, Stripe shows 300 so far" in lag.note()
+    settled = usage_lag(
+        {"copilot_messages": Decimal(800)},
+        [_line("copilot_messages", 800, None)],  # no line on the draft yet
+        {"copilot_messages": "mtr_msg"},
+        lambda _meter_id: Decimal(800),
+        deadline,
+    )
+    assert not settled.meters
+    assert not settled.waiting(FEB_1)
