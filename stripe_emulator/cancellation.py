@@ -68,6 +68,7 @@ import copy
 from decimal import Decimal
 from typing import Any
 
+from stripe_emulator import caps
 from stripe_emulator.amounts import exact_amount, prorated, round_cents
 from stripe_emulator.cycles import metered_lines
 from stripe_emulator.errors import invalid
@@ -99,12 +100,15 @@ def cancel_subscription(store: Store, params: Params, sub_id: str) -> dict[str, 
         raise invalid("This subscription is already canceled.", "subscription")
     now = store.customer_now(sub["customer"])
     invoice_now = bool(get_bool(params, "invoice_now"))
+    if invoice_now:
+        caps.check_new_invoice(store, sub, now)
     if get_bool(params, "prorate"):
         credit_unused_time(store, sub, now)
     elif not invoice_now:
         _drop_pending_prorations(store, sub)
     if invoice_now:
         final_invoice(store, sub, now)
+        caps.count_new_invoice(store, sub, now)
     details = get_dict(params, "cancellation_details")
     for key in ("comment", "feedback"):
         if key in details:

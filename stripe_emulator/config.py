@@ -39,6 +39,10 @@ class EmulatorConfig:
     # Whether the account may use the v2 meter event stream; False answers its session endpoint
     # 404, as for an account without v2 access (stripe_emulator.meter_stream).
     meter_event_stream: bool = True
+    # Real (monotonic) seconds after its receipt before a meter event counts in meter event
+    # summaries, draft and upcoming invoice lines and at finalization: Stripe aggregates meter
+    # events asynchronously (stripe_emulator.metering). 0 = at once.
+    meter_aggregation_delay_seconds: float = 0.0
     # --- load ------------------------------------------------------------------------------------
     latency_ms: int = 0  # added to every API request (not to control endpoints)
     # Stripe's documented rate limits (stripe_emulator.limits): "live" (global 100/s), "sandbox"
@@ -75,6 +79,8 @@ class EmulatorConfig:
             raise KeyError(f"unknown emulator config fields: {sorted(unknown)}")
         if "limits" in changes:
             profile(changes["limits"])
+        if float(changes.get("meter_aggregation_delay_seconds", 0.0)) < 0:
+            raise ValueError("meter_aggregation_delay_seconds must be 0 or more")
         for name, value in changes.items():
             setattr(self, name, value)
 

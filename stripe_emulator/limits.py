@@ -30,8 +30,9 @@ Assumptions (each undocumented or unverified):
   of the current page describe. No ``Stripe-Should-Retry`` header is sent: Stripe documents that
   header for lock timeouts (a 429 with ``code=lock_timeout``), not for rate limits, and without it
   stripe-python leaves 429s to the caller (``billing.stripe_gateway.http`` backs off).
-- Concurrency limiters, the per-subscription caps (quantity updates, new invoices) and the Files
-  and Search limits are not modelled (the emulator serves neither Files nor Search).
+- Concurrency limiters and the Files and Search limits are not modelled (the emulator serves
+  neither Files nor Search). The per-subscription caps (quantity updates, new invoices) are
+  enforced in the same modes by ``stripe_emulator.caps``, on the subscription's own clock.
 """
 
 from __future__ import annotations

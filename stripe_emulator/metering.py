@@ -18,10 +18,25 @@ Assumptions (Stripe reports several of these asynchronously through
 uniqueness and the 24 h cancel window use the account clock (Stripe's processing time), not the
 test clock.  The adjustment is applied immediately but answered with ``status="pending"``, as
 Stripe answers it.  Meter events count against the emulator's rate limit like any request.
+
+Asynchronous aggregation: "Meter events are processed asynchronously, so aggregated usage in
+meter event summaries and on upcoming invoices might not immediately reflect recently received
+meter events" (https://docs.stripe.com/billing/subscriptions/usage-based/recording-usage).
+Modelled by ``EmulatorConfig.meter_aggregation_delay_seconds``: an accepted event (whichever
+endpoint recorded it: the stamp is taken on the stored ``MeterEventRecord``) counts in
+``meter_total`` — and so in meter event summaries, draft and upcoming invoice metered lines and
+at finalization — only once that many real, monotonic seconds have passed since the emulator
+received it; test clocks and the frozen account clock do not speed it up.  Assumptions: Stripe
+documents no bound on the lag, so the delay is one fixed figure for every event; validation
+(identifier, timestamp, value) still answers synchronously; a cancel adjustment takes effect at
+once, also for an event not yet aggregated; and an event received less than the delay before a
+draft finalizes is left out of that invoice (Stripe's grace period exists for that reason:
+report usage well before it ends).
 """
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -309,12 +324,15 @@ def _aggregate(meter: dict[str, Any], records: list[MeterEventRecord]) -> Decima
 
 
 def meter_total(store: Store, customer_id: str, meter_id: str, start: int, end: int) -> Decimal:
-    """Aggregated meter value for a customer over ``[start, end)``."""
+    """Aggregated meter value for a customer over ``[start, end)``: the events aggregated
+    by now (received at least ``meter_aggregation_delay_seconds`` real seconds ago)."""
     meter = store.get("billing.meter", meter_id)
+    delay = store.config.meter_aggregation_delay_seconds if store.config is not None else 0.0
+    settled_before = time.monotonic() - delay if delay > 0 else float("inf")
     records = [
         r
         for r in store.meter_events.get((meter_id, customer_id), [])
-        if not r.cancelled and start <= r.timestamp < end
+        if not r.cancelled and start <= r.timestamp < end and r.received_monotonic <= settled_before
     ]
     return _aggregate(meter, records)
 

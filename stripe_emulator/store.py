@@ -67,6 +67,9 @@ class MeterEventRecord:
     received_at: int  # account wall clock at receipt
     seq: int
     cancelled: bool = False
+    # time.monotonic() at receipt: the aggregation delay counts real seconds from here
+    # (stripe_emulator.metering), whatever the account or test clocks say
+    received_monotonic: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import copy
 from decimal import Decimal
 from typing import Any
 
+from stripe_emulator import caps
 from stripe_emulator.amounts import exact_amount, prorated, round_cents
 from stripe_emulator.errors import invalid, missing
 from stripe_emulator.forms import (
@@ -434,13 +435,16 @@ def update_items(
     now = store.customer_now(sub["customer"])
     if sub["status"] == "canceled":
         raise invalid("A canceled subscription can only update its metadata.", "subscription")
+    invoicing = behavior == "always_invoice" and bool(entries)
+    count = caps.admit_item_changes(store, sub, [node for node, _ in entries], invoicing, now)
     before = render_subscription(store, sub, set())["items"]
     for node, param in entries:
         apply_item_change(
             store, sub=sub, node=node, param=param, behavior=behavior, params=params, now=now
         )
-    if behavior == "always_invoice" and entries:
+    if invoicing:
         invoice_now(store, sub, now, get_int(params, "proration_date") or now)
+    count()
     if entries:
         store.emit("customer.subscription.updated", sub, now, {"items": before})
 

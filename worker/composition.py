@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 
 import redis
@@ -141,6 +141,7 @@ def reconciler(settings: Settings | None = None) -> Reconciler:
         stripe_gateway(settings),
         BookCache(),
         hold_policy=HoldPolicy.parse(settings.reconciliation_hold_on),
+        usage_deadline=timedelta(minutes=settings.reconciliation_usage_deadline_minutes),
     )
 
 

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     web_inline_tasks: bool = False
     # A draft invoice whose reconciliation has one of these statuses is held (auto_advance off).
     reconciliation_hold_on: str = "mismatched,missing_in_stripe,unexpected_in_stripe"
+    # A draft whose meter summaries do not show the usage totals we pushed yet (Stripe aggregates
+    # asynchronously) is `awaiting_usage`, re-checked this many seconds later (and by every
+    # sweep) until this many minutes after its period ended; then it is judged as it is (held
+    # if wrong). Keep the deadline well inside Stripe's one-hour finalization grace period.
+    reconciliation_recheck_seconds: float = Field(default=60.0, gt=0)
+    reconciliation_usage_deadline_minutes: float = Field(default=20.0, gt=0, lt=60)
     # The periodic sweep re-reads invoices created this many hours back (missed webhooks).
     reconciliation_sweep_hours: int = 72
     # Where the per-org locks live: "redis" (every process and machine) or "local" (threads of

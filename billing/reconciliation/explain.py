@@ -422,6 +422,7 @@ def _verdict(line: Mapping[str, Any], context: ExplainContext) -> str:
     verdicts = {
         Status.MATCHED: f"{both}: they agree.",
         Status.ROUNDING: f"{both}: {money(abs(difference), cur)} apart, from rounding.",
+        Status.AWAITING_USAGE: f"{both}: not judged yet, Stripe is still counting usage.",
         Status.MISMATCHED: f"{both}: they differ by {money(difference, cur)}.",
         Status.MISSING_IN_STRIPE: f"Expected {money(expected, cur)}, but Stripe has no line.",
         Status.UNEXPECTED_IN_STRIPE: (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -16,8 +17,30 @@ from billing.stripe_gateway.records import StripeInvoice
 log = structlog.get_logger(__name__)
 
 
-class HoldPolicy(Protocol):
-    def holds(self, status: Status) -> bool: ...
+DEFAULT_HOLD_ON: frozenset[Status] = frozenset(
+    {Status.MISMATCHED, Status.MISSING_IN_STRIPE, Status.UNEXPECTED_IN_STRIPE}
+)
+# Never hold a draft: right ones, and one not judged yet (Stripe still aggregating its usage).
+NEVER_HELD = frozenset({Status.MATCHED, Status.ROUNDING, Status.AWAITING_USAGE})
+
+
+@dataclass(frozen=True)
+class HoldPolicy:
+    """Which invoice statuses hold a draft (auto_advance=false); `rounding` never does."""
+
+    hold_on: frozenset[Status] = DEFAULT_HOLD_ON
+
+    @classmethod
+    def parse(cls, text: str) -> HoldPolicy:
+        """`mismatched,missing_in_stripe` → a policy; unknown names raise ValueError."""
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        statuses = frozenset(Status(name) for name in names)
+        if statuses & NEVER_HELD:
+            raise ValueError("matched, rounding and awaiting_usage invoices are never held")
+        return cls(statuses)
+
+    def holds(self, status: Status) -> bool:
+        return status in self.hold_on
 
 
 class HoldGateway(Protocol):
@@ -64,3 +87,13 @@ def hold_or_release(  # noqa: PLR0917 - one reconciliation's verdict and its dra
         log.info("reconciliation.hold_released", stripe_invoice_id=invoice_id)
         return False, f"hold released (auto_advance=true): now {status.value}"
     return False, note
+
+
+def still_held(engine: Engine, invoice: StripeInvoice) -> bool:
+    """Whether a hold we set on this draft is still in place: a draft not judged yet
+    (`awaiting_usage`) neither holds nor releases, so the next verdict finds the hold as it
+    was."""
+    assert invoice.stripe_invoice_id is not None
+    with Session(engine) as session:
+        _, held_by_us = hold_state(session, invoice.stripe_invoice_id)
+    return held_by_us and invoice.auto_advance is False

@@ -46,6 +46,7 @@ class Status(StrEnum):
 
     MATCHED = "matched"
     ROUNDING = "rounding"  # within a cent per line: Stripe rounds proration halves apart
+    AWAITING_USAGE = "awaiting_usage"  # a draft whose meters lag our pushes: not judged yet
     MISMATCHED = "mismatched"
     MISSING_IN_STRIPE = "missing_in_stripe"
     UNEXPECTED_IN_STRIPE = "unexpected_in_stripe"
@@ -62,10 +63,11 @@ _AMOUNT_ONLY = (MINIMUM, CREDIT, ADJUSTMENT)  # our invoice items: judged on amo
 SEVERITY: Mapping[Status, int] = {
     Status.MATCHED: 0,
     Status.ROUNDING: 1,
-    Status.MISMATCHED: 2,
-    Status.MISSING_IN_STRIPE: 3,
-    Status.UNEXPECTED_IN_STRIPE: 4,
-    Status.ERROR: 5,
+    Status.AWAITING_USAGE: 2,
+    Status.MISMATCHED: 3,
+    Status.MISSING_IN_STRIPE: 4,
+    Status.UNEXPECTED_IN_STRIPE: 5,
+    Status.ERROR: 6,
 }
 
 

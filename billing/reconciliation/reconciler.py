@@ -5,14 +5,15 @@ What each invoice must hold comes from the ledger and the price book alone
 records only explain timing, through named rules shown in the trace. Each invoice is read in
 three steps: the ledger (database), then Stripe (the org's earlier invoices when late usage is
 expected, the meters when a draft shows a stale quantity) with the database closed, then the
-pure comparison, on amounts, of what Stripe bills or will bill at finalization. Results are
+pure comparison, on amounts, of what Stripe bills or will bill at finalization; a draft whose
+meters lag our pushes waits (`awaiting_usage`, billing.reconciliation.usage_lag). Results are
 append-only: reconciling again adds a new row.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -38,7 +39,7 @@ from billing.reconciliation.expectations import (
     invoice_period,
     select_expected,
 )
-from billing.reconciliation.holds import hold_or_release
+from billing.reconciliation.holds import DEFAULT_HOLD_ON, HoldPolicy, hold_or_release, still_held
 from billing.reconciliation.late_usage import (
     RULE_LATE_USAGE_JUST_BEFORE_DRAFT,
     LatePeriod,
@@ -65,6 +66,12 @@ from billing.reconciliation.records import (
     org_of,
 )
 from billing.reconciliation.traces import MeterFacts
+from billing.reconciliation.usage_lag import (
+    DEFAULT_USAGE_DEADLINE,
+    UsageLag,
+    pushed_totals,
+    usage_lag,
+)
 from billing.stripe_gateway.records import (
     StripeInvoice,
     StripeInvoiceLine,
@@ -74,10 +81,6 @@ from models.db import unit_of_work
 from models.reconciliation import Reconciliation, ReconciliationLine
 
 log = structlog.get_logger(__name__)
-
-DEFAULT_HOLD_ON: frozenset[Status] = frozenset(
-    {Status.MISMATCHED, Status.MISSING_IN_STRIPE, Status.UNEXPECTED_IN_STRIPE}
-)
 
 
 class ReconciliationGateway(Protocol):
@@ -111,25 +114,6 @@ class ReconciliationGateway(Protocol):
 
 
 @dataclass(frozen=True)
-class HoldPolicy:
-    """Which invoice statuses hold a draft (auto_advance=false); `rounding` never does."""
-
-    hold_on: frozenset[Status] = DEFAULT_HOLD_ON
-
-    @classmethod
-    def parse(cls, text: str) -> HoldPolicy:
-        """`mismatched,missing_in_stripe` → a policy; unknown names raise ValueError."""
-        names = [part.strip() for part in text.split(",") if part.strip()]
-        statuses = frozenset(Status(name) for name in names)
-        if Status.ROUNDING in statuses or Status.MATCHED in statuses:
-            raise ValueError("matched and rounding invoices are never held")
-        return cls(statuses)
-
-    def holds(self, status: Status) -> bool:
-        return status in self.hold_on
-
-
-@dataclass(frozen=True)
 class ReconciliationOutcome:
     reconciliation_id: int
     stripe_invoice_id: str
@@ -157,6 +141,7 @@ class _LedgerSide:
     late_since: Period | None = None  # a one-off invoice after the end: late usage since then
     meter_ids: Mapping[str, str] = field(default_factory=dict)
     prices: Mapping[str, MeterPrice] = field(default_factory=dict)
+    pushed: Mapping[str, Decimal] = field(default_factory=dict)  # a draft's sent totals
 
 
 class Reconciler:
@@ -169,11 +154,14 @@ class Reconciler:
         books: BookCache | None = None,
         *,
         hold_policy: HoldPolicy | None = None,
+        usage_deadline: timedelta = DEFAULT_USAGE_DEADLINE,
     ) -> None:
         self.engine = engine
         self.gateway = gateway
         self.books = books or BookCache()
         self.hold_policy = hold_policy or HoldPolicy()
+        # A draft whose meters lag our pushes waits for them until this long after its period.
+        self.usage_deadline = usage_deadline
 
     # ------------------------------------------------------------------ entry points
 
@@ -188,18 +176,22 @@ class Reconciler:
         self, invoice: StripeInvoice, now: datetime, *, trigger: str, hold: bool = False
     ) -> ReconciliationOutcome:
         assert invoice.stripe_invoice_id is not None, "previews are not reconciled"
-        org_id, period, comparison, note = self._comparison(invoice)
+        org_id, period, comparison, note, lag = self._comparison(invoice)
         status = Status.ERROR if comparison is None else comparison.status
-        held, note = hold_or_release(
-            self.engine,
-            self.gateway,
-            self.hold_policy,
-            invoice,
-            comparison,
-            status,
-            hold=hold,
-            note=note,
-        )
+        if lag is not None and lag.waiting(now):
+            # Not judged yet: neither held nor released; checked again (worker, sweep).
+            status, held, note = Status.AWAITING_USAGE, still_held(self.engine, invoice), lag.note()
+        else:
+            held, note = hold_or_release(
+                self.engine,
+                self.gateway,
+                self.hold_policy,
+                invoice,
+                comparison,
+                status,
+                hold=hold,
+                note=note,
+            )
         rec_id = self._store(invoice, org_id, period, comparison, status, trigger, held, note, now)
         log.info(
             "reconciliation.reconciled",
@@ -265,17 +257,18 @@ class Reconciler:
 
     def _comparison(
         self, invoice: StripeInvoice
-    ) -> tuple[str | None, Period | None, InvoiceComparison | None, str | None]:
-        """The invoice's org, compared period and comparison, or why there is none."""
+    ) -> tuple[str | None, Period | None, InvoiceComparison | None, str | None, UsageLag | None]:
+        """The invoice's org, compared period and comparison, or why there is none; and for a
+        draft whose usage we pushed, the meters whose Stripe summaries lag our pushes."""
         with Session(self.engine) as session:
             org_id = org_of(session, invoice.stripe_customer_id)
             if org_id is None:
                 unknown = f"customer {invoice.stripe_customer_id} is not one of our orgs"
-                return None, None, None, unknown
+                return None, None, None, unknown, None
             try:
                 side = self._ledger_side(session, invoice, org_id)
             except (UnknownOrgError, UnknownTermsError, PriceBookError) as exc:
-                return org_id, invoice_period(session, invoice, org_id), None, str(exc)
+                return org_id, invoice_period(session, invoice, org_id), None, str(exc), None
         # Stripe is read with the database closed.
         late = self._late_usage(invoice, side)
         period = side.selection.period
@@ -290,10 +283,14 @@ class Reconciler:
             notes=_notes(side.selection.notes, () if late is None else late[1]),
             balance=self._balance(invoice),
         )
+        lag = None
         if invoice.status == "draft" and period is not None:
-            values = self._stale_meter_values(invoice, comparison, period, side.meter_ids)
+            read = self._meter_reader(invoice.stripe_customer_id, period)
+            deadline_at = period.period_end + self.usage_deadline
+            lag = usage_lag(side.pushed, comparison.lines, side.meter_ids, read, deadline_at)
+            values = self._stale_meter_values(comparison, side.meter_ids, read)
             comparison = project_draft(comparison, invoice, side.components, side.prices, values)
-        return org_id, period, comparison, None
+        return org_id, period, comparison, None, lag
 
     def _balance(self, invoice: StripeInvoice) -> ExpectedCharge | None:
         return carried_credit(self.engine, self.gateway, invoice)
@@ -315,6 +312,9 @@ class Reconciler:
         if since is not None:  # billing.usage.after_end: late usage of an ended subscription
             late = late_periods(session, org_id, since, since.period_end, self.books)
         draft = invoice.status == "draft"
+        pushed = {}
+        if draft and terms is not None and selection.period is not None:
+            pushed = pushed_totals(session, org_id, selection.period, terms)
         return _LedgerSide(
             selection=selection,
             components=component_map(session, org_id),
@@ -324,6 +324,7 @@ class Reconciler:
             late_since=since,
             meter_ids=meter_ids(session) if draft else {},
             prices=meter_prices(session, self.books) if draft else {},
+            pushed=pushed,
         )
 
     def _late_usage(
@@ -363,12 +364,9 @@ class Reconciler:
             return ExpectedCharge(late.amount_before_window, late.trace()), (note,)
         return ExpectedCharge(late.amount, late.trace()), ()
 
+    @staticmethod
     def _stale_meter_values(
-        self,
-        invoice: StripeInvoice,
-        comparison: InvoiceComparison,
-        period: Period,
-        ids: Mapping[str, str],
+        comparison: InvoiceComparison, ids: Mapping[str, str], read: Callable[[str], Decimal]
     ) -> dict[str, Decimal]:
         """Stripe's current meter value (summaries over the period) of each metered line whose
         draft quantity disagrees with the ledger's."""
@@ -380,10 +378,19 @@ class Reconciler:
                 and line.expected_quantity is not None
                 and line.stripe_quantity != line.expected_quantity
             ):
-                values[line.component] = self._meter_value(
-                    meter_id, invoice.stripe_customer_id, period
-                )
+                values[line.component] = read(meter_id)
         return values
+
+    def _meter_reader(self, customer_id: str, period: Period) -> Callable[[str], Decimal]:
+        """Stripe's value of a meter over the period, read once per reconciliation."""
+        values: dict[str, Decimal] = {}
+
+        def read(meter_id: str) -> Decimal:
+            if meter_id not in values:
+                values[meter_id] = self._meter_value(meter_id, customer_id, period)
+            return values[meter_id]
+
+        return read
 
     def _meter_value(self, meter_id: str, customer_id: str, period: Period) -> Decimal:
         summaries = self.gateway.list_meter_event_summaries(

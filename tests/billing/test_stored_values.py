@@ -8,6 +8,7 @@ from enum import StrEnum
 import pytest
 
 from billing.core.components import BillingKind
+from billing.reconciliation.match import Status
 from billing.seats.sync import SeatSyncAction
 from billing.setup.catalog import CatalogAction
 from billing.setup.provisioning import ProvisionAction
@@ -37,6 +38,18 @@ from models.stripe_records import CatalogKind, WriteStatus
         (UsagePushAction, ["pushed", "unchanged", "not_provisioned", "failed"]),
         (ProvisionAction, ["created", "existing", "recovered"]),
         (CatalogAction, ["created", "verified", "drifted", "repaired"]),
+        (
+            Status,
+            [
+                "matched",
+                "rounding",
+                "awaiting_usage",
+                "mismatched",
+                "missing_in_stripe",
+                "unexpected_in_stripe",
+                "error",
+            ],
+        ),
     ],
 )
 def test_values_never_change(enum: type[StrEnum], values: list[str]) -> None:

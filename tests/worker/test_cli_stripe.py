@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -182,6 +183,40 @@ def _create_when_up(gateway: StripeGateway, deadline: float) -> StripeCustomer:
                 metadata={"org_id": "org_cli"}, idempotency_key="provision:customer:org_cli"
             )
         except TransientBillingError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_stripe_emulator_command_sets_the_aggregation_delay() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        *(sys.executable, "-m", "worker.cli", "stripe-emulator", "--port", str(port)),
+        *("--limits", "sandbox", "--aggregation-delay", "2.5"),
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            banner = "".join(process.stdout.readline() for _ in range(4)) if process.stdout else ""
+            assert "meter aggregation delay: 2.5 s" in banner
+            config = _config_when_up(f"http://127.0.0.1:{port}", time.monotonic() + 10)
+            assert config["meter_aggregation_delay_seconds"] == 2.5
+            assert config["limits"] == "sandbox"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _config_when_up(url: str, deadline: float) -> dict[str, object]:
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_emulator/config", timeout=5) as response:
+                body: dict[str, object] = json.loads(response.read())
+                return body
+        except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

@@ -100,7 +100,10 @@ def verdict(result: DemoResult) -> str:
             f"{rounding} within a cent (Stripe rounds a proration's credit and debit lines "
             "separately; reconciliation says `rounding`)"
         )
-    others = total - matched - rounding
+    awaiting = counts.get("awaiting_usage", 0)
+    if awaiting:
+        parts.append(f"{awaiting} not judged yet (Stripe still counting usage: `awaiting_usage`)")
+    others = total - matched - rounding - awaiting
     if others:
         parts.append(
             f"{others} differ from the ledger ({result.held} held as drafts): "

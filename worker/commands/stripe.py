@@ -127,6 +127,15 @@ def stripe_emulator_command(
             "--rate-limit", help="Replace the global requests per second (default: the mode's)."
         ),
     ] = None,
+    aggregation_delay: Annotated[
+        float,
+        typer.Option(
+            "--aggregation-delay",
+            min=0.0,
+            help="Seconds after its receipt before a meter event counts in summaries and "
+            "invoices (Stripe aggregates asynchronously); 0 = at once.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the local Stripe emulator until interrupted (offline demo, tests, benchmarks)."""
     from stripe_emulator import serve
@@ -138,7 +147,11 @@ def stripe_emulator_command(
     typer.echo(f"Stripe emulator listening on {url} (Ctrl-C to stop)")
     typer.echo(f"  export BILLING_STRIPE_API_BASE={url}")
     typer.echo(f"  rate limits: {limits}")
-    config: dict[str, Any] = {"limits": limits}
+    typer.echo(f"  meter aggregation delay: {aggregation_delay:g} s")
+    config: dict[str, Any] = {
+        "limits": limits,
+        "meter_aggregation_delay_seconds": aggregation_delay,
+    }
     if rate_limit_rps is not None:
         config["rate_limit_rps"] = rate_limit_rps
     serve(port=port, host=host, **config)
