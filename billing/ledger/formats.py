@@ -114,9 +114,6 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
-
-
-_SCAN_ONCE = _DECODER.scan_once
 _METERS_BY_CODE = {meter.value: meter for meter in Meter}
 
 
@@ -124,13 +121,14 @@ def parse_json_line(text: str) -> object:
     """JSON with exact decimals (`1.5` becomes Decimal('1.5'), never a float).
 
     An object written without surrounding whitespace (the common case) goes straight to the
-    decoder's C scanner; anything else, and every error, takes `JSONDecoder.decode`, which
-    gives the same value and the messages callers show.
+    decoder's C scanner (`raw_decode`, without the two whitespace scans around it); anything
+    else, and every error, takes `JSONDecoder.decode`, which gives the same value and the
+    messages callers show.
     """
     if text[:1] == "{" and text[-1:] == "}":
         try:
-            value, end = _SCAN_ONCE(text, 0)
-        except (ValueError, StopIteration, RecursionError):
+            value, end = _DECODER.raw_decode(text)
+        except (ValueError, RecursionError):
             pass
         else:
             if end == len(text):
