@@ -121,7 +121,7 @@ class QuotaService:
         self._checkpoint_units = checkpoint_units
         self._terms_ttl = terms_ttl
         self._counters = QuotaCounters(client)
-        self._periods: dict[tuple[int, int], Period] = {}
+        self._months: dict[tuple[int, int], tuple[Period, str]] = {}
         self._limits: dict[str, tuple[datetime, dict[Quota, QuotaLimit], str]] = {}
 
     # ------------------------------------------------------------------ checks
@@ -147,17 +147,19 @@ class QuotaService:
             used = self.live_environments(org_id)
             allowed = not hard or limit.limit is None or used + amount <= limit.limit
             return QuotaDecision(org_id, quota, allowed, limit.limit, used, limit.mode, amount)
-        period = self._period_of(now)
+        period, label = self._month_of(now)
         gates = (
-            self._gate_key(org_id, quota, QuotaEventDecision.DENIED, period),
-            self._gate_key(org_id, quota, QuotaEventDecision.EXCEEDED, period),
+            self._gate_key(org_id, quota, QuotaEventDecision.DENIED, label),
+            self._gate_key(org_id, quota, QuotaEventDecision.EXCEEDED, label),
         )
         if quota is Quota.TASKS_PER_SECOND:
             outcome = self._counters.window(
                 self._key(org_id, "tps"), gates, amount, limit.limit, hard=hard, consume=consume
             )
         else:
-            outcome = self._check_month(org_id, limit, amount, now, period, gates, consume=consume)
+            outcome = self._check_month(
+                org_id, limit, amount, now, (period, label), gates, consume=consume
+            )
         decision = QuotaDecision(
             org_id, quota, outcome.allowed, limit.limit, outcome.used, limit.mode, amount
         )
@@ -165,12 +167,13 @@ class QuotaService:
             return decision
         return self._record_gated(decision, gates[0] if not outcome.allowed else gates[1], now)
 
-    def _period_of(self, now: datetime) -> Period:
-        """The calendar month of `now` (UTC), computed once per month."""
-        period = self._periods.get((now.year, now.month))
-        if period is None:
-            period = self._periods[now.year, now.month] = month_period_of(now)
-        return period
+    def _month_of(self, now: datetime) -> tuple[Period, str]:
+        """The calendar month of `now` (UTC) and its label, computed once per month."""
+        month = self._months.get((now.year, now.month))
+        if month is None:
+            period = month_period_of(now)
+            month = self._months[now.year, now.month] = (period, period.label())
+        return month
 
     def limit_of(self, org_id: str, quota: Quota, now: datetime) -> QuotaLimit:
         """The org's limit for `quota` from its current terms (cached for `terms_ttl` of `now`)."""
@@ -203,13 +206,14 @@ class QuotaService:
         limit: QuotaLimit,
         amount: int,
         now: datetime,
-        period: Period,
+        month: tuple[Period, str],
         gates: tuple[str, str],
         *,
         consume: bool,
     ) -> CounterOutcome:
         quota = Quota.TASKS_PER_MONTH
-        key = self._key(org_id, f"tpm:{period.label()}")
+        period, label = month
+        key = self._key(org_id, f"tpm:{label}")
         hard = limit.mode is QuotaMode.HARD
         expire_at = to_unix(period.period_end)
         outcome = self._counters.month(
@@ -418,7 +422,8 @@ class QuotaService:
             kind = QuotaEventDecision.EXCEEDED
         else:
             return decision
-        gate = self._gate_key(decision.org_id, decision.quota, kind, month_period_of(now))
+        label = self._month_of(now)[1]
+        gate = self._gate_key(decision.org_id, decision.quota, kind, label)
         if not self._redis.set(gate, b"1", nx=True, px=GATE_MILLISECONDS):
             return decision
         return self._record_gated(decision, gate, now)
@@ -480,8 +485,9 @@ class QuotaService:
                 )
             )
 
-    def _gate_key(self, org_id: str, quota: Quota, kind: QuotaEventDecision, period: Period) -> str:
-        return self._key(org_id, f"gate:{quota.value}:{kind.value}:{period.label()}")
+    def _gate_key(self, org_id: str, quota: Quota, kind: QuotaEventDecision, label: str) -> str:
+        """The key that lets one such decision a second into `quota_events` (month `label`)."""
+        return self._key(org_id, f"gate:{quota.value}:{kind.value}:{label}")
 
     def _key(self, org_id: str, suffix: str) -> str:
         # The braces are a Redis Cluster hash tag: all of an org's keys share one slot.
