@@ -49,7 +49,10 @@ if ARGV[1] == 'w' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local cutoff = now - {WINDOW_MICROSECONDS}
-  used = tonumber(redis.call('HGET', KEYS[2], 'sum') or '0')
+  local state = redis.call('HMGET', KEYS[2], 'sum', 'seq')
+  used = tonumber(state[1] or '0')
+  local seq = tonumber(state[2] or '0')
+  local trimmed = false
   local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
   if #expired > 0 then
     local freed = 0
@@ -59,16 +62,19 @@ if ARGV[1] == 'w' then
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
     used = used - freed
     if used < 0 then used = 0 end
-    redis.call('HSET', KEYS[2], 'sum', used)
+    trimmed = true
   end
   if (limit < 0 or ARGV[4] ~= '1' or used + amount <= limit) and consume then
-    local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+    seq = seq + 1
+    used = used + amount
     redis.call('ZADD', KEYS[1], now, seq .. ':' .. ARGV[2])
-    used = redis.call('HINCRBY', KEYS[2], 'sum', amount)
+    redis.call('HSET', KEYS[2], 'sum', used, 'seq', seq)
     local ttl = {WINDOW_MICROSECONDS // 1000 + 1000}
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('PEXPIRE', KEYS[2], ttl)
     amount = 0
+  elseif trimmed then
+    redis.call('HSET', KEYS[2], 'sum', used)
   end
 else
   local value = redis.call('GET', KEYS[1])
