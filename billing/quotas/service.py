@@ -5,7 +5,7 @@ from its price-book terms (plan, then contract overrides). Hard quotas deny, sof
 and record. How each quota is counted:
 
 - `tasks_per_second`: a sliding one-second window in Redis on Redis's clock
-  (`billing.quotas.counters.SecondWindow`); exact across processes.
+  (`billing.quotas.counters`); exact across processes.
 - `tasks_per_month`: a Redis counter per org and calendar month of `now` (UTC), checkpointed to
   `quota_usage` and re-seeded from it when the key is missing (Redis flushed or restarted).
   Guarantee: `quota_usage.used` never exceeds the true count, and after every consuming check
@@ -30,7 +30,7 @@ Checks with `consume=False` are questions and record nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,7 @@ from billing.core.meters import Quota, QuotaMode
 from billing.core.periods import Period, month_period_of, require_aware, to_unix
 from billing.pricing.book import PriceBookError, QuotaLimit, UnknownTermsError
 from billing.pricing.book_cache import BookCache
-from billing.quotas.counters import MonthCounter, SecondWindow
+from billing.quotas.counters import GATE_MILLISECONDS, CounterOutcome, QuotaCounters
 from models.db import unit_of_work
 from models.ledger import Org
 from models.quota_records import QuotaEnvironment, QuotaEvent, QuotaEventDecision, QuotaUsage
@@ -120,8 +120,8 @@ class QuotaService:
         self._prefix = key_prefix
         self._checkpoint_units = checkpoint_units
         self._terms_ttl = terms_ttl
-        self._second_window = SecondWindow(client)
-        self._month_counter = MonthCounter(client)
+        self._counters = QuotaCounters(client)
+        self._months: dict[tuple[int, int], tuple[Period, str]] = {}
         self._limits: dict[str, tuple[datetime, dict[Quota, QuotaLimit], str]] = {}
 
     # ------------------------------------------------------------------ checks
@@ -143,21 +143,37 @@ class QuotaService:
             raise QuotaRequestError("amount", f"amount must be a positive integer, got {amount!r}")
         limit = self.limit_of(org_id, quota, now)
         hard = limit.mode is QuotaMode.HARD
-        if quota is Quota.TASKS_PER_SECOND:
-            outcome, _ = self._second_window.hit(
-                self._key(org_id, "tps"), amount, limit.limit, hard=hard, consume=consume
-            )
-            allowed, used = outcome.allowed, outcome.used
-        elif quota is Quota.TASKS_PER_MONTH:
-            allowed, used = self._check_month(org_id, quota, limit, amount, now, consume=consume)
-        else:
+        if quota is Quota.ENVIRONMENTS:
             used = self.live_environments(org_id)
             allowed = not hard or limit.limit is None or used + amount <= limit.limit
-            consume = False
-        decision = QuotaDecision(org_id, quota, allowed, limit.limit, used, limit.mode, amount)
-        if consume or not allowed:
-            return self._maybe_record(decision, now, consume=consume)
-        return decision
+            return QuotaDecision(org_id, quota, allowed, limit.limit, used, limit.mode, amount)
+        period, label = self._month_of(now)
+        gates = (
+            self._gate_key(org_id, quota, QuotaEventDecision.DENIED, label),
+            self._gate_key(org_id, quota, QuotaEventDecision.EXCEEDED, label),
+        )
+        if quota is Quota.TASKS_PER_SECOND:
+            outcome = self._counters.window(
+                self._key(org_id, "tps"), gates, amount, limit.limit, hard=hard, consume=consume
+            )
+        else:
+            outcome = self._check_month(
+                org_id, limit, amount, now, (period, label), gates, consume=consume
+            )
+        decision = QuotaDecision(
+            org_id, quota, outcome.allowed, limit.limit, outcome.used, limit.mode, amount
+        )
+        if not outcome.gate_opened:
+            return decision
+        return self._record_gated(decision, gates[0] if not outcome.allowed else gates[1], now)
+
+    def _month_of(self, now: datetime) -> tuple[Period, str]:
+        """The calendar month of `now` (UTC) and its label, computed once per month."""
+        month = self._months.get((now.year, now.month))
+        if month is None:
+            period = month_period_of(now)
+            month = self._months[now.year, now.month] = (period, period.label())
+        return month
 
     def limit_of(self, org_id: str, quota: Quota, now: datetime) -> QuotaLimit:
         """The org's limit for `quota` from its current terms (cached for `terms_ttl` of `now`)."""
@@ -184,22 +200,25 @@ class QuotaService:
 
     # ------------------------------------------------------------------ monthly counts
 
-    def _check_month(
+    def _check_month(  # noqa: PLR0917 (one private call site)
         self,
         org_id: str,
-        quota: Quota,
         limit: QuotaLimit,
         amount: int,
         now: datetime,
+        month: tuple[Period, str],
+        gates: tuple[str, str],
         *,
         consume: bool,
-    ) -> tuple[bool, int]:
-        period = month_period_of(now)
-        key = self._key(org_id, f"tpm:{period.label()}")
+    ) -> CounterOutcome:
+        quota = Quota.TASKS_PER_MONTH
+        period, label = month
+        key = self._key(org_id, f"tpm:{label}")
         hard = limit.mode is QuotaMode.HARD
         expire_at = to_unix(period.period_end)
-        outcome = self._month_counter.hit(
+        outcome = self._counters.month(
             key,
+            gates,
             amount,
             limit.limit,
             hard=hard,
@@ -210,8 +229,9 @@ class QuotaService:
         if outcome is None:
             seed = self.stored_usage(org_id, quota, period)
             log.info("quota.counter_seeded", org_id=org_id, quota=quota.value, used=seed)
-            outcome = self._month_counter.hit(
+            outcome = self._counters.month(
                 key,
+                gates,
                 amount,
                 limit.limit,
                 hard=hard,
@@ -228,7 +248,7 @@ class QuotaService:
                 except SQLAlchemyError:
                     # The check stands (Redis counted it); the next checkpoint catches up.
                     log.exception("quota.checkpoint_failed", org_id=org_id, used=outcome.used)
-        return outcome.allowed, outcome.used
+        return outcome
 
     def checkpoint_all(self, now: datetime) -> int:
         """Store every Redis monthly counter of `now`'s month; returns how many were stored.
@@ -348,7 +368,7 @@ class QuotaService:
             environment_id=environment_id,
             live=live,
         )
-        return self._maybe_record(decision, now, consume=True)
+        return self._maybe_record(decision, now)
 
     def environment_deleted(self, org_id: str, environment_id: str, now: datetime) -> bool:
         """Stop counting `environment_id`; False when it was not live (idempotent)."""
@@ -391,10 +411,10 @@ class QuotaService:
         with Session(self._engine) as session:
             return session.exec(statement).all()
 
-    def _maybe_record(
-        self, decision: QuotaDecision, now: datetime, *, consume: bool
-    ) -> QuotaDecision:
-        if decision.limit is None or not consume:
+    def _maybe_record(self, decision: QuotaDecision, now: datetime) -> QuotaDecision:
+        """Record a consuming environments check that was denied or crossed the limit, at most
+        once a second (the counters' script opens the gates of the other quotas itself)."""
+        if decision.limit is None:
             return decision
         if not decision.allowed:
             kind = QuotaEventDecision.DENIED
@@ -402,14 +422,20 @@ class QuotaService:
             kind = QuotaEventDecision.EXCEEDED
         else:
             return decision
-        period = month_period_of(now)
-        gate = self._key(
-            decision.org_id, f"gate:{decision.quota.value}:{kind.value}:{period.label()}"
-        )
-        if not self._redis.set(gate, b"1", nx=True, px=1000):
+        label = self._month_of(now)[1]
+        gate = self._gate_key(decision.org_id, decision.quota, kind, label)
+        if not self._redis.set(gate, b"1", nx=True, px=GATE_MILLISECONDS):
             return decision
+        return self._record_gated(decision, gate, now)
+
+    def _record_gated(self, decision: QuotaDecision, gate: str, now: datetime) -> QuotaDecision:
+        """Write a consuming check that opened its gate `gate` to `quota_events`; the gate is
+        closed again when the write fails, so the next such check tries again."""
+        assert decision.limit is not None
+        allowed = decision.allowed
+        kind = QuotaEventDecision.EXCEEDED if allowed else QuotaEventDecision.DENIED
         try:
-            self._record(decision, kind, period, now)
+            self._record(decision, kind, month_period_of(now), now)
         except SQLAlchemyError:
             self._redis.delete(gate)
             log.exception("quota.event_record_failed", org_id=decision.org_id)
@@ -422,16 +448,7 @@ class QuotaService:
             used=decision.used,
             limit=decision.limit,
         )
-        return QuotaDecision(
-            decision.org_id,
-            decision.quota,
-            decision.allowed,
-            decision.limit,
-            decision.used,
-            decision.mode,
-            decision.amount,
-            recorded_event=True,
-        )
+        return replace(decision, recorded_event=True)
 
     def _record(
         self, decision: QuotaDecision, kind: QuotaEventDecision, period: Period, now: datetime
@@ -467,6 +484,10 @@ class QuotaService:
                     },
                 )
             )
+
+    def _gate_key(self, org_id: str, quota: Quota, kind: QuotaEventDecision, label: str) -> str:
+        """The key that lets one such decision a second into `quota_events` (month `label`)."""
+        return self._key(org_id, f"gate:{quota.value}:{kind.value}:{label}")
 
     def _key(self, org_id: str, suffix: str) -> str:
         # The braces are a Redis Cluster hash tag: all of an org's keys share one slot.

@@ -122,3 +122,35 @@ def test_an_instant_that_leaves_the_datetime_range_in_utc_is_a_line_error(at: st
 def test_a_type_that_is_not_a_string_is_an_unknown_type(kind: object) -> None:
     (error,) = parse(usage(5, type=kind))[1]
     assert error.startswith("line 4: type: unknown type ")
+
+
+@pytest.mark.parametrize("meter", [[], {"a": 1}, 5, None])
+def test_a_meter_that_is_not_a_string_is_a_line_error(meter: object) -> None:
+    parsed, errors = parse(usage(5, meter=meter))
+    assert parsed is None
+    assert len(errors) == 1
+    assert errors[0].startswith("line 4: meter: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        usage(5),
+        f"  {usage(5)}  ",  # whitespace around the object takes the decoder's full path
+        usage(5).replace("}", ', "extra": 1}'),
+    ],
+)
+def test_a_line_parses_alike_on_the_fast_and_the_full_path(text: str) -> None:
+    fast, fast_errors = parse(text)
+    full_errors: list[LineError] = []
+    full = parse_record(4, json.loads(text, parse_float=Decimal), full_errors)
+    assert fast == full
+    assert fast_errors == [str(error) for error in full_errors]
+
+
+@pytest.mark.parametrize("text", ['{"type": "usage"} {', '{"a": 1}{}', "{]", "{"])
+def test_json_errors_keep_the_decoders_message(text: str) -> None:
+    _, errors = parse(text)
+    with pytest.raises(json.JSONDecodeError) as raised:
+        json.loads(text)
+    assert errors == [f"line 4: (json): not valid JSON: {raised.value}"]
