@@ -64,6 +64,7 @@ CREATED_MARGIN = timedelta(minutes=1)
 DRAFT = "draft"
 VOID = "void"
 STATUS_RANK = {DRAFT: 0, "open": 1, "paid": 2, VOID: 2, "uncollectible": 2}
+_ROWS_PER_STATEMENT = 500  # 20 parameters a row: well under PostgreSQL's 65,535 per statement
 _MAX_INT = 2**31 - 1  # the amount columns are 32-bit integers
 # Answers from the mirror ("hit") and fallbacks to the per-org listing ("miss"), this process.
 MIRROR_COUNTS: Counter[str] = Counter()
@@ -93,6 +94,11 @@ def upsert_invoices(
         for invoice, complete in invoices
         if _storable(invoice)
     ]
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        _upsert_rows(session, rows[start : start + _ROWS_PER_STATEMENT])
+
+
+def _upsert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name

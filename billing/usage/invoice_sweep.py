@@ -8,6 +8,7 @@ crash half-way leaves a sweep row without `finished_at`, which the push never tr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -16,6 +17,7 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from billing.stripe_gateway.invoice_reads import InvoicePage
+from billing.stripe_gateway.records import StripeInvoice
 from billing.usage.invoice_mirror import upsert_invoices
 from models.db import unit_of_work
 from models.invoice_mirror import MirrorSource, StripeInvoiceSweep
@@ -80,3 +82,27 @@ def sweep_invoices(
         line_requests=line_requests,
     )
     return InvoiceSweepOutcome(sweep_id, created_from_at, invoices, pages, line_requests)
+
+
+def record_listing(
+    engine: Engine, invoices: Sequence[StripeInvoice], created_from_at: datetime, now: datetime
+) -> None:
+    """A complete listing made elsewhere (every invoice created from `created_from_at` up to
+    `now`, each with all its lines: the reconciliation sweep's) feeds the mirror as a finished
+    sweep would."""
+    with unit_of_work(engine) as session:
+        upsert_invoices(
+            session,
+            [(invoice, True) for invoice in invoices],
+            source=MirrorSource.SWEEP,
+            observed_at=now,
+            now=now,
+        )
+        session.add(
+            StripeInvoiceSweep(
+                created_from_at=created_from_at,
+                started_at=now,
+                finished_at=now,
+                invoice_count=len(invoices),
+            )
+        )
