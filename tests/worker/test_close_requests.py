@@ -111,19 +111,25 @@ def _core_requests(stats: dict[str, Any]) -> dict[str, int]:
     return {route: n for route, n in routes.items() if "/meter_event" not in route}
 
 
-def test_a_close_of_200_orgs_makes_at_most_half_a_core_request_per_org(
-    world: tuple[Settings, Any],
-) -> None:
-    settings, emulator = world
+def _open_month(settings: Settings, emulator: Any, org_count: int) -> list[str]:
+    """Catalog, orgs with a month of usage, provisioned; the period ends and the emulator
+    drafts every org's cycle invoice (no webhook endpoint: the mirror has only its sweeps)."""
     for book in ("devtools", "zenaton"):
         composition.catalog_sync(settings).sync(load_book(book), PERIOD.period_start)
-    org_ids = [f"org-{i:04d}" for i in range(ORG_COUNT)]
+    org_ids = [f"org-{i:04d}" for i in range(org_count)]
     with unit_of_work(composition.database(settings)) as session:
         assert Ingestor(session).ingest(_events(org_ids), datetime(2026, 10, 30, tzinfo=UTC)).ok
     for org in org_ids:
         jobs.provision_org(org, PERIOD.period_start, settings=settings)
-    # The period ends: the emulator drafts every org's cycle invoice (invoice.created).
     emulator.state.configure(frozen_time=int(CLOSE_AT.timestamp()))
+    return org_ids
+
+
+def test_a_close_of_200_orgs_makes_at_most_half_a_core_request_per_org(
+    world: tuple[Settings, Any],
+) -> None:
+    settings, emulator = world
+    _open_month(settings, emulator, ORG_COUNT)
     emulator.state.reset(stats_only=True)
     before = MIRROR_COUNTS.copy()
 
@@ -149,3 +155,34 @@ def test_a_close_of_200_orgs_makes_at_most_half_a_core_request_per_org(
         assert not session.exec(
             select(UsagePeriod).where(col(UsagePeriod.invoice_final_at).is_not(None))
         ).all()
+
+
+def test_past_the_grace_period_a_stale_mirrored_draft_is_not_trusted(
+    world: tuple[Settings, Any],
+) -> None:
+    """The sweep saw the drafts; Stripe finalized them an hour later and no webhook told us.
+    Late usage then must become an adjustment on the next invoice, not a meter event for a
+    period Stripe no longer bills: the push asks Stripe instead of the stale mirror."""
+    settings, emulator = world
+    (org, *_) = _open_month(settings, emulator, 3)
+    jobs.close_month(PERIOD, CLOSE_AT, settings=settings)
+    final_at = PERIOD.period_end + timedelta(hours=2)
+    emulator.state.configure(frozen_time=int(final_at.timestamp()))  # drafts finalized
+    late = {
+        "type": "usage",
+        "id": "late-1",
+        "org": org,
+        "meter": "copilot_messages",
+        "quantity": 900,
+        "at": datetime(2026, 10, 31, 12, tzinfo=UTC).isoformat(),
+    }
+    with unit_of_work(composition.database(settings)) as session:
+        assert Ingestor(session).ingest([json.dumps(late)], final_at).ok
+    before = MIRROR_COUNTS.copy()
+
+    outcome = jobs.push_usage(org, final_at, settings=settings)
+
+    assert MIRROR_COUNTS["miss:draft_too_old"] == before["miss:draft_too_old"] + 1
+    october = [r for r in outcome.results if r.period_start_at == PERIOD.period_start]
+    assert {r.meter: r.action for r in october}["copilot_messages"] == "adjusted"
+    assert not [r for r in october if r.action == "sent"]  # nothing to a finalized period
