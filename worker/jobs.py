@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from billing.alerts.close import check_close, close_chunk_done, close_started
@@ -459,7 +460,7 @@ def sweep_invoice_mirror(
             period.period_start - CREATED_MARGIN,
             now,
         )
-    except BillingError as exc:
+    except (BillingError, SQLAlchemyError) as exc:
         structlog.get_logger(__name__).warning("usage.invoice_sweep_failed", error=str(exc))
         return None
 

@@ -94,6 +94,7 @@ def upsert_invoices(
         for invoice, complete in invoices
         if _storable(invoice)
     ]
+    rows.sort(key=lambda row: row["stripe_invoice_id"])  # one lock order for every writer
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         _upsert_rows(session, rows[start : start + _ROWS_PER_STATEMENT])
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from billing.stripe_gateway.invoice_reads import InvoicePage
 from billing.stripe_gateway.records import StripeInvoice
@@ -89,7 +90,17 @@ def record_listing(
 ) -> None:
     """A complete listing made elsewhere (every invoice created from `created_from_at` up to
     `now`, each with all its lines: the reconciliation sweep's) feeds the mirror as a finished
-    sweep would."""
+    sweep would. Best effort: a database error is logged, and the listing's own work goes on
+    (the push then asks Stripe, as without a mirror)."""
+    try:
+        _record_listing(engine, invoices, created_from_at, now)
+    except SQLAlchemyError as exc:
+        log.warning("usage.invoice_listing_not_mirrored", error=str(exc))
+
+
+def _record_listing(
+    engine: Engine, invoices: Sequence[StripeInvoice], created_from_at: datetime, now: datetime
+) -> None:
     with unit_of_work(engine) as session:
         upsert_invoices(
             session,

@@ -186,3 +186,23 @@ def test_past_the_grace_period_a_stale_mirrored_draft_is_not_trusted(
     october = [r for r in outcome.results if r.period_start_at == PERIOD.period_start]
     assert {r.meter: r.action for r in october}["copilot_messages"] == "adjusted"
     assert not [r for r in october if r.action == "sent"]  # nothing to a finalized period
+
+
+def test_a_close_whose_sweep_stripe_refuses_asks_stripe_per_org(
+    world: tuple[Settings, Any],
+) -> None:
+    """The sweep is an optimisation: when Stripe fails it, every org's push lists its own
+    invoices (the safety net) and the close still pushes everything."""
+    settings, emulator = world
+    org_ids = _open_month(settings, emulator, 3)
+    attempts = 1 + settings.stripe_max_network_retries
+    emulator.state.configure(fail_next=attempts, fault_path_prefix="/v1/invoices")
+    before = MIRROR_COUNTS.copy()
+
+    totals = jobs.close_month(PERIOD, CLOSE_AT, settings=settings)
+
+    assert (totals["orgs"], totals["failed"]) == (len(org_ids), 0)
+    assert MIRROR_COUNTS["miss:no_covering_sweep"] - before["miss:no_covering_sweep"] == 3
+    with Session(composition.database(settings)) as session:
+        (sweep,) = session.exec(select(StripeInvoiceSweep)).all()
+        assert sweep.finished_at is None  # never trusted
