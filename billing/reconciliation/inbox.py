@@ -15,14 +15,18 @@ from sqlmodel import Session, col, select
 
 from billing.reconciliation.reconciler import Reconciler, ReconciliationOutcome
 from billing.reconciliation.records import org_of
+from billing.stripe_gateway.invoice_reads import event_invoice
 from billing.stripe_gateway.webhooks import WebhookEvent
+from billing.usage.invoice_mirror import forget_draft, upsert_invoices
 from models.db import unit_of_work
+from models.invoice_mirror import MirrorSource
 from models.reconciliation import WebhookEvent as InboxRow
 
 log = structlog.get_logger(__name__)
 
 INVOICE_CREATED = "invoice.created"
 INVOICE_FINALIZED = "invoice.finalized"
+INVOICE_DELETED = "invoice.deleted"
 HANDLED_TYPES = frozenset({INVOICE_CREATED, INVOICE_FINALIZED})
 # Pushes one org's usage totals as of an instant. The composition root passes one that holds
 # the org's usage lock, as every other usage push does.
@@ -37,7 +41,8 @@ class HandleAction(StrEnum):
 
 
 def record_event(engine: Engine, event: WebhookEvent, now: datetime) -> bool:
-    """Store the event in the inbox; False when its id is already there (a redelivery)."""
+    """Store the event in the inbox (and an invoice event's invoice in the invoice mirror, in
+    the same transaction); False when its id is already there (a redelivery)."""
     try:
         with unit_of_work(engine) as session:
             if session.get(InboxRow, event.stripe_event_id) is not None:
@@ -52,10 +57,37 @@ def record_event(engine: Engine, event: WebhookEvent, now: datetime) -> bool:
                     received_at=now,
                 )
             )
+            mirror_event(session, event, now)
     except IntegrityError:  # the same event delivered twice at once: the other one won
         return False
     log.info("webhook.recorded", stripe_event_id=event.stripe_event_id, type=event.type)
     return True
+
+
+def mirror_event(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """An `invoice.*` event's invoice goes into the local invoice mirror (unless the mirror
+    holds a later state); `invoice.deleted` takes a deleted draft out of it."""
+    try:
+        carried = event_invoice(event)
+    except (ValueError, TypeError, ArithmeticError, AttributeError, KeyError) as exc:
+        # A signed body whose invoice is not shaped as Stripe's: kept in the inbox, not mirrored.
+        log.warning(
+            "webhook.invoice_not_mirrored", stripe_event_id=event.stripe_event_id, error=str(exc)
+        )
+        return
+    if carried is None:
+        return
+    if event.type == INVOICE_DELETED:
+        assert carried.invoice.stripe_invoice_id is not None
+        forget_draft(session, carried.invoice.stripe_invoice_id)
+        return
+    upsert_invoices(
+        session,
+        [(carried.invoice, carried.lines_complete)],
+        source=MirrorSource.WEBHOOK,
+        observed_at=event.created_at or now,
+        now=now,
+    )
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ from billing.stripe_gateway.records import (
     StripeInvoiceLine,
     StripeMeterEventSummary,
 )
+from billing.usage.invoice_sweep import record_listing
 from models.db import unit_of_work
 from models.reconciliation import Reconciliation, ReconciliationLine
 
@@ -242,6 +243,7 @@ class Reconciler:
         invoices = self.gateway.list_invoices(
             created_from_at=now - lookback, created_before_at=now + timedelta(seconds=1)
         )
+        record_listing(self.engine, invoices, now - lookback, now)  # the invoice mirror's too
         done = []
         with Session(self.engine) as session:
             seen = latest_statuses(session, [i.stripe_invoice_id or "" for i in invoices])

@@ -16,6 +16,7 @@ from billing.core.locks import confirm_held_locks
 from billing.core.money import format_decimal
 from billing.stripe_gateway import convert
 from billing.stripe_gateway.errors import mapped_errors
+from billing.stripe_gateway.invoice_reads import InvoiceReads
 from billing.stripe_gateway.invoice_writes import InvoiceWrites
 from billing.stripe_gateway.meter_stream import MeterStream
 from billing.stripe_gateway.params import check_idempotency_key, item_params, price_create_params
@@ -52,7 +53,7 @@ T = TypeVar("T")
 _PAGE = 100
 
 
-class StripeGateway(InvoiceWrites, MeterStream):
+class StripeGateway(InvoiceWrites, InvoiceReads, MeterStream):
     """Typed Stripe operations; every POST takes the caller's deterministic idempotency key."""
 
     def __init__(

@@ -18,6 +18,7 @@ from billing.pricing.charge import ledger_quantity
 from billing.pricing.lifecycle import NO_PLAN
 from billing.stripe_gateway.ports import InvoiceReader
 from billing.stripe_gateway.records import StripeInvoice
+from billing.usage.invoice_mirror import CREATED_MARGIN, match_periods, mirrored_periods
 from models.ledger import OrgPlanChange, ResourceReport, UsageEvent
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import (
@@ -244,25 +245,30 @@ def note_invoice(
 
 
 def invoices_by_period(
-    gateway: InvoiceReader, sub: OrgSubscription, periods: Sequence[Period], now: datetime
+    gateway: InvoiceReader,
+    sub: OrgSubscription,
+    periods: Sequence[Period],
+    now: datetime,
+    *,
+    session: Session | None = None,
 ) -> dict[datetime, StripeInvoice]:
-    """The Stripe invoice billing each ended period's metered items, by period start."""
+    """The Stripe invoice billing each ended period's metered items, by period start: from the
+    local invoice mirror when it can be trusted for every ended period (`session` given; see
+    billing.usage.invoice_mirror), else from Stripe's listing of the subscription's invoices."""
     ended = [p for p in periods if p.period_end <= now]
     if not ended:
         return {}
+    item_ids = set(sub.items.values())
+    if session is not None:
+        mirrored = mirrored_periods(session, sub.stripe_subscription_id, item_ids, ended, now)
+        session.commit()  # the mirror's read ends here: Stripe may be called next
+        if mirrored is not None:
+            return mirrored
     invoices = gateway.list_invoices(
         stripe_subscription_id=sub.stripe_subscription_id,
-        created_from_at=ended[0].period_end - timedelta(minutes=1),
+        created_from_at=ended[0].period_end - CREATED_MARGIN,
     )
-    item_ids = set(sub.items.values())
-    found: dict[datetime, StripeInvoice] = {}
-    for invoice in invoices:
-        if invoice.status == "void":
-            continue
-        for line in invoice.lines:
-            if line.stripe_subscription_item_id in item_ids and line.period_start_at:
-                found.setdefault(line.period_start_at, invoice)
-    return found
+    return match_periods(invoices, item_ids)
 
 
 def new_state(

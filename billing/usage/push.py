@@ -145,7 +145,9 @@ class UsagePusher:
             run = self._open(session, org_id, now, within)
             if run is None:
                 return UsagePushOutcome(org_id, UsagePushAction.NOT_PROVISIONED)
-            run.invoices = invoices_by_period(self.gateway, run.sub, run.periods, now)
+            run.invoices = invoices_by_period(
+                self.gateway, run.sub, run.periods, now, session=session
+            )
             sends = self._plan(session, run)
             self._send_all(session, run, sends)
             if verify:

@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 
 import models.alerts
 import models.credits
+import models.invoice_mirror
 import models.ledger
 import models.lifecycle_records
 import models.outbox

@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 
 import models.alerts
 import models.credits
+import models.invoice_mirror
 import models.ledger
 import models.lifecycle_records
 import models.outbox
@@ -23,6 +24,7 @@ from models.db import make_engine, migrate
 _ = (
     models.alerts,
     models.credits,
+    models.invoice_mirror,
     models.ledger,
     models.lifecycle_records,
     models.outbox,

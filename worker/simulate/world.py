@@ -36,6 +36,8 @@ WEBHOOK_EVENTS = (
     "invoice.created",
     "invoice.finalized",
     "invoice.paid",
+    "invoice.voided",
+    "invoice.deleted",
     "customer.subscription.updated",
     "customer.subscription.deleted",
 )

@@ -40,6 +40,7 @@ def close_period(
     if period is None:
         period = month_period_of(instant(now) - timedelta(days=1)).label()
     month = month_period(period)  # validate before fanning out
+    jobs.sweep_invoice_mirror(month, instant(now))  # the chunks read invoices from the mirror
     orgs = jobs.provisioned_orgs()
     jobs.start_close(month, len(orgs), instant(now))  # its chunks record the progress
     # Each member is published by BillingTask: one the broker cannot take goes to the outbox.
