@@ -287,6 +287,7 @@ def _report(args: argparse.Namespace, totals: dict[str, Any], stats: dict[str, A
     core = sum(v for k, v in by_route.items() if k not in METER_ROUTES)
     seconds = float(totals["seconds"])
     floor = core / LIVE_GLOBAL_RPS
+    received = int(stats.get("meter_event_stream_events", 0)) + by_route.get(V1_ROUTE, 0)
     figures = {
         "orgs": totals["orgs"],
         "seconds": seconds,
@@ -298,11 +299,14 @@ def _report(args: argparse.Namespace, totals: dict[str, Any], stats: dict[str, A
         "meter_events_sent": totals["sent"],
         "meter_event_stream_requests": by_route.get(STREAM_ROUTE, 0),
         "meter_event_v1_requests": by_route.get(V1_ROUTE, 0),
-        "meter_events_received": int(stats.get("meter_events_total", 0)),
+        "meter_events_received": received,
+        "meter_events_deduplicated_by_stripe": int(stats.get("meter_event_stream_duplicates", 0)),
         "rate_limited_429": int(stats.get("rate_limited_total", 0)),
         "rate_limited_by_route": stats.get("rate_limited_by_route", {}),
         "failed_pushes": totals["failed"],
-        "duplicate_meter_events": int(stats.get("meter_events_deduplicated", 0)),
+        # Every event that reached Stripe beyond the ones the push ledger records as sent (a
+        # retried stream request or v1 call re-sends its identifiers): 0 when none was sent twice.
+        "duplicate_meter_events": received - int(totals["sent"]),
         "emulator_limits": args.limits,
         "aggregation_delay_seconds": args.aggregation_delay,
         "workers": args.workers,

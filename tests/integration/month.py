@@ -36,12 +36,14 @@ from billing.reconciliation.match import Status
 from billing.setup.catalog import CatalogSync
 from billing.stripe_gateway import StripeConfig, StripeGateway
 from billing.stripe_gateway.clocks import StripeTestClock, TestClocks
+from billing.stripe_gateway.http import BudgetedRequestsClient
 from models.ledger import Org, SeatChangeRecord, UsageEvent
 from models.push_records import SeatPush, UsagePush
 from models.reconciliation import Reconciliation
 from models.stripe_records import StripeCustomerRecord, StripeSubscriptionItemRecord, WriteStatus
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from tests.integration.cluster import TASK_SECONDS, Cluster
+from worker.composition import request_budget
 from worker.demo_data import DemoOrg, daily_events, demo_orgs, opening_events
 from worker.jobs import chunks
 
@@ -72,9 +74,13 @@ class Month:
     _advances: int = 0
 
     def __post_init__(self) -> None:
-        # The test's own Stripe calls (catalog, clock) go straight to the emulator.
+        # The test's own Stripe calls (catalog, clock) share the workers' Redis request budget:
+        # one account, one rate limit.
+        settings = self.cluster.settings
+        budget = request_budget("redis", settings.stripe_requests_per_second, settings.redis_url)
         self.gateway = StripeGateway(
-            StripeConfig(api_key="sk_test_integration", api_base=self.emulator.url)
+            StripeConfig(api_key="sk_test_integration", api_base=self.emulator.url),
+            http_client=BudgetedRequestsClient(budget, timeout=30),
         )
         self.clocks = TestClocks(self.gateway, poll_seconds=0.05)
 
@@ -159,6 +165,9 @@ class Month:
         with self.faults():
             for group in groups:
                 counts.extend(self.cluster.wait(group.results))
+        # Stripe aggregates meter events asynchronously: the close's last events count in the
+        # meters (and so at finalization) once the emulator's aggregation delay has passed.
+        time.sleep(self.emulator.config.meter_aggregation_delay_seconds)
         return counts
 
     def reconcile(self) -> list[str]:
