@@ -102,6 +102,7 @@ def main() -> None:
         org_ids = _setup(args.orgs, console)
         close_at = _draft_invoices(control, args, console)
         workers.extend(_start_workers({**env, "BILLING_STRIPE_BUDGET": "redis"}, args.workers))
+        _wait_for(lambda: _workers_ready() >= args.workers, "the Celery workers", timeout=300)
         totals = _close(database_url, len(org_ids), close_at, args.chunk_size, console)
         stats = control.get("/_emulator/stats").json()
         _report(args, totals, stats)
@@ -242,6 +243,13 @@ def _setup(count: int, console: Console) -> list[str]:
     return org_ids
 
 
+def _workers_ready() -> int:
+    """How many workers answer a ping (the close is timed from when all of them are up)."""
+    from worker.celery_app import app
+
+    return len(app.control.ping(timeout=1.0) or [])
+
+
 def _close(
     database_url: str, org_count: int, close_at: datetime, chunk_size: int, console: Console
 ) -> dict[str, Any]:
@@ -256,7 +264,8 @@ def _close(
 
     engine = engine_for(database_url)
     started = time.monotonic()
-    close_period.delay(PERIOD_LABEL, close_at.isoformat(), chunk_size).get(timeout=3600)
+    # Followed through the chunks' records below, not through the task's result.
+    close_period.apply_async((PERIOD_LABEL, close_at.isoformat(), chunk_size), ignore_result=True)
     progress = Progress(
         TextColumn("month close"),
         BarColumn(),
