@@ -72,10 +72,10 @@ from billing.reconciliation.usage_lag import (
     pushed_totals,
     usage_lag,
 )
+from billing.stripe_gateway.ports import MeterSummaryReader
 from billing.stripe_gateway.records import (
     StripeInvoice,
     StripeInvoiceLine,
-    StripeMeterEventSummary,
 )
 from billing.usage.invoice_sweep import record_listing
 from models.db import unit_of_work
@@ -84,7 +84,7 @@ from models.reconciliation import Reconciliation, ReconciliationLine
 log = structlog.get_logger(__name__)
 
 
-class ReconciliationGateway(Protocol):
+class ReconciliationGateway(MeterSummaryReader, Protocol):
     """The part of the Stripe gateway reconciliation uses (a fake in service tests)."""
 
     def retrieve_invoice(self, stripe_invoice_id: str) -> StripeInvoice: ...
@@ -102,16 +102,6 @@ class ReconciliationGateway(Protocol):
     def set_invoice_auto_advance(
         self, stripe_invoice_id: str, *, auto_advance: bool, idempotency_key: str
     ) -> StripeInvoice: ...
-
-    def list_meter_event_summaries(
-        self,
-        stripe_meter_id: str,
-        *,
-        stripe_customer_id: str,
-        start_at: datetime,
-        end_at: datetime,
-        value_grouping_window: Literal["day", "hour"] | None = None,
-    ) -> list[StripeMeterEventSummary]: ...
 
 
 @dataclass(frozen=True)

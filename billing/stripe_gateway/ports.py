@@ -1,5 +1,6 @@
 """The parts of the gateway the workflows depend on, as protocols (fakes stand in for them in
-service tests): reading invoices, and adding an invoice item (pending, or onto a draft)."""
+service tests): reading invoices and meter summaries, and adding an invoice item (pending, or
+onto a draft)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal, Protocol
 
-from billing.stripe_gateway.records import StripeInvoice, StripeInvoiceItem
+from billing.stripe_gateway.records import (
+    StripeInvoice,
+    StripeInvoiceItem,
+    StripeMeterEventSummary,
+)
 
 InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
 
@@ -22,6 +27,18 @@ class InvoiceReader(Protocol):
         created_from_at: datetime | None = None,
         created_before_at: datetime | None = None,
     ) -> list[StripeInvoice]: ...
+
+
+class MeterSummaryReader(Protocol):
+    def list_meter_event_summaries(
+        self,
+        stripe_meter_id: str,
+        *,
+        stripe_customer_id: str,
+        start_at: datetime,
+        end_at: datetime,
+        value_grouping_window: Literal["day", "hour"] | None = None,
+    ) -> list[StripeMeterEventSummary]: ...
 
 
 class InvoiceItemWriter(Protocol):

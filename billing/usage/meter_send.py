@@ -42,10 +42,10 @@ from billing.ledger.stripe_writes import mark, write_to_stripe
 from billing.pricing.book import Terms
 from billing.pricing.charge import meter_value
 from billing.setup.catalog import catalog_entries
+from billing.stripe_gateway.ports import MeterSummaryReader
 from billing.stripe_gateway.records import (
     MeterEventInput,
     StripeMeterEvent,
-    StripeMeterEventSummary,
 )
 from billing.usage.periods import ceil_to
 from billing.usage.push_results import MeterPushAction, MeterPushResult, meter_result
@@ -59,7 +59,7 @@ STREAM_NOTE = "accepted by the meter event stream"
 _HTTP_BAD_REQUEST = 400
 
 
-class MeterGateway(Protocol):
+class MeterGateway(MeterSummaryReader, Protocol):
     """The meter calls of the Stripe gateway."""
 
     def create_meter_event(
@@ -74,16 +74,6 @@ class MeterGateway(Protocol):
     ) -> StripeMeterEvent: ...
 
     def send_meter_events(self, events: Sequence[MeterEventInput]) -> None: ...
-
-    def list_meter_event_summaries(
-        self,
-        stripe_meter_id: str,
-        *,
-        stripe_customer_id: str,
-        start_at: datetime,
-        end_at: datetime,
-        value_grouping_window: Literal["day", "hour"] | None = None,
-    ) -> list[StripeMeterEventSummary]: ...
 
 
 @dataclass(frozen=True)
