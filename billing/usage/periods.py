@@ -294,13 +294,16 @@ def next_push(session: Session, state: UsagePeriod, quantity: Decimal, now: date
     period = Period(state.period_start_at, state.period_end_at)
     # After the newest revision recorded, sent or not: a revision Stripe refused for good is
     # `failed`, and the next one must not reuse its identifier (nor its row).
-    latest = session.exec(
-        select(sa.func.max(UsagePush.revision)).where(
-            UsagePush.org_id == org_id,
-            UsagePush.meter == meter.value,
-            UsagePush.period_start_at == period.period_start,
-        )
-    ).one()
+    # Without a flush: the rows this push added so far are other meters' and periods' (one
+    # revision per meter and period a push), so they go to the database together at its commit.
+    with session.no_autoflush:
+        latest = session.exec(
+            select(sa.func.max(UsagePush.revision)).where(
+                UsagePush.org_id == org_id,
+                UsagePush.meter == meter.value,
+                UsagePush.period_start_at == period.period_start,
+            )
+        ).one()
     revision = max(state.sent_revision, latest or 0) + 1
     timestamp = min(now, period.period_end - timedelta(seconds=1))
     if state.sent_at is not None:
