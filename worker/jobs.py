@@ -11,7 +11,7 @@ out over.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,11 +190,16 @@ def push_usage_chunk(
     locks: LockFactory | None = None,
     settings: Settings | None = None,
 ) -> dict[str, int]:
-    """`push_usage` for each org in turn (a month-close chunk); counts of what was sent."""
+    """`push_usage` of every org of a chunk (a month close's, a sweep's) at once: the chunk
+    holds each org's usage lock (taken in order, so two chunks never wait on each other in a
+    cycle), reads set-based and sends all its meter events together; counts of what was sent."""
     lock = locks or default_locks(settings)
     counts = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
-    for org_id in org_ids:
-        outcome = push_usage(org_id, now, within=within, locks=lock, settings=settings)
+    with ExitStack() as held:
+        for org_id in sorted(set(org_ids)):
+            held.enter_context(lock("usage", org_id))
+        outcomes = composition.usage_pusher(settings).push_chunk(org_ids, now, within=within)
+    for outcome in outcomes:
         counts["orgs"] += 1
         counts["meter_events"] += outcome.meter_events_sent
         counts["adjustments"] += sum(1 for r in outcome.results if r.action == "adjusted")

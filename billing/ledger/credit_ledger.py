@@ -10,7 +10,7 @@ cent; the period's own earlier items are never part of it (a correction recomput
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,13 +35,22 @@ def _t(model: type[Any]) -> sa.Table:
     return table
 
 
+def org_filter(table: sa.Table, org_id: str | Collection[str] | None) -> list[Any]:
+    """The filter of a ledger table on one org, on some orgs, or none (every org)."""
+    if org_id is None:
+        return []
+    if isinstance(org_id, str):
+        return [table.c.org_id == org_id]
+    return [table.c.org_id.in_(list(org_id))]
+
+
 def grant_balances(
-    connection: sa.Connection, period: Period, org_id: str | None = None
+    connection: sa.Connection, period: Period, org_id: str | Collection[str] | None = None
 ) -> dict[str, list[GrantBalance]]:
-    """Per org (one, or all with grants), each grant made before the period ended, with what
-    earlier periods left of it. Two queries, whatever the number of orgs."""
+    """Per org (one, some, or all with grants), each grant made before the period ended, with
+    what earlier periods left of it. Two queries, whatever the number of orgs."""
     grants, allocations, applications = _t(CreditGrant), _t(CreditAllocation), _t(CreditApplication)
-    only = [] if org_id is None else [grants.c.org_id == org_id]
+    only = org_filter(grants, org_id)
     rows = connection.execute(
         sa.select(
             grants.c.org_id, grants.c.grant_id, grants.c.amount, grants.c.at, grants.c.expires_at
@@ -51,7 +60,7 @@ def grant_balances(
     ).all()
     if not rows:
         return {}
-    used_only = [] if org_id is None else [allocations.c.org_id == org_id]
+    used_only = org_filter(allocations, org_id)
     used = {
         (org, grant): int(amount)
         for org, grant, amount in connection.execute(

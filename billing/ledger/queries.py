@@ -4,7 +4,7 @@ period loaded (one org, or every org set-based), and the expected invoices compu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from billing.core.meters import Meter
 from billing.core.periods import Period, from_unix, to_unix
-from billing.ledger.credit_ledger import grant_balances
+from billing.ledger.credit_ledger import grant_balances, org_filter
 from billing.ledger.expected_invoice import (
     ExpectedInvoice,
     OrgLedger,
@@ -66,7 +66,7 @@ def expected_invoices_for_period(
 def _load_ledgers(
     connection: sa.Connection,
     period: Period,
-    org_id: str | None,
+    org_id: str | Collection[str] | None,
     received_before: datetime | None = None,
     *,
     with_credits: bool = False,
@@ -76,9 +76,6 @@ def _load_ledgers(
     balances of its credit grants before the period too (the expected invoice's credit line)."""
     plans = _t(OrgPlanChange)
     seats = _t(SeatChangeRecord)
-
-    def only(table: sa.Table) -> list[Any]:
-        return [] if org_id is None else [table.c.org_id == org_id]
 
     def known(table: sa.Table) -> list[Any]:
         return [] if received_before is None else [table.c.received_at < received_before]
@@ -94,7 +91,7 @@ def _load_ledgers(
             plans.c.cancel_credit,
         )
         # A change at the period's end is loaded too: it may credit the term it ends early.
-        .where(plans.c.at <= period.period_end, *only(plans))
+        .where(plans.c.at <= period.period_end, *org_filter(plans, org_id))
         .order_by(plans.c.org_id, plans.c.at)
     )
     for row in rows:
@@ -104,13 +101,13 @@ def _load_ledgers(
     seat_changes: dict[str, list[SeatChange]] = {}
     rows = connection.execute(
         sa.select(seats.c.org_id, seats.c.at, seats.c.seat_count)
-        .where(seats.c.at < period.period_end, *only(seats))
+        .where(seats.c.at < period.period_end, *org_filter(seats, org_id))
         .order_by(seats.c.org_id, seats.c.at, seats.c.id)
     )
     for row in rows:
         seat_changes.setdefault(row.org_id, []).append(SeatChange(row.at, row.seat_count))
     usage = _t(UsageEvent)
-    totals = _usage_totals(connection, period, [*only(usage), *known(usage)])
+    totals = _usage_totals(connection, period, [*org_filter(usage, org_id), *known(usage)])
     rows_of_reports = _resource_rows(connection, period, org_id, known(_t(ResourceReport)))
     hours = dict(resource_hours_by_org(rows_of_reports, period))
     credits = grant_balances(connection, period, org_id) if with_credits else {}
@@ -142,14 +139,17 @@ def _usage_totals(
 
 
 def _resource_rows(
-    connection: sa.Connection, period: Period, org_id: str | None, known: list[Any]
+    connection: sa.Connection,
+    period: Period,
+    org_id: str | Collection[str] | None,
+    known: list[Any],
 ) -> Iterable[tuple[str, str, int, int]]:
     """Reports of the period's hours plus, per stack, the last report before them (carried),
     ordered by org, stack, time and arrival, streamed."""
     reports = _t(ResourceReport)
     start_unix, end_unix = hour_bounds(period)
     start, end = from_unix(start_unix), from_unix(end_unix)
-    org_filter = [*known] if org_id is None else [reports.c.org_id == org_id, *known]
+    filters = [*org_filter(reports, org_id), *known]
     columns = (
         reports.c.org_id,
         reports.c.stack,
@@ -167,13 +167,13 @@ def _resource_rows(
             )
             .label("rank"),
         )
-        .where(reports.c.at < start, *org_filter)
+        .where(reports.c.at < start, *filters)
         .subquery()
     )
     carried = sa.select(
         ranked.c.org_id, ranked.c.stack, ranked.c.at, ranked.c.resource_count, ranked.c.id
     ).where(ranked.c.rank == 1)
-    inside = sa.select(*columns).where(reports.c.at >= start, reports.c.at < end, *org_filter)
+    inside = sa.select(*columns).where(reports.c.at >= start, reports.c.at < end, *filters)
     both = sa.union_all(carried, inside).subquery()
     query = sa.select(both.c.org_id, both.c.stack, both.c.at, both.c.resource_count).order_by(
         both.c.org_id, both.c.stack, both.c.at, both.c.id
@@ -208,3 +208,14 @@ def org_ledger(
     totals and resource-hours within it, only what was received before `received_before` if
     given), or None when it has no plan before the period ends."""
     return next(_load_ledgers(session.connection(), period, org_id, received_before), None)
+
+
+def org_ledgers(session: Session, org_ids: Collection[str], period: Period) -> dict[str, OrgLedger]:
+    """The ledgers of several orgs for `period`, as org_ledger gives each (without credits):
+    one query per table for all of them. An org with no plan before the period ends is absent."""
+    if not org_ids:
+        return {}
+    return {
+        ledger.org_id: ledger
+        for ledger in _load_ledgers(session.connection(), period, org_ids, None)
+    }

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -267,27 +267,24 @@ def match_periods(
     return found
 
 
-def mirrored_periods(
+def mirrored_periods(  # noqa: PLR0917 - the listing's question, and the rows if already read
     session: Session,
     stripe_subscription_id: str,
     item_ids: set[str],
     ended: Sequence[Period],
     now: datetime,
+    rows: Sequence[StripeInvoiceMirror] | None = None,
 ) -> dict[datetime, StripeInvoice] | None:
     """What the per-org listing would say of the ended periods, from the mirror; None when the
-    mirror cannot be trusted for one of them (see the module's docstring)."""
+    mirror cannot be trusted for one of them (see the module's docstring). `rows`: the
+    subscription's mirrored invoices already read (mirror_rows), else they are read here."""
     created_from = ended[0].period_end - CREATED_MARGIN
-    rows = session.exec(
-        select(StripeInvoiceMirror)
-        .where(
-            StripeInvoiceMirror.stripe_subscription_id == stripe_subscription_id,
-            col(StripeInvoiceMirror.created_at) >= created_from,
+    if rows is None:
+        rows = mirror_rows(session, [stripe_subscription_id], created_from).get(
+            stripe_subscription_id, []
         )
-        .order_by(
-            col(StripeInvoiceMirror.created_at).desc(),
-            col(StripeInvoiceMirror.stripe_invoice_id).desc(),
-        )
-    ).all()
+    else:
+        rows = [row for row in rows if row.created_at >= created_from]
     if not all(row.lines_complete for row in rows):
         _miss(stripe_subscription_id, "lines_incomplete")
         return None
@@ -306,6 +303,26 @@ def mirrored_periods(
                 _miss(stripe_subscription_id, "draft_too_old")
                 return None
     MIRROR_COUNTS["hit"] += 1
+    return found
+
+
+def mirror_rows(
+    session: Session, stripe_subscription_ids: Collection[str], created_from: datetime
+) -> dict[str, list[StripeInvoiceMirror]]:
+    """By subscription, its mirrored invoices created since `created_from`, newest first."""
+    found: dict[str, list[StripeInvoiceMirror]] = {}
+    for row in session.exec(
+        select(StripeInvoiceMirror)
+        .where(
+            col(StripeInvoiceMirror.stripe_subscription_id).in_(list(stripe_subscription_ids)),
+            col(StripeInvoiceMirror.created_at) >= created_from,
+        )
+        .order_by(
+            col(StripeInvoiceMirror.created_at).desc(),
+            col(StripeInvoiceMirror.stripe_invoice_id).desc(),
+        )
+    ):
+        found.setdefault(row.stripe_subscription_id or "", []).append(row)
     return found
 
 

@@ -1,15 +1,18 @@
-"""Sending one org's planned meter events to Stripe, each recorded before and after.
+"""Sending planned meter events to Stripe (one org's push, or a chunk's), each recorded before and
+after.
 
 Two transports (`Settings.stripe_meter_transport`):
 
-- `stream` (the default): every meter event of the org's push in ONE request to Stripe's v2 meter
-  event stream (billing.stripe_gateway.meter_stream; batches of 100 if ever more). All rows are
-  committed `started` first and marked `done` ("accepted by the meter event stream") once the
-  request is accepted. The stream validates asynchronously, so acceptance is not proof: Stripe's
-  meter event summaries are (`push_org(verify=True)`, and the reconciliation). A retried request
-  carries the same identifiers and values, which Stripe drops as repeats within 24 h, and the
-  `last` formula makes a later repeat harmless. A transient error leaves the rows `started` for
-  the next run to send again unchanged.
+- `stream` (the default): the meter events go to Stripe's v2 meter event stream
+  (billing.stripe_gateway.meter_stream) in requests of up to 100 events, each carrying whole orgs'
+  events (one org's push is one request; a month-close chunk of 50 orgs a few). All rows are
+  committed `started` before the first request; each request's rows are marked `done` ("accepted
+  by the meter event stream") once it is accepted, or `failed` with Stripe's error. The stream
+  validates asynchronously, so acceptance is not proof: Stripe's meter event summaries are
+  (`push_org(verify=True)`, and the reconciliation). A retried request carries the same
+  identifiers and values, which Stripe drops as repeats within 24 h, and the `last` formula makes
+  a later repeat harmless. A transient error leaves the rows `started` for the next run to send
+  again unchanged.
 - `v1`: one `POST /v1/billing/meter_events` per event, the fallback. It is also used for an org
   whenever the account refuses a meter event session (`MeterStreamUnavailable`: 401, 403 or 404
   on the session, e.g. an account or restricted key without v2 access; the gateway remembers
@@ -23,7 +26,7 @@ Two transports (`Settings.stripe_meter_transport`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,12 +39,14 @@ from sqlmodel import Session
 from billing.alerts.triggers import note_failed_write
 from billing.core.errors import MeterStreamUnavailable, PermanentBillingError
 from billing.core.keys import event_name, meter_key
+from billing.core.locks import confirming_only
 from billing.core.meters import Meter
 from billing.core.periods import Period
 from billing.ledger.stripe_writes import mark, write_to_stripe
 from billing.pricing.book import Terms
 from billing.pricing.charge import meter_value
 from billing.setup.catalog import catalog_entries
+from billing.stripe_gateway.meter_stream import STREAM_BATCH
 from billing.stripe_gateway.ports import MeterSummaryReader
 from billing.stripe_gateway.records import (
     MeterEventInput,
@@ -107,11 +112,31 @@ class MeterSender:
     def send(
         self, session: Session, org: OrgMeters, sends: Sequence[MeterSend]
     ) -> list[MeterPushResult]:
-        if self.transport == "stream" and sends:
-            streamed = self._stream(session, org, sends)
-            if streamed is not None:
-                return streamed
-        return [self._v1(session, org, send) for send in sends]
+        return self.send_many(session, [(org, sends)])[0]
+
+    def send_many(
+        self, session: Session, planned: Sequence[tuple[OrgMeters, Sequence[MeterSend]]]
+    ) -> list[list[MeterPushResult]]:
+        """The meter events of several orgs' pushes, one result list per org. On the stream,
+        all rows are committed `started` first, then each request carries whole orgs' events,
+        up to STREAM_BATCH of them (an org with more is split)."""
+        results: list[list[MeterPushResult]] = [[] for _ in planned]
+        if self.transport != "stream":
+            for index, (org, sends) in enumerate(planned):
+                results[index] = [self._v1(session, org, send) for send in sends]
+            return results
+        for org, sends in planned:
+            for send in sends:
+                mark(send.push, WriteStatus.STARTED, org.now)
+                session.add(send.push)
+        session.commit()  # every row recorded before the first request
+        for batch in _batches(planned, STREAM_BATCH):
+            # The request's writes confirm the locks of its orgs (of a chunk that holds more).
+            with confirming_only({planned[index][0].org_id for index, _ in batch}):
+                sent = self._stream(session, planned, batch)
+            for index, batch_results in sent.items():
+                results[index].extend(batch_results)
+        return results
 
     def summary_value(
         self, org: OrgMeters, meter: Meter, period_start_at: datetime, period_end_at: datetime
@@ -132,31 +157,44 @@ class MeterSender:
     # ------------------------------------------------------------------ stream
 
     def _stream(
-        self, session: Session, org: OrgMeters, sends: Sequence[MeterSend]
-    ) -> list[MeterPushResult] | None:
-        """One stream request for all `sends`; None when the account refuses the stream."""
-        for send in sends:
-            mark(send.push, WriteStatus.STARTED, org.now)
-            session.add(send.push)
-        session.commit()  # every row recorded before the request
+        self,
+        session: Session,
+        planned: Sequence[tuple[OrgMeters, Sequence[MeterSend]]],
+        batch: Sequence[tuple[int, Sequence[MeterSend]]],
+    ) -> dict[int, list[MeterPushResult]]:
+        """One stream request for a batch (of (org index, sends)), its rows already `started`;
+        sent through v1 instead when the account refuses the stream."""
         try:
-            self.gateway.send_meter_events([self._input(org, send) for send in sends])
+            self.gateway.send_meter_events(
+                [self._input(planned[index][0], send) for index, sends in batch for send in sends]
+            )
         except MeterStreamUnavailable as exc:
-            log.warning("usage.stream_unavailable", org_id=org.org_id, error=str(exc))
-            return None
+            log.warning("usage.stream_unavailable", error=str(exc))
+            return {
+                index: [self._v1(session, planned[index][0], send) for send in sends]
+                for index, sends in batch
+            }
         except PermanentBillingError as exc:
-            for send in sends:
-                mark(send.push, WriteStatus.FAILED, org.now, note=str(exc))
-                note_failed_write(session, send.push, org.now)
-                session.add(send.push)
+            failed: dict[int, list[MeterPushResult]] = {}
+            for index, sends in batch:
+                now = planned[index][0].now
+                for send in sends:
+                    mark(send.push, WriteStatus.FAILED, now, note=str(exc))
+                    note_failed_write(session, send.push, now)
+                    session.add(send.push)
+                failed[index] = [self._result(s, MeterPushAction.FAILED, str(exc)) for s in sends]
             session.commit()
-            return [self._result(send, MeterPushAction.FAILED, str(exc)) for send in sends]
-        for send in sends:
-            mark(send.push, WriteStatus.DONE, org.now, note=STREAM_NOTE)
-            _note_sent(session, send, org.now)
-            session.add(send.push)
+            return failed
+        sent: dict[int, list[MeterPushResult]] = {}
+        for index, sends in batch:
+            now = planned[index][0].now
+            for send in sends:
+                mark(send.push, WriteStatus.DONE, now, note=STREAM_NOTE)
+                _note_sent(session, send, now)
+                session.add(send.push)
+            sent[index] = [self._result(send, MeterPushAction.SENT) for send in sends]
         session.commit()
-        return [self._result(send, MeterPushAction.SENT) for send in sends]
+        return sent
 
     @staticmethod
     def _input(org: OrgMeters, send: MeterSend) -> MeterEventInput:
@@ -225,6 +263,25 @@ class MeterSender:
             revision=send.push.revision,
             error=error,
         )
+
+
+def _batches(
+    planned: Sequence[tuple[OrgMeters, Sequence[MeterSend]]], size: int
+) -> Iterator[list[tuple[int, Sequence[MeterSend]]]]:
+    """(org index, sends) groups of at most `size` events, each org's events kept together
+    unless they alone are more than `size`."""
+    batch: list[tuple[int, Sequence[MeterSend]]] = []
+    count = 0
+    for index, (_, sends) in enumerate(planned):
+        for offset in range(0, len(sends), size):
+            part = sends[offset : offset + size]
+            if count + len(part) > size:
+                yield batch
+                batch, count = [], 0
+            batch.append((index, part))
+            count += len(part)
+    if batch:
+        yield batch
 
 
 def _note_sent(session: Session, send: MeterSend, now: datetime) -> None:

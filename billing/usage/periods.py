@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +19,7 @@ from billing.pricing.lifecycle import NO_PLAN
 from billing.stripe_gateway.ports import InvoiceReader
 from billing.stripe_gateway.records import StripeInvoice
 from billing.usage.invoice_mirror import CREATED_MARGIN, match_periods, mirrored_periods
+from models.invoice_mirror import StripeInvoiceMirror
 from models.ledger import OrgPlanChange, ResourceReport, UsageEvent
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import (
@@ -47,18 +48,28 @@ class OrgSubscription:
 def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
     customer = session.get(StripeCustomerRecord, org_id)
     sub = session.get(StripeSubscriptionRecord, org_id)
-    if (
-        customer is None
-        or customer.stripe_customer_id is None
-        or sub is None
-        or sub.stripe_subscription_id is None
-    ):
+    if customer is None or sub is None:
+        return None
+    items = session.exec(
+        select(StripeSubscriptionItemRecord).where(StripeSubscriptionItemRecord.org_id == org_id)
+    ).all()
+    plan_ats = session.exec(select(OrgPlanChange.at).where(OrgPlanChange.org_id == org_id)).all()
+    return subscription_from(customer, sub, items, plan_ats)
+
+
+def subscription_from(
+    customer: StripeCustomerRecord,
+    sub: StripeSubscriptionRecord,
+    item_rows: Iterable[StripeSubscriptionItemRecord],
+    plan_ats: Iterable[datetime],
+) -> OrgSubscription | None:
+    """The org's subscription from its records and the instants of its plan rows (None: not
+    provisioned in Stripe)."""
+    if customer.stripe_customer_id is None or sub.stripe_subscription_id is None:
         return None
     items: dict[Meter, str] = {}
     anchors: list[datetime] = []
-    for row in session.exec(
-        select(StripeSubscriptionItemRecord).where(StripeSubscriptionItemRecord.org_id == org_id)
-    ):
+    for row in item_rows:
         if row.component in set(Meter):
             items[Meter(row.component)] = row.stripe_subscription_item_id
             if row.current_period_start_at is not None:
@@ -67,11 +78,7 @@ def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
     if sub.plan == NO_PLAN:
         # Canceled: the record keeps the ended subscription; it ran from the plan row before
         # the cancellation to the cancellation (only late usage is pushed for it).
-        started = session.exec(
-            select(sa.func.max(OrgPlanChange.at)).where(
-                OrgPlanChange.org_id == org_id, OrgPlanChange.at < sub.term_start_at
-            )
-        ).one()
+        started = max((at for at in plan_ats if at < sub.term_start_at), default=None)
         return OrgSubscription(
             customer.stripe_customer_id,
             sub.stripe_subscription_id,
@@ -81,11 +88,7 @@ def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
             started,
             ended=True,
         )
-    ends_at = session.exec(
-        select(sa.func.min(OrgPlanChange.at)).where(
-            OrgPlanChange.org_id == org_id, OrgPlanChange.at > sub.term_start_at
-        )
-    ).one()
+    ends_at = min((at for at in plan_ats if at > sub.term_start_at), default=None)
     return OrgSubscription(
         customer.stripe_customer_id,
         sub.stripe_subscription_id,
@@ -101,14 +104,17 @@ def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
 LATE_MARGIN = timedelta(minutes=15)
 
 
-def late_final_periods(session: Session, org_id: str) -> list[UsagePeriod]:
-    """The org's final usage periods (of any age) that the ledger changed after they were
+def late_final_periods(session: Session, org_ids: Collection[str]) -> dict[str, list[UsagePeriod]]:
+    """By org, the orgs' final usage periods (of any age) that the ledger changed after they were
     last looked at: usage events of the period's meter dated in it, or resource reports dated
     before its end, received since. Each becomes an adjustment on the next invoice (SPEC §3,
     §10): late usage is never dropped."""
     final = (
         select(UsagePeriod)
-        .where(UsagePeriod.org_id == org_id, col(UsagePeriod.invoice_final_at).is_not(None))
+        .where(
+            col(UsagePeriod.org_id).in_(list(org_ids)),
+            col(UsagePeriod.invoice_final_at).is_not(None),
+        )
         .subquery()
     )
     usage = (
@@ -141,25 +147,26 @@ def late_final_periods(session: Session, org_id: str) -> list[UsagePeriod]:
     latest: dict[int, datetime] = {}
     for period_id, received_at in [*session.exec(usage).all(), *session.exec(resources).all()]:
         latest[period_id] = max(received_at, latest.get(period_id, received_at))
+    found: dict[str, list[UsagePeriod]] = {}
     if not latest:
-        return []
+        return found
     rows = session.exec(select(UsagePeriod).where(col(UsagePeriod.id).in_(list(latest))))
-    return [row for row in rows if row.id and latest[row.id] > row.updated_at - LATE_MARGIN]
+    for row in rows:
+        if row.id and latest[row.id] > row.updated_at - LATE_MARGIN:
+            found.setdefault(row.org_id, []).append(row)
+    return found
 
 
 def periods_to_push(
-    session: Session, sub: OrgSubscription, org_id: str, now: datetime, *, since: datetime
+    session: Session,
+    sub: OrgSubscription,
+    now: datetime,
+    known: Iterable[UsagePeriod],
+    late: Iterable[UsagePeriod],
 ) -> tuple[dict[tuple[str, datetime], UsagePeriod], list[Period]]:
-    """The org's known periods ending after `since` (by meter and start), and the periods to
-    push now: the open ones, and the final ones the ledger changed since (adjustments)."""
-    states = {
-        (row.meter, row.period_start_at): row
-        for row in session.exec(
-            select(UsagePeriod).where(
-                UsagePeriod.org_id == org_id, col(UsagePeriod.period_end_at) > since
-            )
-        )
-    }
+    """The org's `known` periods (recent ones, by meter and start), and the periods to push
+    now: the open ones, and the `late` final ones the ledger changed since (adjustments)."""
+    states = {(row.meter, row.period_start_at): row for row in known}
     if sub.ends_at is not None:
         for row in states.values():  # a period pushed before the ledger ended its subscription
             if (
@@ -169,7 +176,7 @@ def periods_to_push(
                 row.period_end_at = sub.ends_at
                 session.add(row)
     periods = open_periods(sub, states.values(), now)
-    for row in late_final_periods(session, org_id):
+    for row in late:
         states.setdefault((row.meter, row.period_start_at), row)
         period = Period(row.period_start_at, row.period_end_at)
         if period not in periods:
@@ -251,19 +258,23 @@ def invoices_by_period(
     now: datetime,
     *,
     session: Session | None = None,
+    mirrored: Sequence[StripeInvoiceMirror] | None = None,
 ) -> dict[datetime, StripeInvoice]:
     """The Stripe invoice billing each ended period's metered items, by period start: from the
-    local invoice mirror when it can be trusted for every ended period (`session` given; see
-    billing.usage.invoice_mirror), else from Stripe's listing of the subscription's invoices."""
+    local invoice mirror when it can be trusted for every ended period (`session` given, and the
+    subscription's `mirrored` rows if already read; see billing.usage.invoice_mirror), else from
+    Stripe's listing of the subscription's invoices."""
     ended = [p for p in periods if p.period_end <= now]
     if not ended:
         return {}
     item_ids = set(sub.items.values())
     if session is not None:
-        mirrored = mirrored_periods(session, sub.stripe_subscription_id, item_ids, ended, now)
+        found = mirrored_periods(
+            session, sub.stripe_subscription_id, item_ids, ended, now, mirrored
+        )
         session.commit()  # the mirror's read ends here: Stripe may be called next
-        if mirrored is not None:
-            return mirrored
+        if found is not None:
+            return found
     invoices = gateway.list_invoices(
         stripe_subscription_id=sub.stripe_subscription_id,
         created_from_at=ended[0].period_end - CREATED_MARGIN,
@@ -287,23 +298,16 @@ def new_state(
     return state
 
 
-def next_push(session: Session, state: UsagePeriod, quantity: Decimal, now: datetime) -> UsagePush:
+def next_push(
+    session: Session, state: UsagePeriod, quantity: Decimal, now: datetime, latest: int | None
+) -> UsagePush:
     """The period's next revision, to report the cumulative `quantity` (added to the session,
-    `started`): its timestamp is `min(now, period_end − 1 s)`, never before the last one's."""
+    `started`): its timestamp is `min(now, period_end − 1 s)`, never before the last one's.
+    `latest` is the newest revision recorded for the period, sent or not (latest_revision): a
+    revision Stripe refused for good is `failed`, and the next one must not reuse its identifier
+    (nor its row)."""
     org_id, meter = state.org_id, Meter(state.meter)
     period = Period(state.period_start_at, state.period_end_at)
-    # After the newest revision recorded, sent or not: a revision Stripe refused for good is
-    # `failed`, and the next one must not reuse its identifier (nor its row).
-    # Without a flush: the rows this push added so far are other meters' and periods' (one
-    # revision per meter and period a push), so they go to the database together at its commit.
-    with session.no_autoflush:
-        latest = session.exec(
-            select(sa.func.max(UsagePush.revision)).where(
-                UsagePush.org_id == org_id,
-                UsagePush.meter == meter.value,
-                UsagePush.period_start_at == period.period_start,
-            )
-        ).one()
     revision = max(state.sent_revision, latest or 0) + 1
     timestamp = min(now, period.period_end - timedelta(seconds=1))
     if state.sent_at is not None:
@@ -322,6 +326,35 @@ def next_push(session: Session, state: UsagePeriod, quantity: Decimal, now: date
     )
     session.add(push)
     return push
+
+
+def latest_revisions(
+    session: Session, org_ids: Collection[str], since: datetime
+) -> dict[tuple[str, str, datetime], int]:
+    """The newest revision recorded, sent or not, per (org, meter, period start) of the orgs'
+    periods starting at or after `since`. Read without a flush: the rows a push added so far
+    are other meters' and periods' (one revision per meter and period a push), so they go to the
+    database together at its commit."""
+    with session.no_autoflush:
+        rows = session.exec(
+            select(
+                UsagePush.org_id,
+                UsagePush.meter,
+                UsagePush.period_start_at,
+                sa.func.max(UsagePush.revision),
+            )
+            .where(
+                col(UsagePush.org_id).in_(list(org_ids)),
+                col(UsagePush.period_start_at) >= since,
+            )
+            .group_by(col(UsagePush.org_id), col(UsagePush.meter), col(UsagePush.period_start_at))
+        ).all()
+    return {(org, meter, _aware(start)): revision for org, meter, start, revision in rows}
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite gives a grouped column back naive (it is UTC)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def ceil_to(at: datetime, step: timedelta) -> datetime:

@@ -89,7 +89,10 @@ def test_stripe_answering_429_and_500_loses_and_doubles_nothing(
     assert sum(c["failed"] for c in counts) == 0
     stats = month.emulator.state.stats()
     assert stats["rate_limited_total"] > 0, stats
-    assert stats["injected_errors_total"] > 50, stats
+    # About one request in ten, of a few hundred: the chunks send their orgs' meter events
+    # together (a few stream requests per chunk), so there are fewer requests to fail than one
+    # per org.
+    assert stats["injected_errors_total"] > 20, stats
     assert stats["idempotent_replays_total"] > 0, stats
     assert_exact(month)
     assert_nothing_doubled(month)
