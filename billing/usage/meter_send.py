@@ -117,19 +117,20 @@ class MeterSender:
     def send_many(
         self, session: Session, planned: Sequence[tuple[OrgMeters, Sequence[MeterSend]]]
     ) -> list[list[MeterPushResult]]:
-        """The meter events of several orgs' pushes, one result list per org. On the stream,
-        all rows are committed `started` first, then each request carries whole orgs' events,
-        up to STREAM_BATCH of them (an org with more is split)."""
+        """The meter events of several orgs' pushes, one result list per org. All rows are
+        committed `started` first (with whatever else the pushes planned); on the stream, each
+        request then carries whole orgs' events, up to STREAM_BATCH of them (an org with more
+        is split)."""
         results: list[list[MeterPushResult]] = [[] for _ in planned]
-        if self.transport != "stream":
-            for index, (org, sends) in enumerate(planned):
-                results[index] = [self._v1(session, org, send) for send in sends]
-            return results
         for org, sends in planned:
             for send in sends:
                 mark(send.push, WriteStatus.STARTED, org.now)
                 session.add(send.push)
-        session.commit()  # every row recorded before the first request
+        session.commit()  # every row the pushes planned recorded before the first request
+        if self.transport != "stream":
+            for index, (org, sends) in enumerate(planned):
+                results[index] = [self._v1(session, org, send) for send in sends]
+            return results
         for batch in _batches(planned, STREAM_BATCH):
             # The request's writes confirm the locks of its orgs (of a chunk that holds more).
             with confirming_only({planned[index][0].org_id for index, _ in batch}):

@@ -272,9 +272,9 @@ def invoices_by_period(
         found = mirrored_periods(
             session, sub.stripe_subscription_id, item_ids, ended, now, mirrored
         )
-        session.commit()  # the mirror's read ends here: Stripe may be called next
         if found is not None:
             return found
+        session.commit()  # nothing open while Stripe is read
     invoices = gateway.list_invoices(
         stripe_subscription_id=sub.stripe_subscription_id,
         created_from_at=ended[0].period_end - CREATED_MARGIN,

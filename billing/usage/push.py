@@ -211,7 +211,8 @@ class UsagePusher:
 
     def _plan(self, session: Session, run: _Run, reads: SessionReads) -> list[MeterSend]:
         """Per period and meter: adjust a final period, or decide the meter event to send.
-        Every `started` row is committed before the first meter event is sent."""
+        Its rows are committed by the sender, before the first meter event is sent (for a
+        chunk, all its orgs' rows in one commit)."""
         run.invoices = invoices_by_period(
             self.gateway,
             run.sub,
@@ -243,7 +244,6 @@ class UsagePusher:
                     sends.append(planned)
                 else:
                     run.results.append(planned)
-        session.commit()
         return sends
 
     def _finish(self, session: Session, run: _Run, reads: SessionReads) -> UsagePushOutcome:
