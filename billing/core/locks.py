@@ -7,7 +7,9 @@ A Redis lock carries a timeout so that a killed worker's orgs are free again soo
 the block runs, a watchdog thread renews the lock every third of its timeout (redis-py's
 `Lock.reacquire`: one atomic step that resets the expiry only if the key still holds our token),
 so a slow block keeps its org for as long as it needs and a second holder waits or gets
-LockBusyError. The watchdog stops, and is joined, before the lock is released.
+LockBusyError. One watchdog thread per process renews every lock held in it (`_Renewer`: a block
+holding a month-close chunk's 50 locks starts one thread, not 50); it stops renewing a lock, after
+its renewal in flight, before the lock is released, and ends with the last lock.
 
 A lock can still be lost: renewals that cannot reach Redis for a whole timeout, a key deleted by
 hand, a Redis that restarted without its data and let another worker take the org. The holder
@@ -30,6 +32,7 @@ resolve on the next run.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Collection, Iterator
@@ -58,27 +61,23 @@ class LockLostError(LockBusyError):
 
 
 class _Lease:
-    """One held Redis lock, kept alive by a daemon thread until `stop`."""
+    """One held Redis lock, kept alive by the process's renewer (`_Renewer`) until `stop`."""
 
     def __init__(self, lock: Lock, name: str, timeout_seconds: float, org_id: str) -> None:
         self.name = name
         self.org_id = org_id
         self.lost: str | None = None  # why the lock is no longer ours, once it is known
+        self.interval = timeout_seconds / RENEWALS_PER_TIMEOUT
         self._lock = lock
         self._timeout_seconds = timeout_seconds
         self._renewed_at = time.monotonic()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(
-            target=self._renew_until_stopped, name=f"billing-lock-renewal {name}", daemon=True
-        )
 
     def start(self) -> None:
-        self._thread.start()
+        _RENEWER.add(self)
 
     def stop(self) -> None:
-        """Stop renewing; waits for a renewal in flight (at most one timeout)."""
-        self._stopped.set()
-        self._thread.join(timeout=self._timeout_seconds)
+        """Stop renewing; waits for a renewal of this lease in flight."""
+        _RENEWER.remove(self)
 
     def confirm(self) -> None:
         """Renew the lock now, or raise LockLostError if it is no longer ours."""
@@ -98,27 +97,98 @@ class _Lease:
             ) from exc
         self._renewed_at = sent_at
 
-    def _renew_until_stopped(self) -> None:
-        interval = self._timeout_seconds / RENEWALS_PER_TIMEOUT
-        while not self._stopped.wait(interval):
-            sent_at = time.monotonic()
-            try:
-                self._lock.reacquire()
-            except LockNotOwnedError:
-                self._lose("expired or taken by another worker")
-                return
-            except redis.RedisError as exc:
-                if sent_at - self._renewed_at >= self._timeout_seconds:
-                    self._lose(f"Redis did not answer for {self._timeout_seconds:g} s")
-                    return
-                log.warning("lock.renewal_failed", lock=self.name, error=str(exc))
-                continue
-            self._renewed_at = sent_at
+    def renew(self) -> bool:
+        """One renewal (the renewer's); False once the lock is lost: no more renewals."""
+        sent_at = time.monotonic()
+        try:
+            self._lock.reacquire()
+        except LockNotOwnedError:
+            self._lose("expired or taken by another worker")
+            return False
+        except redis.RedisError as exc:
+            if sent_at - self._renewed_at >= self._timeout_seconds:
+                self._lose(f"Redis did not answer for {self._timeout_seconds:g} s")
+                return False
+            log.warning("lock.renewal_failed", lock=self.name, error=str(exc))
+            return True
+        self._renewed_at = sent_at
+        return True
 
     def _lose(self, reason: str) -> None:
         if self.lost is None:
             self.lost = reason
             log.error("lock.lost", lock=self.name, reason=reason)
+
+
+class _Renewer:
+    """The process's renewal thread: it renews every lease held in the process, each every
+    third of its timeout, and runs only while there is one (a block holding a month-close
+    chunk's 50 locks starts one thread, not 50). A lease found lost is renewed no more."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[_Lease, float] = {}  # lease -> when its next renewal is due (monotonic)
+        self._renewing: _Lease | None = None
+        self._thread: threading.Thread | None = None
+
+    def add(self, lease: _Lease) -> None:
+        with self._cond:
+            self._due[lease] = time.monotonic() + lease.interval
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="billing-lock-renewal", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def remove(self, lease: _Lease) -> None:
+        """Renew `lease` no more (after its renewal in flight); the last one ends the thread."""
+        ending: threading.Thread | None = None
+        with self._cond:
+            self._due.pop(lease, None)
+            while self._renewing is lease:
+                self._cond.wait()
+            if not self._due and self._thread is not None:
+                ending, self._thread = self._thread, None
+                self._cond.notify_all()
+        if ending is not None and ending is not threading.current_thread():
+            ending.join()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        with self._cond:
+            while self._thread is me:
+                if not self._due:
+                    self._thread = None  # every lease was lost: the next add starts anew
+                    return
+                lease = min(self._due, key=self._due.__getitem__)
+                delay = self._due[lease] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                self._due[lease] = time.monotonic() + lease.interval
+                self._renewing = lease
+                self._cond.release()
+                try:
+                    kept = lease.renew()
+                finally:
+                    self._cond.acquire()
+                    self._renewing = None
+                    self._cond.notify_all()
+                if not kept:
+                    self._due.pop(lease, None)
+
+
+_RENEWER = _Renewer()
+
+
+def _new_renewer_after_fork() -> None:
+    """A forked child (a prefork worker) holds none of its parent's leases nor its thread."""
+    global _RENEWER  # noqa: PLW0603 - one renewer per process
+    _RENEWER = _Renewer()
+
+
+os.register_at_fork(after_in_child=_new_renewer_after_fork)
 
 
 # The Redis locks the running block holds (a stack: locks may nest), per thread and task.
