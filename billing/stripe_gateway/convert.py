@@ -234,7 +234,7 @@ def invoice_line(obj: Any) -> StripeInvoiceLine:
         attr(item_details, "invoice_item")
     )
     return StripeInvoiceLine(
-        stripe_invoice_line_id=str(obj.id),
+        stripe_invoice_line_id=str(attr(obj, "id")),
         amount=int(attr(obj, "amount") or 0),
         currency=str(attr(obj, "currency")),
         description=attr(obj, "description"),

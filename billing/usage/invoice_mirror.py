@@ -107,7 +107,7 @@ def _upsert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     model: type[Any] = StripeInvoiceMirror
     table = model.__table__
     assert isinstance(table, sa.Table)
-    statement = insert(table).values(rows)
+    statement = insert(table)  # the rows go as parameters: one compiled statement, cached
     new = statement.excluded
     newer = sa.or_(
         table.c.status_rank < new.status_rank,
@@ -122,7 +122,8 @@ def _upsert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
             index_elements=["stripe_invoice_id"],
             set_={name: new[name] for name in columns},
             where=newer,
-        )
+        ),
+        rows,
     )
 
 
