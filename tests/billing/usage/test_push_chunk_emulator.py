@@ -4,7 +4,7 @@ requests, and the same rows, identifiers and totals as pushing each org alone.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,23 +18,13 @@ from billing.usage.push_reads import ChunkReads, SessionReads
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import StripeCustomerRecord, WriteStatus
 from stripe_emulator import EmulatorConfig
+from tests.billing.test_stripe_calls_outside_transactions import usage
 from tests.billing.usage.test_push_emulator import OCT, at, iso
 from tests.fixtures.e2e import World, world
 
 STREAM = "POST /v2/billing/meter_event_stream"
 ORGS = ("acme", "bolt", "cove", "dune")
 MESSAGES = {"acme": 400, "bolt": 10, "cove": 0, "dune": 77}
-
-
-def usage(org: str, event_id: str, meter: str, quantity: int, when: datetime) -> dict[str, object]:
-    return {
-        "type": "usage",
-        "id": event_id,
-        "org": org,
-        "meter": meter,
-        "quantity": quantity,
-        "at": iso(when),
-    }
 
 
 def _org(org: str) -> dict[str, object]:
