@@ -161,7 +161,7 @@ class ChunkReads(SessionReads):
         self._revisions: dict[tuple[str, str, datetime], int] = {}
         self._revisions_since: datetime | None = None
         self._ledgers: dict[Period, dict[str, OrgLedger]] = {}
-        self._windows: dict[tuple[str, Period], bool] = {}
+        self._windows: set[tuple[str, Period]] = set()  # (org, usage window) read
         self._mirror: dict[str, list[StripeInvoiceMirror]] | None = None
 
     def prepare(
@@ -181,7 +181,7 @@ class ChunkReads(SessionReads):
                 window = totals_window(period, now)
                 if window is not None:
                     windows.setdefault(window, set()).add(org_id)
-                    self._windows[(org_id, window)] = True
+                    self._windows.add((org_id, window))
             ends = [p.period_end for p in periods if p.period_end <= now]
             if ends:
                 ended[sub.stripe_subscription_id] = min(ends) - CREATED_MARGIN
