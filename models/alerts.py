@@ -87,6 +87,12 @@ class CloseRun(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UtcDateTime)
     org_count: int
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # The invoice sweep this close runs before its chunks (None: none yet, or refused).
+    sweep_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # The fan-out of the chunks: claimed by one delivery (a lease, in the workers' own time),
+    # then done. A later delivery of the close, or of its last sweep step, fans out nothing.
+    fan_out_claimed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    fanned_out_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class CloseChunk(SQLModel, table=True):

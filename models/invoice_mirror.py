@@ -83,3 +83,9 @@ class StripeInvoiceSweep(SQLModel, table=True):
     invoice_count: int = 0
     page_requests: int = 0
     line_requests: int = 0  # invoices whose lines Stripe had cut at 10, fetched whole
+    # A sweep runs in steps (the month close's: one task each, a few dozen pages). `step`
+    # counts the steps done and `cursor` is where the next one starts (None: the first page);
+    # a step saves its progress only if `step` is still the one it started from, so a second
+    # delivery of a step (or of the close) never runs a sweep twice side by side.
+    step: int = 0
+    cursor: str | None = Field(default=None, max_length=255)

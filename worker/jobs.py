@@ -17,13 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from billing.alerts.close import check_close, close_chunk_done, close_started
+from billing.alerts.close import check_close, close_chunk_done
 from billing.alerts.delivery import DeliveryOutcome
-from billing.core.errors import BillingError
 from billing.core.locks import LocalLocks, org_lock
 from billing.core.meters import Interval
 from billing.core.periods import Period, term_containing
@@ -40,8 +37,6 @@ from billing.reconciliation.price_drift import PriceCheckOutcome
 from billing.reconciliation.reconciler import ReconciliationOutcome, SweepOutcome
 from billing.seats.sync import SeatSyncOutcome
 from billing.setup.provisioning import OrgToProvision
-from billing.usage.invoice_mirror import CREATED_MARGIN
-from billing.usage.invoice_sweep import InvoiceSweepOutcome, sweep_invoices
 from billing.usage.push import UsagePushOutcome
 from models.ledger import Org, OrgPlanChange, SeatChangeRecord, UsageEvent
 from models.lifecycle_records import SubscriptionEnding
@@ -443,45 +438,6 @@ def unhandled_webhook_events(now: datetime, settings: Settings | None = None) ->
 
 
 # --------------------------------------------------------------------------- operations
-
-
-def start_close(
-    period: Period, org_count: int, now: datetime, settings: Settings | None = None
-) -> None:
-    """A month close of `period` sets out to push `org_count` orgs (its chunks record the rest)."""
-    close_started(composition.database(settings), period.label(), org_count, now)
-
-
-def sweep_invoice_mirror(
-    period: Period, now: datetime, settings: Settings | None = None
-) -> InvoiceSweepOutcome | None:
-    """Before a close fans out: every invoice created since the period began, listed
-    account-wide into the invoice mirror, so each org's push reads its invoices locally (None:
-    Stripe refused the sweep; every push then asks Stripe itself, as the safety net)."""
-    try:
-        return sweep_invoices(
-            composition.database(settings),
-            composition.stripe_gateway(settings),
-            period.period_start - CREATED_MARGIN,
-            now,
-        )
-    except (BillingError, SQLAlchemyError) as exc:
-        structlog.get_logger(__name__).warning("usage.invoice_sweep_failed", error=str(exc))
-        return None
-
-
-def close_month(
-    period: Period, now: datetime, *, chunk_size: int = 50, settings: Settings | None = None
-) -> dict[str, int]:
-    """The whole month close in this process (the simulation, `billing close --now`)."""
-    sweep_invoice_mirror(period, now, settings)
-    orgs = provisioned_orgs(settings)
-    start_close(period, len(orgs), now, settings)
-    totals = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
-    for chunk in chunks(orgs, chunk_size):
-        for key, value in push_usage_chunk(chunk, now, within=period, settings=settings).items():
-            totals[key] += value
-    return totals
 
 
 def check_close_late(now: datetime, *, settings: Settings | None = None) -> bool:

@@ -3,8 +3,11 @@
 A close (beat's `month-close`, `billing close`, the simulation's) records its start with the
 number of orgs it will push; each chunk of orgs records its end once, named by its first org,
 so a chunk run twice (a redelivery) counts once. The close has finished when its chunks have
-covered every org. Stripe finalizes a draft one hour after creating it, so a close that is
-still running half an hour after the month ended risks invoices without their final usage:
+covered every org. The record also names the one invoice sweep the close runs and its one
+fan-out (`attach_sweep`, `claim_fan_out`, `fanned_out`: worker.month_close), so a second
+delivery of the close does neither again. Stripe finalizes a draft one hour after creating
+it, so a close that is still running half an hour after the month ended risks invoices
+without their final usage:
 `check_close` raises one alert per month for it (or for a close that never started).
 """
 
@@ -63,6 +66,50 @@ def close_started(engine: Engine, period: str, org_count: int, now: datetime) ->
                 )
     except IntegrityError:
         return  # a second delivery of the close recorded it first: the first start is kept
+
+
+def attach_sweep(engine: Engine, period: str, sweep_id: int) -> int:
+    """The close of `period` runs invoice sweep `sweep_id` before its chunks, unless another
+    delivery of the close attached one first; the sweep the close runs."""
+    table = CloseRun.__table__  # type: ignore[attr-defined]
+    with unit_of_work(engine) as session:
+        session.connection().execute(
+            sa.update(table)
+            .where(table.c.period == period, table.c.sweep_id.is_(None))
+            .values(sweep_id=sweep_id)
+        )
+        run = session.get(CloseRun, period)
+        if run is None or run.sweep_id is None:
+            raise ValueError(f"no close run of {period} to attach sweep {sweep_id} to")
+        return run.sweep_id
+
+
+def claim_fan_out(
+    engine: Engine, period: str, org_count: int, wall_now: datetime, lease: timedelta
+) -> bool:
+    """Whether this delivery fans out the close of `period` (to `org_count` orgs): no other has
+    done it, and none claimed it less than `lease` ago (one that died after claiming is
+    replaced once its lease has run out; its chunks, if any got out, are safe to run twice)."""
+    table = CloseRun.__table__  # type: ignore[attr-defined]
+    unclaimed = sa.or_(
+        table.c.fan_out_claimed_at.is_(None), table.c.fan_out_claimed_at < wall_now - lease
+    )
+    with unit_of_work(engine) as session:
+        result = session.connection().execute(
+            sa.update(table)
+            .where(table.c.period == period, table.c.fanned_out_at.is_(None), unclaimed)
+            .values(fan_out_claimed_at=wall_now, org_count=org_count)
+        )
+        return bool(result.rowcount)
+
+
+def fanned_out(engine: Engine, period: str, wall_now: datetime) -> None:
+    """Every chunk of the close of `period` is with the broker."""
+    with unit_of_work(engine) as session:
+        run = session.get(CloseRun, period)
+        if run is not None and run.fanned_out_at is None:
+            run.fanned_out_at = wall_now
+            session.add(run)
 
 
 def close_chunk_done(

@@ -4,15 +4,21 @@ time into the local mirror (billing.usage.invoice_mirror), and recorded as a swe
 One request per 100 invoices (plus one per invoice whose lines Stripe cut short) replaces the
 month close's one listing per org. A sweep counts as covering only once it has finished: a
 crash half-way leaves a sweep row without `finished_at`, which the push never trusts.
+
+A sweep runs in steps (`sweep_step`): the month close makes each step a task of its own, so a
+sweep of thousands of pages never outlives a task's time limit or the broker's visibility
+timeout, and a step delivered twice saves its progress once (the other delivery stops).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,19 +47,47 @@ class InvoiceSweepOutcome:
     line_requests: int
 
 
-def sweep_invoices(
-    engine: Engine, gateway: AccountInvoiceLister, created_from_at: datetime, now: datetime
-) -> InvoiceSweepOutcome:
-    """List every invoice of the account created at or after `created_from_at` into the
-    mirror, as observed at `now`; each page is committed as it comes."""
+@dataclass(frozen=True)
+class SweepStep:
+    """Where a sweep stands after a step: `step` is the next step's number."""
+
+    sweep_id: int
+    step: int
+    finished: bool
+    superseded: bool = False  # another delivery saved this step first: this one stops here
+
+
+def begin_sweep(engine: Engine, created_from_at: datetime, now: datetime) -> int:
+    """A new sweep of every invoice created since `created_from_at`, as observed at `now`."""
     with unit_of_work(engine) as session:
         sweep = StripeInvoiceSweep(created_from_at=created_from_at, started_at=now)
         session.add(sweep)
         session.flush()
         assert sweep.id is not None
-        sweep_id = sweep.id
+        return sweep.id
+
+
+def sweep_step(
+    engine: Engine,
+    gateway: AccountInvoiceLister,
+    sweep_id: int,
+    step: int,
+    *,
+    max_pages: int | None = None,
+    max_seconds: float | None = None,
+) -> SweepStep:
+    """Step `step` of a sweep: pages from where the last step stopped, each committed to the
+    mirror as it comes, until the listing ends or a bound is reached; then the progress,
+    saved only if no other delivery saved this step first (a compare-and-set on `step`)."""
+    with unit_of_work(engine) as session:
+        row = session.get(StripeInvoiceSweep, sweep_id)
+        if row is None:
+            raise ValueError(f"no invoice sweep {sweep_id}")
+        if row.finished_at is not None or row.step != step:
+            return SweepStep(sweep_id, row.step, row.finished_at is not None, superseded=True)
+        created_from_at, observed_at, cursor = row.created_from_at, row.started_at, row.cursor
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     invoices = pages = line_requests = 0
-    cursor: str | None = None
     while True:
         page = gateway.list_account_invoices(created_from_at=created_from_at, starting_after=cursor)
         pages += 1
@@ -64,25 +98,65 @@ def sweep_invoices(
                 session,
                 [(invoice, True) for invoice in page.invoices],
                 source=MirrorSource.SWEEP,
-                observed_at=now,
-                now=now,
+                observed_at=observed_at,
+                now=observed_at,
             )
         cursor = page.next_starting_after
-        if cursor is None:
+        if cursor is None or pages == max_pages or (deadline and time.monotonic() >= deadline):
             break
+    counted = (invoices, pages, line_requests)
+    saved = _save_step(engine, sweep_id, step, cursor, counted)
+    return SweepStep(sweep_id, step + 1, cursor is None, superseded=not saved)
+
+
+def _save_step(
+    engine: Engine, sweep_id: int, step: int, cursor: str | None, counted: tuple[int, int, int]
+) -> bool:
+    table = StripeInvoiceSweep.__table__  # type: ignore[attr-defined]
+    invoices, pages, line_requests = counted
+    values: dict[str, Any] = {
+        "step": step + 1,
+        "cursor": cursor,
+        "invoice_count": table.c.invoice_count + invoices,
+        "page_requests": table.c.page_requests + pages,
+        "line_requests": table.c.line_requests + line_requests,
+    }
+    if cursor is None:  # the listing's end: the sweep covers from now on
+        values["finished_at"] = table.c.started_at
+    with unit_of_work(engine) as session:
+        result = session.connection().execute(
+            sa.update(table)
+            .where(table.c.id == sweep_id, table.c.step == step, table.c.finished_at.is_(None))
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+
+def sweep_outcome(engine: Engine, sweep_id: int) -> InvoiceSweepOutcome:
     with unit_of_work(engine) as session:
         row = session.get(StripeInvoiceSweep, sweep_id)
         assert row is not None
-        row.finished_at = now
-        row.invoice_count, row.page_requests, row.line_requests = invoices, pages, line_requests
+        return InvoiceSweepOutcome(
+            sweep_id, row.created_from_at, row.invoice_count, row.page_requests, row.line_requests
+        )
+
+
+def sweep_invoices(
+    engine: Engine, gateway: AccountInvoiceLister, created_from_at: datetime, now: datetime
+) -> InvoiceSweepOutcome:
+    """List every invoice of the account created at or after `created_from_at` into the
+    mirror, as observed at `now`, in this process (one step to the end)."""
+    sweep_id = begin_sweep(engine, created_from_at, now)
+    sweep_step(engine, gateway, sweep_id, 0)
+    outcome = sweep_outcome(engine, sweep_id)
     log.info(
         "usage.invoices_swept",
         sweep_id=sweep_id,
-        invoices=invoices,
-        page_requests=pages,
-        line_requests=line_requests,
+        invoices=outcome.invoice_count,
+        page_requests=outcome.page_requests,
+        line_requests=outcome.line_requests,
     )
-    return InvoiceSweepOutcome(sweep_id, created_from_at, invoices, pages, line_requests)
+    return outcome
 
 
 def record_listing(

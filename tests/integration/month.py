@@ -52,6 +52,7 @@ PERIOD = month_period("2026-10")
 CLOSE_AT = PERIOD.period_end + timedelta(minutes=10)  # inside Stripe's 1 h grace period
 FINAL_AT = PERIOD.period_end + timedelta(hours=2)  # past it: Stripe has finalized the drafts
 SEATS = "seats"
+FAN_OUT_WAIT_SECONDS = 120  # the close's sweep steps end before its chunks exist
 
 
 @dataclass
@@ -146,17 +147,19 @@ class Month:
 
     def start_close(self, chunk_size: int = 10) -> list[GroupResult]:
         """Send the month close (`copies` times); returns the groups of `push_chunk` it fans
-        out to."""
+        out to, once its sweep steps have ended (every copy names the same one group: a close
+        fans out once)."""
         self.emulator.state.configure(**self.worker_faults)  # wait_close turns them off
         closes = [
             self.cluster.send("billing.usage.close_period", PERIOD.label(), self.iso, chunk_size)
             for _ in range(self.copies)
         ]
-        group_ids = self.cluster.wait(closes)
         groups = []
-        for group_id in group_ids:
-            group = GroupResult.restore(group_id, app=self.cluster.client)
-            assert group is not None, f"group {group_id} was not saved"
+        for group_id in dict.fromkeys(self.cluster.wait(closes)):
+            deadline = time.monotonic() + FAN_OUT_WAIT_SECONDS
+            while (group := GroupResult.restore(group_id, app=self.cluster.client)) is None:
+                assert time.monotonic() < deadline, f"group {group_id} was never saved"
+                time.sleep(0.2)
             groups.append(group)
         return groups
 

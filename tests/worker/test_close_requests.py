@@ -2,7 +2,7 @@
 core-API requests per org at close; issue 15, part 3).
 
 200 orgs of both books on the Stripe emulator's frozen account clock (no test clocks), a month
-of usage, the period's end (the emulator drafts every cycle invoice), then `jobs.close_month`
+of usage, the period's end (the emulator drafts every cycle invoice), then `month_close.close_month`
 inside the grace period on PostgreSQL. The emulator's own per-route counts are the
 measurement: core routes are every route except the meter event endpoints. A count, not a time.
 """
@@ -22,12 +22,15 @@ from sqlmodel import Session, col, select
 from billing.core.periods import month_period
 from billing.ledger.ingest import Ingestor
 from billing.pricing.book import load_book
+from billing.stripe_gateway.invoice_reads import InvoicePage
 from billing.usage.invoice_mirror import MIRROR_COUNTS
+from billing.usage.invoice_sweep import SweepStep, sweep_step
+from models.alerts import CloseRun
 from models.db import migrate, unit_of_work
 from models.invoice_mirror import StripeInvoiceSweep
 from models.push_records import UsagePeriod
 from stripe_emulator import EmulatorConfig, EmulatorServer
-from worker import composition, jobs
+from worker import composition, jobs, month_close
 from worker.settings import Settings, get_settings
 
 ORG_COUNT = 200
@@ -133,7 +136,7 @@ def test_a_close_of_200_orgs_makes_at_most_half_a_core_request_per_org(
     emulator.state.reset(stats_only=True)
     before = MIRROR_COUNTS.copy()
 
-    totals = jobs.close_month(PERIOD, CLOSE_AT, settings=settings)
+    totals = month_close.close_month(PERIOD, CLOSE_AT, settings=settings)
 
     core = _core_requests(emulator.state.stats())
     core_total = sum(core.values())
@@ -165,7 +168,7 @@ def test_past_the_grace_period_a_stale_mirrored_draft_is_not_trusted(
     period Stripe no longer bills: the push asks Stripe instead of the stale mirror."""
     settings, emulator = world
     (org, *_) = _open_month(settings, emulator, 3)
-    jobs.close_month(PERIOD, CLOSE_AT, settings=settings)
+    month_close.close_month(PERIOD, CLOSE_AT, settings=settings)
     final_at = PERIOD.period_end + timedelta(hours=2)
     emulator.state.configure(frozen_time=int(final_at.timestamp()))  # drafts finalized
     late = {
@@ -199,10 +202,140 @@ def test_a_close_whose_sweep_stripe_refuses_asks_stripe_per_org(
     emulator.state.configure(fail_next=attempts, fault_path_prefix="/v1/invoices")
     before = MIRROR_COUNTS.copy()
 
-    totals = jobs.close_month(PERIOD, CLOSE_AT, settings=settings)
+    totals = month_close.close_month(PERIOD, CLOSE_AT, settings=settings)
 
     assert (totals["orgs"], totals["failed"]) == (len(org_ids), 0)
     assert MIRROR_COUNTS["miss:no_covering_sweep"] - before["miss:no_covering_sweep"] == 3
     with Session(composition.database(settings)) as session:
         (sweep,) = session.exec(select(StripeInvoiceSweep)).all()
         assert sweep.finished_at is None  # never trusted
+
+
+# --------------------------------------------------------------------------- the close in steps
+# Beat's close runs its sweep as tasks of a bounded length and fans out once
+# (worker.month_close); these drive the same steps in this process.
+
+EXTRA_INVOICES = 210  # with the orgs' own: three pages of 100
+
+
+def _many_invoices(settings: Settings) -> None:
+    gateway = composition.stripe_gateway(settings)
+    customer = gateway.create_customer(metadata={"org_id": "filler"}, idempotency_key="c:filler")
+    for n in range(EXTRA_INVOICES):
+        gateway.create_invoice(
+            stripe_customer_id=customer.stripe_customer_id,
+            description=f"filler {n}",
+            idempotency_key=f"inv:filler:{n}",
+        )
+
+
+def _sweep_to_the_end(start: month_close.CloseStart, settings: Settings) -> int:
+    """The close's sweep a page per step, as the chained tasks run it; how many steps."""
+    assert start.sweep_id is not None
+    step, steps = start.step, 0
+    while True:
+        outcome = month_close.run_sweep_step(start.sweep_id, step, max_pages=1, settings=settings)
+        assert outcome is not None
+        assert not outcome.superseded
+        steps += 1
+        if outcome.finished:
+            return steps
+        step = outcome.step
+
+
+def _invoice_listings(emulator: Any) -> int:
+    return int(emulator.state.stats()["requests_by_route"].get("GET /v1/invoices", 0))
+
+
+def test_the_close_sweeps_in_steps_and_a_second_delivery_neither_sweeps_nor_fans_out(
+    world: tuple[Settings, Any],
+) -> None:
+    settings, emulator = world
+    org_ids = _open_month(settings, emulator, 3)
+    _many_invoices(settings)
+    invoice_count = len(emulator.state.invoices())
+    assert invoice_count > 2 * 100
+
+    first = month_close.begin_close(PERIOD, CLOSE_AT, settings=settings)
+    again = month_close.begin_close(PERIOD, CLOSE_AT, settings=settings)  # before any step
+    assert (again.sweep_id, again.step, again.fanned_out) == (first.sweep_id, 0, False)
+    assert _sweep_to_the_end(first, settings) == 3
+    chunks = month_close.claim_chunks(PERIOD, 2, settings=settings)
+    assert chunks == [org_ids[:2], org_ids[2:]]
+    month_close.chunks_sent(PERIOD, settings=settings)
+    listings = _invoice_listings(emulator)
+
+    late = month_close.begin_close(PERIOD, CLOSE_AT, settings=settings)  # a redelivery
+
+    assert late.fanned_out
+    assert month_close.claim_chunks(PERIOD, 2, settings=settings) is None
+    assert _invoice_listings(emulator) == listings
+    with Session(composition.database(settings)) as session:
+        (sweep,) = session.exec(select(StripeInvoiceSweep)).all()
+        assert sweep.finished_at == CLOSE_AT
+        assert (sweep.invoice_count, sweep.page_requests, sweep.step) == (invoice_count, 3, 3)
+        run = session.get(CloseRun, PERIOD.label())
+        assert run is not None
+        assert (run.sweep_id, run.org_count) == (sweep.id, 3)
+
+
+def test_a_sweep_step_delivered_twice_saves_its_progress_once(
+    world: tuple[Settings, Any],
+) -> None:
+    """Two deliveries of one step list side by side (the second starts while the first waits
+    on Stripe): the first to save goes on, the other stops; a third, later, lists nothing."""
+    settings, emulator = world
+    _open_month(settings, emulator, 2)
+    _many_invoices(settings)
+    start = month_close.begin_close(PERIOD, CLOSE_AT, settings=settings)
+    assert start.sweep_id is not None
+    engine, gateway = composition.database(settings), composition.stripe_gateway(settings)
+    rival: list[SweepStep] = []
+
+    class RacedGateway:
+        """Stripe as the first delivery sees it: the rival delivery runs the same step to
+        its end while the first one's page is on its way."""
+
+        def list_account_invoices(
+            self, *, created_from_at: datetime, starting_after: str | None = None
+        ) -> InvoicePage:
+            if not rival:
+                rival.append(sweep_step(engine, gateway, start.sweep_id or 0, 0, max_pages=1))
+            return gateway.list_account_invoices(
+                created_from_at=created_from_at, starting_after=starting_after
+            )
+
+    first = sweep_step(engine, RacedGateway(), start.sweep_id, 0, max_pages=1)
+
+    assert (rival[0].step, rival[0].superseded, rival[0].finished) == (1, False, False)
+    assert (first.superseded, first.finished) == (True, False)
+    listings = _invoice_listings(emulator)
+    third = sweep_step(engine, gateway, start.sweep_id, 0, max_pages=1)
+    assert (third.step, third.superseded) == (1, True)
+    assert _invoice_listings(emulator) == listings  # it read the progress, not Stripe
+    with Session(engine) as session:
+        sweep = session.get(StripeInvoiceSweep, start.sweep_id)
+        assert sweep is not None
+        assert (sweep.step, sweep.page_requests, sweep.finished_at) == (1, 1, None)
+
+
+def test_a_fan_out_whose_delivery_died_is_claimed_again_once_its_lease_runs_out(
+    world: tuple[Settings, Any],
+) -> None:
+    settings, emulator = world
+    org_ids = _open_month(settings, emulator, 2)
+    month_close.begin_close(PERIOD, CLOSE_AT, settings=settings)
+    assert month_close.claim_chunks(PERIOD, 50, settings=settings) == [org_ids]
+    # That delivery died before its chunks reached the broker: within its lease, no other
+    # delivery fans out...
+    assert month_close.claim_chunks(PERIOD, 50, settings=settings) is None
+    with unit_of_work(composition.database(settings)) as session:
+        run = session.get(CloseRun, PERIOD.label())
+        assert run is not None
+        assert run.fan_out_claimed_at is not None
+        run.fan_out_claimed_at -= month_close.FAN_OUT_LEASE + timedelta(seconds=1)
+        session.add(run)
+    # ...and after it, the next one does (chunks that did get out are safe to run twice).
+    assert month_close.claim_chunks(PERIOD, 50, settings=settings) == [org_ids]
+    month_close.chunks_sent(PERIOD, settings=settings)
+    assert month_close.begin_close(PERIOD, CLOSE_AT, settings=settings).fanned_out

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from billing.core.periods import PeriodError, month_period, parse_instant
 from models.db import migrate
-from worker import clock, composition, jobs
+from worker import clock, composition, jobs, month_close
 from worker.commands.common import CliError, require_org, user_errors
 from worker.logging import configure_logging
 from worker.settings import get_settings
@@ -171,7 +171,7 @@ def close_command(
     except PeriodError as exc:
         raise CliError(str(exc)) from None
     orgs = jobs.provisioned_orgs()
-    jobs.start_close(month_period(period), len(orgs), _instant(at))  # chunks record progress
+    month_close.start_close(month_period(period), len(orgs), _instant(at))  # chunks record progress
     chunks = list(jobs.chunks(orgs, chunk_size))
     totals = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
     started = time.monotonic()

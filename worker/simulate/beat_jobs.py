@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from billing.core.periods import Period, isoformat_z, month_period_of
-from worker import composition, jobs
+from worker import composition, jobs, month_close
 from worker.settings import Settings
 from worker.simulate.world import Clocks
 
@@ -43,7 +43,7 @@ class InProcessBeat:
                 jobs.orgs_with_usage_since(now - jobs.USAGE_SWEEP_LOOKBACK, settings), now
             ),
             "billing.usage.close_due": lambda now: self._push(jobs.provisioned_orgs(settings), now),
-            "billing.usage.close_period": lambda now: jobs.close_month(
+            "billing.usage.close_period": lambda now: month_close.close_month(
                 month_period_of(now - timedelta(days=1)), now, settings=settings
             ),
             "billing.reconciliation.sweep": lambda now: jobs.sweep_reconciliations(

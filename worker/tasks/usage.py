@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from celery import group
 
-from billing.core.periods import month_period, month_period_of
-from worker import dispatch, jobs
+from billing.core.periods import Period, month_period, month_period_of
+from worker import dispatch, jobs, month_close
 from worker.celery_app import app
 from worker.tasks.common import TASK_OPTIONS, instant
 
 CLOSE_CHUNK_SIZE = 50
+log = structlog.get_logger(__name__)
 
 
 @app.task(name="billing.usage.push_org", **TASK_OPTIONS)
@@ -34,21 +36,56 @@ def push_chunk(
 def close_period(
     period: str | None = None, now: str | None = None, chunk_size: int = CLOSE_CHUNK_SIZE
 ) -> str:
-    """Month close: the final usage push of every provisioned org, in parallel chunks
-    (`period` defaults to the month before `now`, for beat). Returns the group id; `billing
-    close` follows its progress."""
+    """Month close: the final usage push of every provisioned org, in parallel chunks, after
+    the invoice sweep that lets each push read its invoices locally (`period` defaults to the
+    month before `now`, for beat). The sweep runs as `close_sweep` steps, and the last one
+    fans out (worker.month_close); a second delivery of the close neither sweeps again beside
+    the first nor fans out twice. Returns the id of the chunks' group, saved once it exists
+    (`close_group_id`)."""
     if period is None:
         period = month_period_of(instant(now) - timedelta(days=1)).label()
-    month = month_period(period)  # validate before fanning out
-    jobs.sweep_invoice_mirror(month, instant(now))  # the chunks read invoices from the mirror
-    orgs = jobs.provisioned_orgs()
-    jobs.start_close(month, len(orgs), instant(now))  # its chunks record the progress
+    month = month_period(period)  # validate before anything is recorded
+    start = month_close.begin_close(month, instant(now))
+    if start.fanned_out:
+        log.info("usage.close_already_fanned_out", period=period)
+    elif start.sweep_finished or start.sweep_id is None:
+        _fan_out(month, now, chunk_size)
+    else:
+        dispatch.enqueue(close_sweep, [period, now, chunk_size, start.sweep_id, start.step])
+    return close_group_id(period)
+
+
+@app.task(name="billing.usage.close_sweep", **TASK_OPTIONS)
+def close_sweep(period: str, now: str | None, chunk_size: int, sweep_id: int, step: int) -> str:
+    """One step of the close's invoice sweep (about a minute of pages); the next step, or the
+    fan-out once the listing has ended (or Stripe refused it: the pushes then ask Stripe)."""
+    month = month_period(period)
+    outcome = month_close.run_sweep_step(sweep_id, step)
+    if outcome is not None and outcome.superseded and not outcome.finished:
+        return "superseded"  # another delivery saved this step and goes on from it
+    if outcome is not None and not outcome.finished:
+        dispatch.enqueue(close_sweep, [period, now, chunk_size, sweep_id, outcome.step])
+        return "continued"
+    _fan_out(month, now, chunk_size)
+    return "fanned out"
+
+
+def close_group_id(period: str) -> str:
+    """The group of a close's chunks has a fixed id per period: any delivery can name it."""
+    return f"close-{period}"
+
+
+def _fan_out(month: Period, now: str | None, chunk_size: int) -> None:
+    chunks = month_close.claim_chunks(month, chunk_size)
+    if chunks is None:
+        return  # another delivery fanned out (or is fanning out) this close
+    period = month.label()
     # Each member is published by BillingTask: one the broker cannot take goes to the outbox.
-    result = group(
-        push_chunk.s(chunk, now, period) for chunk in jobs.chunks(orgs, chunk_size)
-    ).apply_async()
+    result = group(push_chunk.s(chunk, now, period) for chunk in chunks).apply_async(
+        task_id=close_group_id(period)
+    )
     result.save()
-    return str(result.id)
+    month_close.chunks_sent(month)
 
 
 @app.task(name="billing.usage.sweep", **TASK_OPTIONS)
