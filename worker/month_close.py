@@ -161,4 +161,10 @@ def close_month(
 
 
 def _swept_from(period: Period) -> datetime:
-    return period.period_start - CREATED_MARGIN
+    """The close's sweep lists the invoices created since the month ended (its drafts, and
+    anything later): the push asks the mirror about the closed period, whose invoice Stripe
+    creates at its end. An org with an earlier period still open (one a plan change cut
+    mid-month) finds no covering sweep for it and asks Stripe, as without a mirror, unless a
+    webhook mirrored that invoice. At 100,000 orgs this halves the sweep: the month's first
+    invoices, created when it began, are not listed again."""
+    return period.period_end - CREATED_MARGIN
