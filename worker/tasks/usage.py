@@ -48,7 +48,7 @@ def close_period(
     start = month_close.begin_close(month, instant(now))
     if start.fanned_out:
         log.info("usage.close_already_fanned_out", period=period)
-    elif start.sweep_finished or start.sweep_id is None:
+    elif start.sweep_finished:
         _fan_out(month, now, chunk_size)
     else:
         dispatch.enqueue(close_sweep, [period, now, chunk_size, start.sweep_id, start.step])
