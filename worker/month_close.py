@@ -21,7 +21,7 @@ pushes, as a rerun by hand should.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,7 +40,7 @@ from billing.usage.invoice_sweep import (
 )
 from models.alerts import CloseRun
 from models.invoice_mirror import StripeInvoiceSweep
-from worker import composition, jobs
+from worker import clock, composition, jobs
 from worker.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -117,14 +117,14 @@ def claim_chunks(
     """The chunks of orgs this delivery fans out (None: another delivery has or is)."""
     orgs = jobs.provisioned_orgs(settings)
     engine = composition.database(settings)
-    if not claim_fan_out(engine, period.label(), len(orgs), datetime.now(UTC), FAN_OUT_LEASE):
+    if not claim_fan_out(engine, period.label(), len(orgs), clock.wall_now(), FAN_OUT_LEASE):
         log.info("usage.close_fan_out_skipped", period=period.label())
         return None
     return list(jobs.chunks(orgs, chunk_size))
 
 
 def chunks_sent(period: Period, settings: Settings | None = None) -> None:
-    fanned_out(composition.database(settings), period.label(), datetime.now(UTC))
+    fanned_out(composition.database(settings), period.label(), clock.wall_now())
 
 
 def sweep_invoice_mirror(
