@@ -299,6 +299,16 @@ def provisioned_orgs(settings: Settings | None = None) -> list[str]:
         )
 
 
+def provisioned_org_count(settings: Settings | None = None) -> int:
+    """How many orgs `provisioned_orgs` lists, counted by the database."""
+    with Session(composition.database(settings)) as session:
+        return session.exec(
+            select(sa.func.count())
+            .select_from(StripeSubscriptionRecord)
+            .where(StripeSubscriptionRecord.status == WriteStatus.DONE)
+        ).one()
+
+
 def lifecycle_due_orgs(settings: Settings | None = None) -> list[str]:
     """Orgs whose plan ledger holds a row after their Stripe subscription's start (a change or
     cancellation, due or scheduled), or whose subscription has an end scheduled in Stripe

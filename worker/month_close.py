@@ -74,7 +74,7 @@ def begin_close(period: Period, now: datetime, settings: Settings | None = None)
     """The close of `period` recorded (once), with the one sweep it runs; where it stands."""
     engine = composition.database(settings)
     label = period.label()
-    start_close(period, len(jobs.provisioned_orgs(settings)), now, settings)
+    start_close(period, jobs.provisioned_org_count(settings), now, settings)
     with Session(engine) as session:
         run = session.get(CloseRun, label)
         assert run is not None

@@ -31,6 +31,7 @@ from models.invoice_mirror import StripeInvoiceSweep
 from models.push_records import UsagePeriod
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from worker import composition, jobs, month_close
+from worker.cli import main
 from worker.settings import Settings, get_settings
 
 ORG_COUNT = 200
@@ -341,3 +342,29 @@ def test_a_fan_out_whose_delivery_died_is_claimed_again_once_its_lease_runs_out(
     assert month_close.claim_chunks(PERIOD, 50, settings=settings) == [org_ids]
     month_close.chunks_sent(PERIOD, settings=settings)
     assert month_close.begin_close(PERIOD, CLOSE_AT, settings=settings).fanned_out
+
+
+def test_the_close_command_sweeps_once_and_pushes_every_org_from_the_mirror(
+    world: tuple[Settings, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`billing close --period … --now`, an admin's rerun of a close, lists the month's drafts
+    once (the sweep), so no org's push lists its own invoices."""
+    settings, emulator = world
+    org_ids = _open_month(settings, emulator, 5)
+    emulator.state.reset(stats_only=True)
+    before = MIRROR_COUNTS.copy()
+
+    code = main(
+        ["close", "--period", PERIOD.label(), "--now", "--at", CLOSE_AT.isoformat(), "--json"]
+    )
+
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out.splitlines()[-1])  # after the logs
+    assert payload["orgs"] == len(org_ids)
+    assert payload["failed"] == 0
+    assert payload["invoices_swept"] >= len(org_ids)
+    assert MIRROR_COUNTS["hit"] - before["hit"] == len(org_ids)
+    assert MIRROR_COUNTS["miss"] == before["miss"]
+    with Session(composition.database(settings)) as session:
+        sweep = session.exec(select(StripeInvoiceSweep)).one()
+    assert _core_requests(emulator.state.stats()).get("GET /v1/invoices", 0) == sweep.page_requests

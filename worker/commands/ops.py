@@ -165,16 +165,21 @@ def close_command(
     chunk_size: Annotated[int, typer.Option("--chunk-size")] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """Month close: the final usage push of every provisioned org, with progress."""
+    """Month close: the invoices created since the month ended listed once into the mirror
+    (so no push lists its org's invoices), then the final usage push of every provisioned org,
+    with progress. Safe to rerun: a push sends only what Stripe does not have."""
     try:
         month_period(period)
     except PeriodError as exc:
         raise CliError(str(exc)) from None
+    started = time.monotonic()
     orgs = jobs.provisioned_orgs()
     month_close.start_close(month_period(period), len(orgs), _instant(at))  # chunks record progress
+    Console(stderr=True).print(f"sweeping {period}'s invoices into the mirror")
+    sweep = month_close.sweep_invoice_mirror(month_period(period), _instant(at))
     chunks = list(jobs.chunks(orgs, chunk_size))
     totals = {"orgs": 0, "meter_events": 0, "adjustments": 0, "failed": 0}
-    started = time.monotonic()
+    totals["invoices_swept"] = sweep.invoice_count if sweep else 0
     progress = Progress(
         TextColumn("closing {task.description}"),
         BarColumn(),
