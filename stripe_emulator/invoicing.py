@@ -383,22 +383,21 @@ def list_invoices(store: Store, params: Params) -> dict[str, Any]:
     if subscription is not None and customer is None:
         owner = store.table("subscription").get(subscription)
         customer = owner["customer"] if owner else ""
-    candidates = (
-        store.of_customer("invoice", customer)
-        if customer is not None
-        else list(store.table("invoice").values())
-    )
-    items = [
-        i
-        for i in candidates
-        if not i.get("deleted")
-        and customer in (None, i["customer"])
-        and status in (None, i["status"])
-        and created(i["created"])
-        and (
-            subscription is None
-            or (i["parent"] or {}).get("subscription_details", {}).get("subscription")
-            == subscription
+
+    def keep(i: dict[str, Any]) -> bool:
+        return (
+            not i.get("deleted")
+            and customer in (None, i["customer"])
+            and status in (None, i["status"])
+            and created(i["created"])
+            and (
+                subscription is None
+                or (i["parent"] or {}).get("subscription_details", {}).get("subscription")
+                == subscription
+            )
         )
-    ]
+
+    if customer is None:
+        return store.list_table("/v1/invoices", "invoice", params, keep)
+    items = [i for i in store.of_customer("invoice", customer) if keep(i)]
     return store.list_response("/v1/invoices", items, params)
