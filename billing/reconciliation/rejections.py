@@ -22,7 +22,7 @@ def with_rejections(
     period: Period | None,
     lag: UsageLag | None,
 ) -> str | None:
-    """`note`, followed by Stripe's reported rejections of the lagging meters' usage."""
+    """Stripe's reported rejections of the lagging meters' usage, then `note`."""
     if lag is None or not lag.meters or org_id is None or period is None:
         return note
     with Session(engine) as session:
@@ -31,4 +31,4 @@ def with_rejections(
         )
     if rejected is None:
         return note
-    return rejected if not note else f"{note} {rejected}"
+    return rejected if not note else f"{rejected} {note}"
