@@ -129,14 +129,7 @@ def meter_error_event(body: Mapping[str, Any]) -> MeterErrorEvent:
             request = sample.get("request")
             identifier = request.get("identifier") if isinstance(request, Mapping) else None
             message = sample.get("error_message")
-            samples.append(
-                MeterErrorSample(
-                    code,
-                    count,
-                    message if isinstance(message, str) else None,
-                    identifier if isinstance(identifier, str) else None,
-                )
-            )
+            samples.append(MeterErrorSample(code, count, _storable(message), _storable(identifier)))
         if not found:
             samples.append(MeterErrorSample(code, count, None, None))
     summary = data.get("developer_message_summary")
@@ -144,13 +137,20 @@ def meter_error_event(body: Mapping[str, Any]) -> MeterErrorEvent:
         stripe_event_id=event_id,
         type=str(body["type"]),
         created_at=_instant(body.get("created"), f"{where}: created"),
-        stripe_meter_id=related.get("id") if isinstance(related, Mapping) else None,
+        stripe_meter_id=_storable(related.get("id")) if isinstance(related, Mapping) else None,
         error_count=_count(reason.get("error_count"), f"{where}: reason.error_count"),
-        summary=summary if isinstance(summary, str) else None,
+        summary=_storable(summary),
         validation_start_at=_instant(data.get("validation_start"), f"{where}: validation_start"),
         validation_end_at=_instant(data.get("validation_end"), f"{where}: validation_end"),
         samples=tuple(samples),
     )
+
+
+def _storable(value: object) -> str | None:
+    """Stripe's text as a database holds it: no NUL (PostgreSQL), no lone surrogate."""
+    if not isinstance(value, str):
+        return None
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
@@ -168,9 +168,10 @@ def _list(value: object, where: str) -> list[Any]:
 
 
 def _text(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value:
+    text = _storable(value)
+    if not text:
         raise WebhookEventError(f"{where} must be a non-empty string")
-    return value
+    return text
 
 
 def _count(value: object, where: str) -> int:

@@ -98,3 +98,13 @@ def test_an_error_type_without_a_code_is_refused() -> None:
     del event["data"]["reason"]["error_types"][0]["code"]
     with pytest.raises(WebhookEventError, match=r"error_types\[0\]\.code"):
         meter_error_event(event)
+
+
+def test_text_a_database_cannot_hold_is_cleaned_not_refused() -> None:
+    """A NUL or a lone surrogate in Stripe's message is dropped or replaced: refusing the
+    report would only make Stripe deliver it again, forever."""
+    event = copy.deepcopy(EVENT)
+    sample = event["data"]["reason"]["error_types"][0]["sample_errors"][0]
+    sample["error_message"] = "bad\x00 value \ud800"
+    [read] = meter_error_event(event).samples
+    assert read.error_message == "bad value ?"
