@@ -35,6 +35,16 @@ class ApiError(Exception):
         return {"error": error}
 
 
+class V2ApiError(ApiError):
+    """An error in the v2 shape: ``{"error": {"type", "code", "message"}}``."""
+
+    def body(self, request_id: str) -> dict[str, Any]:  # noqa: ARG002 - same signature as v1
+        error: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.code is not None:
+            error["code"] = self.code
+        return {"error": error}
+
+
 def invalid(message: str, param: str | None = None, code: str = "parameter_invalid") -> ApiError:
     return ApiError(400, message, code=code, param=param)
 

@@ -17,8 +17,9 @@ _meter_event_stream_create_params.py``):
   asynchronously, including validation": the request is accepted and answered with an empty JSON
   object (stripe-python parses every answer as JSON, so an empty body would fail it); an event
   that fails validation is dropped and reported (Stripe sends
-  ``v1.billing.meter.error_report_triggered``; here it is appended to
-  ``Store.meter_event_stream_errors``, shown by ``/_emulator/stats``); an identifier already
+  ``v1.billing.meter.error_report_triggered``: ``stripe_emulator.event_destinations`` sends it to
+  thin event destinations; it is also appended to ``Store.meter_event_stream_errors``, shown by
+  ``/_emulator/stats``); an identifier already
   received in the past 24 hours is dropped without a report. Accepted events are stored by
   ``metering.record_event``, exactly as the v1 endpoint stores them.
 
@@ -39,7 +40,8 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from stripe_emulator.errors import ApiError
+from stripe_emulator import event_destinations
+from stripe_emulator.errors import ApiError, V2ApiError
 from stripe_emulator.forms import Params
 from stripe_emulator.limits import METER_EVENT_STREAM_MAX_EVENTS
 from stripe_emulator.metering import check_event, record_event, seen_identifier
@@ -49,16 +51,6 @@ from stripe_emulator.store import Store, new_id
 SESSION_PATH = "/v2/billing/meter_event_session"
 STREAM_PATH = "/v2/billing/meter_event_stream"
 SESSION_SECONDS = 15 * 60
-
-
-class V2ApiError(ApiError):
-    """An error in the v2 shape: ``{"error": {"type", "code", "message"}}``."""
-
-    def body(self, request_id: str) -> dict[str, Any]:  # noqa: ARG002 - same signature as v1
-        error: dict[str, Any] = {"type": self.type, "message": self.message}
-        if self.code is not None:
-            error["code"] = self.code
-        return {"error": error}
 
 
 def _iso(unix: int) -> str:
@@ -163,9 +155,11 @@ def create_stream_events(store: Store, params: Params) -> dict[str, Any]:
     counts = store.meter_event_stream_counts
     counts["requests"] = counts.get("requests", 0) + 1
     counts["events"] = counts.get("events", 0) + len(events)
+    errors_before = len(store.meter_event_stream_errors)
     for event in events:
         verdict = _ingest(store, event)
         counts[verdict] = counts.get(verdict, 0) + 1
+    event_destinations.report_errors(store, store.meter_event_stream_errors[errors_before:])
     return {}
 
 

@@ -28,6 +28,7 @@ from stripe_emulator import (
     cancellation,
     catalog,
     clocks,
+    event_destinations,
     invoice_items,
     invoicing,
     meter_stream,
@@ -49,6 +50,7 @@ _MODULES = (
     cancellation,
     catalog,
     clocks,
+    event_destinations,
     invoice_items,
     invoicing,
     meter_stream,
@@ -156,6 +158,9 @@ class EmulatorState:
         if self.store.outbox:
             events, self.store.outbox = self.store.outbox, []
             self.dispatcher.enqueue_events(self.store, events)
+        if self.store.thin_outbox:
+            thin, self.store.thin_outbox = self.store.thin_outbox, []
+            self.dispatcher.enqueue_thin_events(self.store, thin)
 
     # ----- control ------------------------------------------------------------------------------
     def configure(self, **changes: Any) -> None:

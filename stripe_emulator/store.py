@@ -95,6 +95,11 @@ class Store:
     meter_event_stream_errors: list[dict[str, Any]] = field(default_factory=list)
     meter_event_stream_counts: dict[str, int] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)  # events awaiting delivery
+    # v2 (stripe_emulator.event_destinations): destinations by id, thin events by id, and the
+    # thin events awaiting delivery.
+    event_destinations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    thin_events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    thin_outbox: list[dict[str, Any]] = field(default_factory=list)
     request_id: str | None = None
     preview: bool = False
     config: Any = None  # the EmulatorConfig (grace period, auto_pay) — set by EmulatorState

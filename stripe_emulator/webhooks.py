@@ -4,7 +4,8 @@ Each event is POSTed as JSON to every enabled endpoint whose ``enabled_events`` 
 type (or ``*``), signed ``Stripe-Signature: t=<ts>,v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>``
 with the real wall-clock time (test-clock time would fail ``construct_event``'s tolerance).
 Deliveries run in event order on one thread; a non-2xx answer or a connection error is retried
-with exponential backoff up to ``EmulatorConfig.webhook_attempts`` times.
+with exponential backoff up to ``EmulatorConfig.webhook_attempts`` times. Thin (v2) events go to
+event destinations the same way (``enqueue_thin_events``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from stripe_emulator.config import EmulatorConfig
 from stripe_emulator.errors import invalid
+from stripe_emulator.event_destinations import notification, thin_targets
 from stripe_emulator.forms import Params, get_bool, get_list, get_str, merge_metadata, req_str
 from stripe_emulator.routing import route
 from stripe_emulator.store import API_VERSION, Store, created_filter, new_id
@@ -180,6 +182,16 @@ class Dispatcher:
                         event["id"], event["type"], endpoint["url"], endpoint["_secret"], payload
                     )
                 )
+
+    def enqueue_thin_events(self, store: Store, events: list[dict[str, Any]]) -> None:
+        """Thin (v2) notifications to every thin event destination that takes their type
+        (``stripe_emulator.event_destinations``), signed and retried like webhook events."""
+        for event in events:
+            payload = json.dumps(notification(event), indent=2).encode()
+            for url, secret in thin_targets(store, event["type"]):
+                with self._idle:
+                    self._pending += 1
+                self.queue.put(Delivery(event["id"], event["type"], url, secret, payload))
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every queued delivery has been attempted to completion."""

@@ -27,6 +27,7 @@ from billing.stripe_gateway.budget import (
     UnlimitedBudget,
 )
 from billing.stripe_gateway.http import BudgetedRequestsClient
+from billing.usage.meter_errors import MeterErrorIntake
 from billing.usage.push import UsagePusher
 from models.db import engine_for
 from worker import metrics
@@ -91,6 +92,20 @@ def stripe_gateway(settings: Settings | None = None) -> StripeGateway:
         settings.stripe_budget,
         settings.stripe_requests_per_second,
         settings.redis_url,
+    )
+
+
+def meter_error_intake(settings: Settings | None = None) -> MeterErrorIntake | None:
+    """The receiver of Stripe's meter error reports, or None without a destination secret."""
+    settings = settings or get_settings()
+    secret = settings.stripe_event_destination_secret
+    if secret is None:
+        return None
+    return MeterErrorIntake(
+        database(settings),
+        stripe_gateway(settings),
+        secret.get_secret_value(),
+        livemode=settings.stripe_livemode,
     )
 
 

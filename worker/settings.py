@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     stripe_max_network_retries: int = 2
     stripe_timeout_seconds: float = 30.0
     stripe_webhook_secret: SecretStr | None = None
+    # Signing secret of the thin event destination (`billing stripe create-event-destination`)
+    # that receives Stripe's meter error reports at /stripe/thin-events.
+    stripe_event_destination_secret: SecretStr | None = None
     stripe_requests_per_second: int = 25  # Stripe's test-mode limit; 100 in live mode
     # Where the request budget lives: "redis" (shared by every process), "local" (one process,
     # the in-process demo), "none" (unit tests).
@@ -116,7 +119,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @field_validator("stripe_api_key", "stripe_webhook_secret", "alert_webhook_url", mode="before")
+    @field_validator(
+        "stripe_api_key",
+        "stripe_webhook_secret",
+        "stripe_event_destination_secret",
+        "alert_webhook_url",
+        mode="before",
+    )
     @classmethod
     def _strip_secret(cls, value: object) -> object:
         """Whitespace around a pasted key is never part of it (and must not hide `sk_live_`)."""

@@ -65,6 +65,7 @@ from billing.reconciliation.records import (
     meter_prices,
     org_of,
 )
+from billing.reconciliation.rejections import with_rejections
 from billing.reconciliation.traces import MeterFacts
 from billing.reconciliation.usage_lag import (
     DEFAULT_USAGE_DEADLINE,
@@ -183,6 +184,7 @@ class Reconciler:
                 hold=hold,
                 note=note,
             )
+        note = with_rejections(self.engine, note, org_id, period, lag)
         rec_id = self._store(invoice, org_id, period, comparison, status, trigger, held, note, now)
         log.info(
             "reconciliation.reconciled",

@@ -11,6 +11,7 @@ import models.credits
 import models.invoice_mirror
 import models.ledger
 import models.lifecycle_records
+import models.meter_errors
 import models.outbox
 import models.push_records
 import models.quota_records
@@ -25,6 +26,7 @@ _ = (
     models.credits,
     models.ledger,
     models.lifecycle_records,
+    models.meter_errors,
     models.outbox,
     models.push_records,
     models.quota_records,

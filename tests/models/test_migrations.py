@@ -14,6 +14,7 @@ import models.credits
 import models.invoice_mirror
 import models.ledger
 import models.lifecycle_records
+import models.meter_errors
 import models.outbox
 import models.push_records
 import models.quota_records
@@ -27,6 +28,7 @@ _ = (
     models.invoice_mirror,
     models.ledger,
     models.lifecycle_records,
+    models.meter_errors,
     models.outbox,
     models.push_records,
     models.quota_records,

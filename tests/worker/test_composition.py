@@ -30,6 +30,7 @@ BUILT_BY_COMPOSITION = {
     "Provisioner",
     "CatalogSync",
     "QuotaService",
+    "MeterErrorIntake",
 }
 
 

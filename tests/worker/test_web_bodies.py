@@ -80,6 +80,7 @@ def post(engine: Engine, path: str, upload: Upload, **headers: str) -> tuple[int
 
 ENDPOINTS = [
     pytest.param("/stripe/webhook", webhook.MAX_BODY_BYTES, {}, id="webhook"),
+    pytest.param("/stripe/thin-events", webhook.MAX_BODY_BYTES, {}, id="thin-events"),
     pytest.param(
         "/api/usage", usage.MAX_BODY_BYTES, {"Authorization": f"Bearer {ADMIN}"}, id="usage"
     ),

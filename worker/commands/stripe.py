@@ -13,13 +13,14 @@ from rich.table import Table
 from billing.setup.catalog import CatalogAction, CatalogSyncReport
 from worker import clock
 from worker.commands.common import CliError, load_book_or_fail
+from worker.commands.meter_errors import create_event_destination_command, meter_errors_command
 from worker.composition import ConfigurationError, catalog_sync
 from worker.logging import configure_logging
 from worker.settings import get_settings
 
 stripe_app = typer.Typer(
     name="stripe",
-    help="Stripe objects: catalog sync (products, meters, prices).",
+    help="Stripe objects: catalog sync (products, meters, prices), the meter error reports.",
     no_args_is_help=True,
 )
 
@@ -155,3 +156,7 @@ def stripe_emulator_command(
     if rate_limit_rps is not None:
         config["rate_limit_rps"] = rate_limit_rps
     serve(port=port, host=host, **config)
+
+
+stripe_app.command("create-event-destination")(create_event_destination_command)
+stripe_app.command("meter-errors")(meter_errors_command)

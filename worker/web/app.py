@@ -20,6 +20,7 @@ from worker.web import (
     status,
     subscription,
     support,
+    thin_events,
     usage,
     webhook,
 )
@@ -30,6 +31,7 @@ from worker.web.services import WebServices, build_services
 # Each is described in GET /openapi.json (worker/web/schemas/operations.py).
 ROUTE_MODULES = [
     webhook,
+    thin_events,
     usage,
     login,
     support,

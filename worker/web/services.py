@@ -11,6 +11,7 @@ import redis
 import structlog
 from sqlalchemy.engine import Engine
 
+from billing.usage.meter_errors import MeterErrorIntake
 from worker import clock as worker_clock
 from worker import composition, jobs
 from worker.settings import Environment, Settings, split_tokens
@@ -78,6 +79,8 @@ class WebServices:
     # /metrics: where the workers' shared counters and the request budget live (None: nowhere).
     metrics_redis: redis.Redis | None = None
     stripe_requests_per_second: int = 25
+    # /stripe/thin-events: Stripe's meter error reports (None: no destination secret set).
+    meter_errors: MeterErrorIntake | None = None
 
 
 def inline_handlers(settings: Settings) -> dict[str, Callable[..., object]]:
@@ -142,4 +145,5 @@ def build_services(settings: Settings) -> WebServices:
         stripe_livemode=settings.stripe_livemode,
         metrics_redis=composition.redis_client(settings),
         stripe_requests_per_second=settings.stripe_requests_per_second,
+        meter_errors=composition.meter_error_intake(settings),
     )

@@ -171,6 +171,23 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "post",
+        "/stripe/thin-events",
+        "webhook",
+        "Receive a Stripe thin event (meter error reports)",
+        description="Verified against the raw body with the event destination's secret; a "
+        "`v1.billing.meter.error_report_triggered` or `v1.billing.meter.no_meter_found` event "
+        "is fetched from Stripe and stored once, tied to the usage pushes it names.",
+        security=(SIGNATURE,),
+        body={JSON: r.StripeThinEvent},
+        replies={
+            200: Reply("Received (or a duplicate, or ignored).", {JSON: r.ThinEventReceived}),
+            400: json_error("Invalid signature, or not a thin event this endpoint takes."),
+            413: json_error("The body is over 1 MiB (not read)."),
+            502: json_error("Stripe could not be read; Stripe delivers the event again."),
+        },
+    ),
+    Operation(
+        "post",
         "/api/quote",
         "pricing",
         "Price a quote",

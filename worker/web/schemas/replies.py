@@ -57,6 +57,31 @@ class WebhookReceived(BaseModel):
     duplicate: bool = Field(description="This event id was received before: nothing to do.")
 
 
+class StripeThinEvent(BaseModel):
+    """A thin (v2) event notification from an event destination (signed in `Stripe-Signature`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=255, examples=["evt_test_1"])
+    object: Literal["v2.core.event"] = "v2.core.event"
+    type: str = Field(min_length=1, examples=["v1.billing.meter.error_report_triggered"])
+    created: str = Field(description="ISO 8601.")
+    livemode: bool = Field(description="Must be the mode of the configured Stripe key.")
+    related_object: dict[str, Any] | None = Field(
+        default=None, description="`id`, `type`, `url` of the meter."
+    )
+
+
+class ThinEventReceived(BaseModel):
+    received: Literal[True]
+    duplicate: bool = Field(description="This event id was stored before: nothing to do.")
+    outcome: Literal["stored", "duplicate", "ignored"] = Field(
+        description="`ignored`: not a meter error report."
+    )
+    rows: int = Field(description="Sample errors stored.")
+    linked: int = Field(description="Of them, tied to one of our usage pushes.")
+
+
 class ResyncAccepted(BaseModel):
     accepted: Literal[True]
     detail: str = Field(description="Which task was enqueued (or run inline).")
