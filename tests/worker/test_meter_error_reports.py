@@ -22,6 +22,7 @@ from billing.usage.push import UsagePusher
 from models.meter_errors import MeterErrorReport
 from models.push_records import UsagePush
 from models.reconciliation import Reconciliation
+from models.stripe_records import StripeCustomerRecord
 from stripe_emulator import EmulatorConfig, EmulatorServer
 from stripe_emulator.webhooks import sign
 from tests.billing.reconciliation.test_reconciler_emulator import (
@@ -75,24 +76,31 @@ def site(engine: Engine) -> Iterator[Site]:
 
 
 def _push_rejected(site: Site, org_id: str) -> tuple[Org, UsagePush]:
-    """The org's January usage pushed while Stripe no longer knows its customer: the stream
-    accepts the event, then drops it at validation."""
+    """The org's January usage pushed for a customer Stripe does not know (our record of the
+    org's customer points elsewhere for the push): the stream accepts the event, then drops it
+    at validation. Stripe's own state is left alone, so its billing cycles run as usual."""
     org = site.world.org(org_id)
     org.advance(JAN_20)
-    state = site.world.emulator.state
-    with state.lock:
-        customer = state.store.table("customer").pop(org.stripe_customer_id)
+    _point_customer(site.world.engine, org_id, "cus_unknown_to_stripe")
     try:
         UsagePusher(site.world.engine, site.world.gateway).push_org(org_id, JAN_20)
     finally:
-        with state.lock:
-            state.store.table("customer")[org.stripe_customer_id] = customer
+        _point_customer(site.world.engine, org_id, org.stripe_customer_id)
     with Session(site.world.engine) as session:
         pushes = list(session.exec(select(UsagePush).where(UsagePush.org_id == org_id)))
     # every meter's total (zero for the unused ones) was accepted: no push failed
     assert {p.status for p in pushes} == {"done"}
     [push] = [p for p in pushes if p.meter == "copilot_messages"]
     return org, push
+
+
+def _point_customer(engine: Engine, org_id: str, stripe_customer_id: str) -> None:
+    with Session(engine) as session:
+        record = session.get(StripeCustomerRecord, org_id)
+        assert record is not None
+        record.stripe_customer_id = stripe_customer_id
+        session.add(record)
+        session.commit()
 
 
 def _reports(engine: Engine) -> list[MeterErrorReport]:
