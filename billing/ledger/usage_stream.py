@@ -82,6 +82,8 @@ def ingest_usage(
             stream = _copy(cursor, items, progress)
             stored = None
             if stream is not None and _admissible(session, books, view, stream, now):
+                if progress is not None:
+                    progress("storing", 0, len(stream.first))
                 stored = _insert(cursor, now)
     except BaseException:
         savepoint.rollback()
@@ -91,7 +93,7 @@ def ingest_usage(
         return None
     savepoint.commit()
     if progress is not None:
-        progress("storing", stored, stored)
+        progress("storing", len(stream.first), len(stream.first))
     return stream.lines, stored
 
 
