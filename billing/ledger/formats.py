@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -113,8 +113,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+# JSON with exact decimals: `1.5` becomes Decimal('1.5'), never a float; NaN and Infinity refused.
+EXACT_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_DECODER = EXACT_JSON
 _METERS_BY_CODE = {meter.value: meter for meter in Meter}
+_FROM_ISO = datetime.fromisoformat
 
 
 def parse_json_line(text: str) -> object:
@@ -341,9 +344,25 @@ def _credit_line(fields: _Fields, org_id: str | None, at: datetime | None) -> Cr
 _USAGE_FIELDS = _FIELDS["usage"]
 
 
+UsageFields = tuple[str, str, str, int, datetime]  # (id, org, meter code, quantity, at)
+
+
 def _well_formed_usage(line: int, raw: Mapping[str, Any]) -> UsageLine | None:
     """The common case of a clean usage event, checked without collecting errors (backfills
     are millions of these); anything unusual returns None and takes the full path."""
+    fields = well_formed_usage_fields(raw)
+    if fields is None:
+        return None
+    event_id, org_id, meter_code, quantity, instant = fields
+    return UsageLine(
+        line, event_id, org_id, _METERS_BY_CODE[meter_code], Decimal(quantity), instant
+    )
+
+
+def well_formed_usage_fields(raw: Mapping[str, Any]) -> UsageFields | None:
+    """The fields of a usage record (its `type` aside) that is clean by the common case's
+    checks: a whole quantity, known meter, printable ids, an instant with an offset (UTC).
+    None for anything else, which `parse_record` judges in full."""
     if len(raw) != len(_USAGE_FIELDS):
         return None
     event_id = raw.get("id")
@@ -364,13 +383,16 @@ def _well_formed_usage(line: int, raw: Mapping[str, Any]) -> UsageLine | None:
         or not event_id.isprintable()  # NUL or a lone surrogate: the full path says so
         or not org_id.isprintable()
         or not 0 <= quantity < MAX_QUANTITY
+        or meter_code not in _METERS_BY_CODE
     ):
         return None
-    meter = _METERS_BY_CODE.get(meter_code)
-    if meter is None:
-        return None
     try:
-        instant = parse_instant(at)
-    except PeriodError:
+        instant = _FROM_ISO(at)
+    except ValueError:
         return None
-    return UsageLine(line, event_id, org_id, meter, Decimal(quantity), instant)
+    if instant.tzinfo is not UTC:  # "Z" and "+00:00" give UTC itself, as parse_instant does
+        try:
+            instant = parse_instant(at)
+        except PeriodError:
+            return None
+    return event_id, org_id, meter_code, quantity, instant

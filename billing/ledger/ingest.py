@@ -12,7 +12,7 @@ each new org's welcome credit are checked and stored by credit_grants.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,9 @@ from billing.ledger.lifecycle_events import (
     decide_org_line,
 )
 from billing.ledger.org_state import OrgState, load_org_states, plan_row
+from billing.ledger.outcome import ConcurrentIngestError, IngestOutcome, Progress
 from billing.ledger.usage_ids import StoredUsageLookup, UsageIds
+from billing.ledger.usage_stream import ingest_usage
 from billing.pricing.book import (
     DEFAULT_BOOK,
     PriceBookError,
@@ -60,34 +62,10 @@ from models.ledger import (
     insert_ignoring_duplicates,
 )
 
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
+__all__ = ["ConcurrentIngestError", "IngestOutcome", "Ingestor", "Progress"]
+
 _PROGRESS_EVERY = 5_000
 _LOOKUP_EVERY = 2_500  # lines parsed between two look-ups of stored usage (divides the above)
-_IN_CHUNK = 500
-
-
-class ConcurrentIngestError(RuntimeError):
-    """Another batch stored some of this batch's usage ids between the check and the insert:
-    their contents were not compared, so this batch must be rolled back and sent again."""
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    """Per event type: lines stored and lines that were duplicates; errors when rejected."""
-
-    stored: Mapping[str, int]
-    duplicates: Mapping[str, int]
-    errors: tuple[LineError, ...] = ()
-    conflicts: tuple[LineError, ...] = ()  # those of `errors` that are conflicting usage ids
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    @property
-    def only_conflicts(self) -> bool:
-        """Refused for conflicting usage ids alone (HTTP answers 409 rather than 422)."""
-        return bool(self.errors) and len(self.conflicts) == len(self.errors)
 
 
 @dataclass
@@ -118,10 +96,13 @@ class Ingestor:
         *,
         default_book: str = DEFAULT_BOOK,
         books: BookCache | None = None,
+        stream_usage: bool = True,
     ) -> None:
+        """`stream_usage=False`: no batch takes usage_stream.py's fast path (tests compare)."""
         self.session = session
         self.default_book = default_book
         self.books = books or BookCache()
+        self.stream_usage = stream_usage
 
     def ingest(
         self,
@@ -134,7 +115,21 @@ class Ingestor:
         `now` becomes each row's `received_at`/`recorded_at`. Blank text lines are skipped.
         """
         with collector_paused():
-            return self._ingest(records, now, progress)
+            items = list(records)
+            streamed = self.stream_usage and ingest_usage(
+                self.session,
+                items,
+                books=self.books,
+                view=self.plan_view,
+                now=now,
+                progress=progress,
+            )
+            if streamed:
+                lines, stored = streamed
+                counts = dict.fromkeys(EVENT_TYPES, 0)
+                duplicates = {**counts, "usage": lines - stored}
+                return IngestOutcome({**counts, "usage": stored}, duplicates)
+            return self._ingest(items, now, progress)
 
     def _ingest(
         self,
@@ -296,21 +291,33 @@ class Ingestor:
     ) -> LineError | None:
         """A seats, usage or resources line, judged by the plan in effect at its instant (a
         credit depends on no plan)."""
-        if len(state.history) > 1 and not isinstance(record, CreditLine):
-            found = state.timeline.at(record.at)
-            if found is not None and found[1][1] == NO_PLAN:
-                return LineError(
-                    record.line,
-                    "at",
-                    f"{isoformat_z(record.at)} is after the org's subscription ended "
-                    f"({isoformat_z(found[0])}, canceled); an org line subscribes it again",
-                )
-            if found is not None and found[1] != (state.book, state.plan, state.interval):
-                book, plan, interval = found[1]
-                terms = self.books.terms(book, plan, interval, record.org_id)
-                view = replace(state, book=book, plan=plan, interval=interval, terms=terms)
-                return _add_event(record, view, batch, now)
-        return _add_event(record, state, batch, now)
+        if isinstance(record, CreditLine):
+            return _add_event(record, state, batch, now)
+        view = self.plan_view(record, state)
+        if isinstance(view, LineError):
+            return view
+        return _add_event(record, view, batch, now)
+
+    def plan_view(
+        self, record: SeatsLine | UsageLine | ResourcesLine, state: OrgState
+    ) -> OrgState | LineError:
+        """The org as the plan in effect at the record's instant bills it; an error when its
+        subscription had ended by then."""
+        if len(state.history) <= 1:
+            return state
+        found = state.timeline.at(record.at)
+        if found is not None and found[1][1] == NO_PLAN:
+            return LineError(
+                record.line,
+                "at",
+                f"{isoformat_z(record.at)} is after the org's subscription ended "
+                f"({isoformat_z(found[0])}, canceled); an org line subscribes it again",
+            )
+        if found is not None and found[1] != (state.book, state.plan, state.interval):
+            book, plan, interval = found[1]
+            terms = self.books.terms(book, plan, interval, record.org_id)
+            return replace(state, book=book, plan=plan, interval=interval, terms=terms)
+        return state
 
     def _org_terms(self, record: OrgLine, state: OrgState | None) -> tuple[str, Terms] | LineError:
         """The book and terms an org line names (its book defaults to the org's, or the

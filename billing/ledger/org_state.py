@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
 from billing.core.meters import Interval
 from billing.ledger.lifecycle_events import Timeline
@@ -52,31 +53,40 @@ def load_org_states(session: Session, books: BookCache, org_ids: set[str]) -> di
     """The stored orgs among `org_ids`, each with its plan-change timeline."""
     states: dict[str, OrgState] = {}
     ordered = sorted(org_ids)
+    connection = session.connection()  # plain rows: no ORM objects to build for each org
+    org_columns = (col(Org.id), col(Org.book), col(Org.plan), col(Org.interval))
+    change_columns = (
+        col(OrgPlanChange.org_id),
+        col(OrgPlanChange.at),
+        col(OrgPlanChange.book),
+        col(OrgPlanChange.plan),
+        col(OrgPlanChange.interval),
+        col(OrgPlanChange.requested_at),
+    )
     for offset in range(0, len(ordered), _IN_CHUNK):
         chunk = ordered[offset : offset + _IN_CHUNK]
-        orgs = session.exec(select(Org).where(col(Org.id).in_(chunk))).all()
-        for org in orgs:
+        orgs = connection.execute(
+            sa.select(*org_columns, col(Org.term_start_at)).where(col(Org.id).in_(chunk))
+        ).all()
+        for org_id, book, plan, interval, start_at in orgs:
             try:
-                terms = books.terms(org.book, org.plan, org.interval, org.id)
+                terms = books.terms(book, plan, interval, org_id)
             except (UnknownTermsError, PriceBookError):
                 # The book changed under a stored org: its lines get a clear error below.
                 terms = NO_TERMS
-            start_at = org.term_start_at
-            states[org.id] = OrgState(
-                org.book, org.plan, org.interval, start_at, start_at, terms, {}
-            )
-        known = [org.id for org in orgs]
+            states[org_id] = OrgState(book, plan, interval, start_at, start_at, terms, {})
+        known = [row[0] for row in orgs]
         if not known:
             continue
-        changes = session.exec(
-            select(OrgPlanChange).where(col(OrgPlanChange.org_id).in_(known))
+        changes = connection.execute(
+            sa.select(*change_columns).where(col(OrgPlanChange.org_id).in_(known))
         ).all()
-        for change in changes:
-            state = states[change.org_id]
-            state.history[change.at] = (change.book, change.plan, change.interval)
-            if change.requested_at is not None:
-                state.requested[change.at] = change.requested_at
-            state.subscribed_at = min(state.subscribed_at, change.at)
+        for org_id, at, book, plan, interval, requested_at in changes:
+            state = states[org_id]
+            state.history[at] = (book, plan, interval)
+            if requested_at is not None:
+                state.requested[at] = requested_at
+            state.subscribed_at = min(state.subscribed_at, at)
     return states
 
 

@@ -161,8 +161,11 @@ def test_ingest_racing_another_ingest_stores_nothing_and_exits_2(
     source.write_text(EVENTS)
     assert main(["ingest", str(source)]) == 0
     # Another ingest stores e1 between this one's look-up (which found nothing) and its insert.
+    # (The org line sends the file down the general path: on PostgreSQL a file of usage events
+    # alone takes usage_stream.py's path, where the insert itself meets stored copies.)
     monkeypatch.setattr(StoredUsageLookup, "feed", lambda _self, _records: None)
-    source.write_text("\n".join(json.dumps({**_USAGE, "id": i}) for i in ("e2", "e1")))
+    usages = [json.dumps({**_USAGE, "id": i}) for i in ("e2", "e1")]
+    source.write_text("\n".join([EVENTS.splitlines()[0], *usages]))
     assert main(["ingest", str(source)]) == 2
     assert "send it again" in capsys.readouterr().err
     monkeypatch.undo()
