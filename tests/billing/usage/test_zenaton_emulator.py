@@ -17,12 +17,14 @@ from billing.core.components import MINIMUM_TOPUP
 from billing.reconciliation.reconciler import Reconciler
 from billing.usage.push import UsagePushOutcome
 from billing.usage.push_results import MeterPushAction
-from models.push_records import MinimumTopUp, UsagePush
+from models.push_records import MinimumTopUp, UsagePeriod, UsagePush
 from models.stripe_records import (
     StripeCatalogEntry,
     StripeCustomerRecord,
     StripeSubscriptionItemRecord,
+    WriteStatus,
 )
+from stripe_emulator import EmulatorConfig
 from tests.fixtures.e2e import World, world
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -251,3 +253,71 @@ def test_a_subscription_without_the_top_up_item_keeps_the_invoice_item(
             invoice["id"], w.now, trigger="test"
         )
         assert outcome.status.value == "matched"
+
+
+def _leave_started(w: World, org: str) -> None:
+    """A crash after the top-up's meter event reached Stripe, before its row was completed."""
+    with Session(w.engine) as session:
+        (row,) = session.exec(
+            select(UsagePush).where(UsagePush.org_id == org, UsagePush.meter == MINIMUM_TOPUP)
+        ).all()
+        row.status = WriteStatus.STARTED
+        session.add(row)
+        (state,) = session.exec(
+            select(UsagePeriod).where(UsagePeriod.org_id == org, UsagePeriod.meter == MINIMUM_TOPUP)
+        ).all()
+        state.sent_quantity = None
+        session.add(state)
+        session.commit()
+
+
+def test_a_top_up_left_started_is_resent_with_the_same_identifier(w: World) -> None:
+    close_october(w)
+    _leave_started(w, "zen-low")
+    again = w.push_usage("zen-low")
+    assert [
+        (r.ledger_quantity, r.action, r.revision) for r in again.results if r.meter == MINIMUM_TOPUP
+    ] == [(Decimal(870), MeterPushAction.SENT, 1)]
+    w.advance(NOV + timedelta(hours=2))
+    assert lines(cycle_invoice(w, "zen-low")) == [("usage", 130, "10"), ("usage", 870, "870")]
+
+
+def test_a_top_up_left_started_when_the_invoice_finalized_ends_settled(w: World) -> None:
+    close_october(w)
+    _leave_started(w, "zen-low")
+    w.advance(NOV + timedelta(hours=2))  # finalized before the row was completed
+    after = w.push_usage("zen-low")
+    assert topups(after) == []
+    # What the invoice's top-up line billed (870¢) is booked: no adjustment, no failure.
+    assert [(m.top_up_amount, m.changed_by, m.error) for m in after.minimums] == [(870, 0, None)]
+    with Session(w.engine) as session:
+        (row,) = session.exec(
+            select(UsagePush).where(UsagePush.org_id == "zen-low", UsagePush.meter == MINIMUM_TOPUP)
+        ).all()
+        assert (row.status, row.error) == ("done", "superseded: the invoice is final")
+        assert session.exec(select(MinimumTopUp)).all() == []
+    assert after.action != "failed"
+
+
+def test_a_draft_not_showing_the_top_up_yet_is_projected_from_its_meter(database_url: str) -> None:
+    """Stripe's drafts may lag its meters: the draft's top-up line is judged on what the top-up
+    meter holds (1¢ a unit), like a meter line, so a right draft is matched and never held."""
+    with world(database_url, OCT, EmulatorConfig(draft_follows_usage=False)) as w:
+        w.sync_catalog("zenaton")
+        w.ingest(
+            [{"type": "org", "org": "lagged", "book": "zenaton", "plan": "payg", "at": iso(OCT)}]
+        )
+        w.provision("lagged", "zenaton", "payg", "month", 0)
+        w.advance(datetime(2026, 10, 16, tzinfo=UTC))
+        w.ingest([usage("lagged", "lagged-1", 36_000, datetime(2026, 10, 10, tzinfo=UTC))])
+        w.advance(NOV + timedelta(minutes=5))
+        assert topups(w.push_usage("lagged")) == [(Decimal(870), MeterPushAction.SENT)]
+        draft = cycle_invoice(w, "lagged")
+        assert (draft["status"], draft["total"]) == ("draft", 0)  # usage not shown yet
+        outcome = Reconciler(w.engine, w.gateway, w.books).reconcile_invoice(
+            draft["id"], w.now, trigger="test"
+        )
+        assert (outcome.status.value, outcome.held) == ("matched", False)
+        minimum = next(line for line in outcome.lines if line.component == "minimum")
+        assert (minimum.stripe_amount, minimum.expected_amount) == (870, 870)
+        assert minimum.trace["projected"]["projected_amount"] == 870
