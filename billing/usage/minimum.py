@@ -159,18 +159,7 @@ def ensure_minimum(
     )
     if error is not None:
         return TopUp(usage_amount, wanted, 0, error=error)
-    total = (
-        int(
-            session.exec(
-                select(sa.func.coalesce(sa.func.sum(MinimumTopUp.amount), 0)).where(
-                    MinimumTopUp.org_id == org_id,
-                    MinimumTopUp.period_start_at == period.period_start,
-                    MinimumTopUp.status == WriteStatus.DONE,
-                )
-            ).one()
-        )
-        + booked
-    )
+    total = _done_total(session, org_id, period) + booked
     log.info(
         "minimum.topped_up",
         org_id=org_id,
@@ -180,6 +169,19 @@ def ensure_minimum(
         stripe_invoice_id=row.stripe_invoice_id,
     )
     return TopUp(usage_amount, total, row.amount)
+
+
+def _done_total(session: Session, org_id: str, period: Period) -> int:
+    """The period's top-up items Stripe has, in cents."""
+    return int(
+        session.exec(
+            select(sa.func.coalesce(sa.func.sum(MinimumTopUp.amount), 0)).where(
+                MinimumTopUp.org_id == org_id,
+                MinimumTopUp.period_start_at == period.period_start,
+                MinimumTopUp.status == WriteStatus.DONE,
+            )
+        ).one()
+    )
 
 
 def minimum_top_up(terms: Terms, usage: Mapping[Meter, Decimal]) -> tuple[int, int]:
