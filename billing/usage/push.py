@@ -23,7 +23,9 @@ change of the ledger total becomes an adjustment on the next invoice (billing.us
 Every meter event is a `usage_pushes` row committed (`started`) before the calls of one org's
 push and completed after them (billing.usage.meter_send: the stream, or the v1 fallback);
 `usage_periods` shows per org/meter/period what the ledger says, what was sent, what Stripe
-confirmed (`verify=True` reads Stripe's meter event summaries) and what was invoiced.
+confirmed (`verify=True` reads Stripe's meter event summaries) and what was invoiced. An ended
+period's minimum top-up is one more meter event of the same push, under the code
+`minimum_topup` (billing.usage.topup), when the subscription has the top-up's item.
 """
 
 from __future__ import annotations
