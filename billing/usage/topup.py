@@ -65,10 +65,11 @@ def plan_topup(  # noqa: PLR0917 - one period of one org's push, and what is kno
     max_age: timedelta,
 ) -> MeterSend | None:
     """The period's top-up meter event to send (its rows added, `started`), or None: no top-up
-    item or minimum, the period not over, Stripe already holding the value, or the invoice final
-    (the top-up's line is then noted, for billing.usage.minimum's adjustment)."""
-    if sub.topup_item is None or terms.minimum_amount <= 0 or period.period_end > now:
-        return None
+    item, the period not over, nothing to top up and nothing sent, Stripe already holding the
+    value, or the invoice final (the top-up's line is then noted, for billing.usage.minimum's
+    adjustment)."""
+    if sub.topup_item is None or period.period_end > now:
+        return None  # (terms without a minimum still send 0 over a top-up sent before)
     key = (MINIMUM_TOPUP, period.period_start)
     state = states.get(key)
     final = period_final(states, period)
