@@ -14,6 +14,10 @@ from typing import Literal
 SEATS = "seats"  # the seat component and line code
 SEAT_PRORATION = "seat_proration"  # a coalesced seat step's prorated line
 MINIMUM = "minimum"  # the minimum-commitment top-up line
+# The minimum top-up reported as usage: the code of its Stripe meter, of its metered price's
+# subscription item (component) and of its `usage_periods` rows; it bills 1 cent per unit, and
+# reconciliation sorts its lines into the `minimum` component (billing.usage.topup).
+MINIMUM_TOPUP = "minimum_topup"
 SEAT_CREDIT = "seat_credit"  # unused prepaid seat time credited when a change ends a term early
 CREDIT = "credit"  # the credits applied to a period's usage charge (a negative line)
 

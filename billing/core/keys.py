@@ -24,20 +24,20 @@ def seat_product_key(book: str, plan: str) -> str:
     return f"product:{book}:{plan}:{SEATS}"
 
 
-def meter_product_key(book: str, meter: Meter) -> str:
-    return f"product:{book}:meter:{meter.value}"
+def meter_product_key(book: str, meter: str) -> str:
+    return f"product:{book}:meter:{meter}"
 
 
-def meter_key(book: str, meter: Meter) -> str:
-    return f"meter:{book}:{meter.value}"
+def meter_key(book: str, meter: str) -> str:
+    return f"meter:{book}:{meter}"
 
 
 def seat_price_key(book: str, plan: str, interval: Interval, contract_org_id: str | None) -> str:
     return _contract(f"{_PRICE_PREFIX}{book}:{plan}:{SEATS}:{interval.value}", contract_org_id)
 
 
-def meter_price_key(book: str, plan: str, meter: Meter, contract_org_id: str | None) -> str:
-    return _contract(f"{_PRICE_PREFIX}{book}:{plan}:{meter.value}", contract_org_id)
+def meter_price_key(book: str, plan: str, meter: str, contract_org_id: str | None) -> str:
+    return _contract(f"{_PRICE_PREFIX}{book}:{plan}:{meter}", contract_org_id)
 
 
 def is_contract_key(catalog_key: str, contract_org_id: str) -> bool:
@@ -54,9 +54,9 @@ def lookup_key(price_catalog_key: str) -> str:
     return price_catalog_key.removeprefix(_PRICE_PREFIX)
 
 
-def event_name(book: str, meter: Meter) -> str:
+def event_name(book: str, meter: str) -> str:
     """The event name of the book's meter in Stripe (meters are per book)."""
-    return f"{book}.{meter.value}"
+    return f"{book}.{meter}"
 
 
 def catalog_idempotency_key(catalog_key: str, version: int = 1) -> str:
@@ -111,10 +111,10 @@ def _seat_term(org_id: str, term_start_at: datetime) -> str:
 
 
 def meter_event_identifier(
-    org_id: str, meter: Meter, period_start_at: datetime, revision: int
+    org_id: str, meter: str, period_start_at: datetime, revision: int
 ) -> str:
     """A meter event's identifier (Stripe's dedup key, and its idempotency key)."""
-    return f"usage:{org_id}:{meter.value}:{to_unix(period_start_at)}:r{revision}"
+    return f"usage:{org_id}:{meter}:{to_unix(period_start_at)}:r{revision}"
 
 
 def usage_adjustment_key(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
+from billing.core.components import MINIMUM
 from billing.core.money import format_decimal
 from billing.pricing.book import MeterPrice
 from billing.pricing.charge import ledger_quantity, price_meter
@@ -37,13 +38,53 @@ def project_draft(
     lines = []
     for line in comparison.lines:
         value = meter_values.get(line.component)
-        if value is None or line.stripe_quantity == value:
+        stripe_lines = [s for s in invoice.lines if components.component_of(s) == line.component]
+        shown = line.stripe_quantity
+        if line.component == MINIMUM:  # judged on amounts: the top-up meter's line quantity
+            shown = sum((s.quantity_decimal or Decimal(0) for s in stripe_lines), Decimal(0))
+        if value is None or shown == value:
             lines.append(line)  # the draft shows what the meter holds: judged as it is
             continue
-        stripe_lines = [s for s in invoice.lines if components.component_of(s) == line.component]
         price_ids = sorted({s.stripe_price_id or "" for s in stripe_lines})
-        lines.append(_projected(line, value, price_ids, prices))
+        if line.component == MINIMUM:
+            lines.append(_projected_topup(line, value, shown, price_ids, components))
+        else:
+            lines.append(_projected(line, value, price_ids, prices))
     return InvoiceComparison(tuple(lines))
+
+
+def _projected_topup(
+    line: LineComparison,
+    value: Decimal,
+    shown: Decimal | None,
+    price_ids: Sequence[str],
+    components: ComponentMap,
+) -> LineComparison:
+    """The minimum top-up reported as usage (billing.usage.topup): its price bills 1 cent per
+    unit, so the draft finalizes at the meter's value in cents."""
+    evidence: dict[str, object] = {
+        "draft_quantity": _num(shown),
+        "draft_amount": line.stripe_amount,
+        "stripe_meter_value": _num(value),
+        "stripe_price_ids": list(price_ids),
+    }
+    ours = len(price_ids) == 1 and components.meter_by_price_id.get(price_ids[0]) == MINIMUM
+    if not ours or (line.stripe_amount or 0) != shown or value != value.to_integral_value():
+        return mismatch(
+            line,
+            f"{line.component}: the draft shows {_num(shown)} ({line.stripe_amount}¢), Stripe's "
+            f"top-up meter holds {_num(value)}, and the draft's price "
+            f"{', '.join(price_ids) or 'none'} is not the catalog's 1¢ top-up price: its amount "
+            "at finalization cannot be projected",
+            evidence,
+        )
+    projected = int(value)
+    evidence["projected_amount"] = projected
+    note = (
+        f"{line.component}: the draft shows {_num(shown)} ({line.stripe_amount}¢); Stripe's "
+        f"top-up meter now holds {_num(value)}, billed at {projected}¢ when the draft finalizes"
+    )
+    return rejudge(line, None, projected, note, evidence)
 
 
 def _projected(

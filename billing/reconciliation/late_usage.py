@@ -33,7 +33,6 @@ from sqlmodel import Session, col, select
 from billing.core.components import (
     BILLING_KIND,
     CREDIT,
-    MINIMUM,
     SEAT_CREDIT,
     SEAT_PRORATION,
     SEATS,
@@ -191,8 +190,9 @@ def _billed_period_start(line: StripeInvoiceLine, component: str) -> datetime | 
         return None  # a period's credit stays as applied: late usage is billed in full
     if is_ours(line):
         return period_start_of_item(line)
-    if component in (SEATS, SEAT_PRORATION, MINIMUM) or line.proration:
+    if component in (SEATS, SEAT_PRORATION) or line.proration:
         return None
+    # A meter's line, or the minimum top-up's when reported as usage (billing.usage.topup).
     return line.period_start_at if component != UNEXPECTED else None
 
 

@@ -70,6 +70,7 @@ from billing.reconciliation.traces import MeterFacts
 from billing.reconciliation.usage_lag import (
     DEFAULT_USAGE_DEADLINE,
     UsageLag,
+    draft_differs,
     pushed_totals,
     usage_lag,
 )
@@ -282,7 +283,7 @@ class Reconciler:
             read = self._meter_reader(invoice.stripe_customer_id, period)
             deadline_at = period.period_end + self.usage_deadline
             lag = usage_lag(side.pushed, comparison.lines, side.meter_ids, read, deadline_at)
-            values = self._stale_meter_values(comparison, side.meter_ids, read)
+            values = self._stale_meter_values(comparison, side.meter_ids, read, side.pushed)
             comparison = project_draft(comparison, invoice, side.components, side.prices, values)
         return org_id, period, comparison, None, lag
 
@@ -316,7 +317,7 @@ class Reconciler:
             facts=facts,
             late=late,
             late_since=since,
-            meter_ids=meter_ids(session) if draft else {},
+            meter_ids=meter_ids(session, terms.book if terms else None) if draft else {},
             prices=meter_prices(session, self.books) if draft else {},
             pushed=pushed,
         )
@@ -360,18 +361,20 @@ class Reconciler:
 
     @staticmethod
     def _stale_meter_values(
-        comparison: InvoiceComparison, ids: Mapping[str, str], read: Callable[[str], Decimal]
+        comparison: InvoiceComparison,
+        ids: Mapping[str, str],
+        read: Callable[[str], Decimal],
+        pushed: Mapping[str, Decimal],
     ) -> dict[str, Decimal]:
         """Stripe's current meter value (summaries over the period) of each metered line whose
-        draft quantity disagrees with the ledger's."""
+        draft quantity disagrees with the ledger's; the minimum's only when its top-up was
+        reported as usage (an invoice-item top-up has no meter)."""
         values = {}
         for line in comparison.lines:
             meter_id = ids.get(line.component)
-            if (
-                meter_id is not None
-                and line.expected_quantity is not None
-                and line.stripe_quantity != line.expected_quantity
-            ):
+            if line.component == MINIMUM and line.component not in pushed:
+                continue
+            if meter_id is not None and draft_differs(line):
                 values[line.component] = read(meter_id)
         return values
 

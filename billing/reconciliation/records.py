@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from billing.core.components import SEATS
+from billing.core.components import MINIMUM, MINIMUM_TOPUP, SEATS
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, month_period_of, term_containing
 from billing.pricing.book import MeterPrice, PriceBookError, UnknownTermsError
@@ -71,7 +71,7 @@ def component_map(session: Session, org_id: str) -> ComponentMap:
         if entry.meter is None:
             seat_prices.add(entry.stripe_price_id)
         else:
-            meters[entry.stripe_price_id] = entry.meter
+            meters[entry.stripe_price_id] = _component(entry.meter)
     seat_items: set[str] = set()
     items = session.exec(
         select(StripeSubscriptionItemRecord).where(StripeSubscriptionItemRecord.org_id == org_id)
@@ -81,13 +81,27 @@ def component_map(session: Session, org_id: str) -> ComponentMap:
             seat_items.add(item.stripe_subscription_item_id)
             seat_prices.add(item.stripe_price_id)
         else:
-            meters[item.stripe_price_id] = item.component
+            meters[item.stripe_price_id] = _component(item.component)
     return ComponentMap(frozenset(seat_prices), frozenset(seat_items), meters)
 
 
-def meter_ids(session: Session) -> dict[str, str]:
+_METERS = frozenset(meter.value for meter in Meter)
+
+
+def _component(meter: str) -> str:
+    """A metered price's component: its meter code, `minimum` for the top-up's meter."""
+    return MINIMUM if meter == MINIMUM_TOPUP else meter
+
+
+def meter_ids(session: Session, book: str | None = None) -> dict[str, str]:
+    """Stripe meter id by component (`minimum` for the top-up's meter, which every book with a
+    minimum has: `book` picks the org's)."""
     rows = session.exec(select(StripeCatalogEntry).where(StripeCatalogEntry.kind == "meter")).all()
-    return {row.meter: row.stripe_meter_id for row in rows if row.meter and row.stripe_meter_id}
+    return {
+        _component(row.meter): row.stripe_meter_id
+        for row in rows
+        if row.meter and row.stripe_meter_id and (book is None or row.book == book)
+    }
 
 
 def meter_facts(session: Session, org_id: str, period: Period) -> dict[str, MeterFacts]:
@@ -162,8 +176,8 @@ def meter_prices(session: Session, books: BookCache) -> dict[str, MeterPrice]:
         )
     ).all()
     for entry in entries:
-        if entry.stripe_price_id is None or entry.plan is None or entry.meter is None:
-            continue
+        if entry.stripe_price_id is None or entry.plan is None or entry.meter not in _METERS:
+            continue  # a seat price, or the minimum top-up's (not a book meter price)
         try:
             terms = books.terms(entry.book, entry.plan, None, entry.contract_org_id or "")
         except (PriceBookError, UnknownTermsError):

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from sqlmodel import Session, col, select
 
+from billing.core.components import MINIMUM, MINIMUM_TOPUP
 from billing.core.meters import Meter
 from billing.core.money import format_decimal
 from billing.core.periods import Period
@@ -26,6 +27,8 @@ from billing.pricing.book import Terms
 from billing.pricing.charge import meter_value
 from billing.reconciliation.match import LineComparison
 from models.push_records import UsagePeriod
+
+_METERS = frozenset(meter.value for meter in Meter)
 
 # How long after a draft's period ends the reconciliation waits for Stripe's meters to show
 # what was pushed: a third of Stripe's default one-hour grace period, leaving time to act on a
@@ -69,7 +72,8 @@ class UsageLag:
 def pushed_totals(
     session: Session, org_id: str, period: Period, terms: Terms
 ) -> dict[str, Decimal]:
-    """Meter code → the total we sent for the period, as Stripe's meter holds it."""
+    """Meter code → the total we sent for the period, as Stripe's meter holds it (`minimum`:
+    the top-up's meter, billing.usage.topup)."""
     rows = session.exec(
         select(UsagePeriod).where(
             UsagePeriod.org_id == org_id,
@@ -79,11 +83,22 @@ def pushed_totals(
     ).all()
     totals = {}
     for row in rows:
-        price = terms.meters.get(Meter(row.meter))
+        if row.meter == MINIMUM_TOPUP and row.sent_quantity is not None:
+            totals[MINIMUM] = row.sent_quantity  # cents, the top-up meter's unit
+            continue
+        price = terms.meters.get(Meter(row.meter)) if row.meter in _METERS else None
         if price is None or row.sent_quantity is None:
             continue
         totals[row.meter] = meter_value(row.sent_quantity, price.per)
     return totals
+
+
+def draft_differs(line: LineComparison) -> bool:
+    """Whether a metered draft line shows another quantity than the ledger's (the minimum
+    top-up, judged on amounts, another amount)."""
+    if line.component == MINIMUM:
+        return line.stripe_amount != line.expected_amount
+    return line.expected_quantity is not None and line.stripe_quantity != line.expected_quantity
 
 
 def usage_lag(
@@ -98,11 +113,7 @@ def usage_lag(
     read: a draft showing the ledger's quantity already reflects what we sent, and those
     summaries are read anyway to project the draft (billing.reconciliation.drafts), so the
     check costs no extra Stripe request."""
-    differing = {
-        line.component
-        for line in lines
-        if line.expected_quantity is not None and line.stripe_quantity != line.expected_quantity
-    }
+    differing = {line.component for line in lines if draft_differs(line)}
     lagging = []
     for meter, sent in sorted(pushed.items()):
         stripe_meter_id = stripe_meter_ids.get(meter)

@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from billing.core.keys import catalog_idempotency_key
-from billing.core.meters import Meter
 from billing.core.money import format_decimal
 from billing.pricing.book import PriceBook
 from billing.setup.catalog_plan import MeterPlan, PricePlan, ProductPlan, plan_catalog
@@ -348,7 +347,7 @@ class CatalogSync:
         now: datetime,
         plan: str | None = None,
         interval: str | None = None,
-        meter: Meter | None = None,
+        meter: str | None = None,
         contract_org_id: str | None = None,
         version: int = 1,
         lookup_key: str | None = None,
@@ -368,7 +367,7 @@ class CatalogSync:
                 )
             row.plan = plan
             row.interval = interval
-            row.meter = meter.value if meter else None
+            row.meter = meter
             row.contract_org_id = contract_org_id
             row.version = version
             row.lookup_key = lookup_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
 
-from billing.core.components import SEATS
+from billing.core.components import MINIMUM_TOPUP, SEATS
 from billing.core.keys import (
     event_name,
     is_contract_key,
@@ -16,11 +16,13 @@ from billing.core.keys import (
     seat_price_key,
     seat_product_key,
 )
-from billing.core.meters import Interval, Meter
+from billing.core.meters import Interval
 from billing.core.money import MAX_DECIMAL_PLACES, format_decimal
 from billing.pricing.book import MeterPrice, PriceBook, Terms
 from billing.stripe_gateway.records import PriceTerms, PriceTier
 
+TOPUP_DISPLAY_NAME = "Minimum commitment top-up"
+TOPUP_UNIT_AMOUNT = Decimal(1)  # cents per unit of the top-up meter
 _CONTEXT = Context(prec=60, rounding=ROUND_HALF_UP)
 _QUANTUM = Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
 
@@ -46,7 +48,7 @@ class ProductPlan:
     book: str
     name: str
     plan: str | None = None
-    meter: Meter | None = None
+    meter: str | None = None  # a meter code, or MINIMUM_TOPUP
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -55,7 +57,7 @@ class ProductPlan:
             data["plan"] = self.plan
             data["component"] = SEATS
         if self.meter:
-            data["meter"] = self.meter.value
+            data["meter"] = self.meter
         return data
 
 
@@ -63,7 +65,7 @@ class ProductPlan:
 class MeterPlan:
     catalog_key: str
     book: str
-    meter: Meter
+    meter: str  # a meter code, or MINIMUM_TOPUP
     event_name: str
     display_name: str
 
@@ -82,7 +84,7 @@ class PricePlan:
     usage_type: str
     unit_amount_decimal: Decimal | None
     tiers: tuple[PriceTier, ...]
-    meter: Meter | None = None
+    meter: str | None = None  # a meter code, or MINIMUM_TOPUP
     contract_org_id: str | None = None
     approximate: bool = False
 
@@ -114,7 +116,7 @@ class PricePlan:
             "interval": self.interval.value,
         }
         if self.meter:
-            data["meter"] = self.meter.value
+            data["meter"] = self.meter
         if self.contract_org_id:
             data["contract"] = self.contract_org_id
         return data
@@ -145,6 +147,9 @@ def price_keys_for_terms(book: PriceBook, terms: Terms) -> dict[str, str]:
         base = plan_terms.meters.get(meter) if plan_terms else None
         own = org is not None and base != price
         keys[meter.value] = meter_price_key(book.name, terms.plan, meter, org if own else None)
+    if terms.minimum_amount > 0:
+        # The top-up's price is the same 1 cent per unit for every plan: the plan's own.
+        keys[MINIMUM_TOPUP] = meter_price_key(book.name, terms.plan, MINIMUM_TOPUP, None)
     return keys
 
 
@@ -171,6 +176,8 @@ def plan_catalog(book: PriceBook) -> CatalogPlan:
     ]
     for org_id, contract in book.contracts.items():
         everyone.append(book.terms(str(contract["plan"]), contract.get("interval"), org_id))
+    if any(terms.minimum_amount > 0 for terms in everyone):
+        _add_topup_meter(book, products, meters)
     for terms in everyone:
         keys = price_keys_for_terms(book, terms)
         label = book.plan_display_name(terms.plan)
@@ -200,8 +207,40 @@ def plan_catalog(book: PriceBook) -> CatalogPlan:
             prices[key] = _metered_price_plan(
                 book, terms, meter_price, key, f"{label} · {meter.value}{suffix}"
             )
+        if MINIMUM_TOPUP in keys and keys[MINIMUM_TOPUP] not in prices:
+            prices[keys[MINIMUM_TOPUP]] = _topup_price_plan(book, terms, keys[MINIMUM_TOPUP], label)
     return CatalogPlan(
         book.name, tuple(products.values()), tuple(meters.values()), tuple(prices.values())
+    )
+
+
+def _add_topup_meter(
+    book: PriceBook, products: dict[str, ProductPlan], meters: dict[str, MeterPlan]
+) -> None:
+    """The minimum top-up's product and meter (formula `last`, like the usage meters): the
+    push reports each period's top-up in cents, cumulative (billing.usage.topup)."""
+    key = meter_product_key(book.name, MINIMUM_TOPUP)
+    products[key] = ProductPlan(key, book.name, TOPUP_DISPLAY_NAME, meter=MINIMUM_TOPUP)
+    mkey = meter_key(book.name, MINIMUM_TOPUP)
+    meters[mkey] = MeterPlan(
+        mkey, book.name, MINIMUM_TOPUP, event_name(book.name, MINIMUM_TOPUP), TOPUP_DISPLAY_NAME
+    )
+
+
+def _topup_price_plan(book: PriceBook, terms: Terms, key: str, label: str) -> PricePlan:
+    """A plan's minimum top-up price: metered, 1 cent per unit (a unit is a cent of top-up)."""
+    return PricePlan(
+        catalog_key=key,
+        book=book.name,
+        plan=terms.plan,
+        interval=Interval.MONTH,
+        product_key=meter_product_key(book.name, MINIMUM_TOPUP),
+        nickname=f"{label} · {MINIMUM_TOPUP}",
+        currency=book.currency,
+        usage_type="metered",
+        unit_amount_decimal=TOPUP_UNIT_AMOUNT,
+        tiers=(),
+        meter=MINIMUM_TOPUP,
     )
 
 

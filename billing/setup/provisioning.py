@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from billing.core.components import SEATS
+from billing.core.components import MINIMUM_TOPUP, SEATS
 from billing.core.keys import customer_idempotency_key, subscription_idempotency_key
 from billing.core.meters import Interval
 from billing.ledger.stripe_writes import Settled, write_to_stripe
@@ -129,6 +129,13 @@ class Provisioner:
         terms = book.terms(org.plan, org.interval, org.org_id)
         price_keys = price_keys_for_terms(book, terms)
         entries = catalog_entries(self.engine, price_keys.values())
+        topup_key = price_keys.get(MINIMUM_TOPUP)
+        topup = entries.get(topup_key) if topup_key is not None else None
+        if topup_key is not None and (topup is None or topup.stripe_price_id is None):
+            # A catalog synced before the top-up meter existed: the org's minimum stays an
+            # invoice item on its drafts (billing.usage.minimum), as before.
+            del price_keys[MINIMUM_TOPUP]
+            log.warning("provisioning.no_topup_price", org_id=org.org_id, catalog_key=topup_key)
         missing = [key for key in price_keys.values() if key not in entries]
         if missing or any(entries[k].stripe_price_id is None for k in price_keys.values()):
             raise ProvisioningError(

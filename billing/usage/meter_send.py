@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from billing.alerts.triggers import note_failed_write
+from billing.core.components import MINIMUM_TOPUP
 from billing.core.errors import MeterStreamUnavailable, PermanentBillingError
 from billing.core.keys import event_name, meter_key
 from billing.core.locks import confirming_only
@@ -85,7 +86,7 @@ class MeterGateway(MeterSummaryReader, Protocol):
 class MeterSend:
     """A meter event to send: its period state and its `usage_pushes` row."""
 
-    meter: Meter
+    meter: str  # a Meter, or MINIMUM_TOPUP (billing.usage.topup)
     period: Period
     state: UsagePeriod
     push: UsagePush
@@ -140,7 +141,7 @@ class MeterSender:
         return results
 
     def summary_value(
-        self, org: OrgMeters, meter: Meter, period_start_at: datetime, period_end_at: datetime
+        self, org: OrgMeters, meter: str, period_start_at: datetime, period_end_at: datetime
     ) -> Decimal | None:
         """Stripe's aggregated value of the meter for the period (None: no meter in Stripe)."""
         entries = catalog_entries(self.engine, [meter_key(org.terms.book, meter)])
@@ -202,7 +203,7 @@ class MeterSender:
         return MeterEventInput(
             event_name=event_name(org.terms.book, send.meter),
             stripe_customer_id=org.stripe_customer_id,
-            value=meter_value(send.push.quantity, org.terms.meters[send.meter].per),
+            value=meter_value(send.push.quantity, unit_per(org.terms, send.meter)),
             timestamp_at=send.push.event_timestamp_at,
             identifier=send.push.identifier,
         )
@@ -245,7 +246,7 @@ class MeterSender:
             log.info(
                 "usage.confirmed_by_summary",
                 org_id=org.org_id,
-                meter=send.meter.value,
+                meter=send.meter,
                 identifier=event.identifier,
                 value=str(held),
             )
@@ -283,6 +284,11 @@ def _batches(
             count += len(part)
     if batch:
         yield batch
+
+
+def unit_per(terms: Terms, meter: str) -> int:
+    """How many ledger units one unit of the meter's price is (the top-up's unit is a cent)."""
+    return 1 if meter == MINIMUM_TOPUP else terms.meters[Meter(meter)].per
 
 
 def _note_sent(session: Session, send: MeterSend, now: datetime) -> None:

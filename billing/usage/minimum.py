@@ -13,11 +13,15 @@ If the invoice is already final (late usage, or the close missed the grace perio
 or its correction becomes a pending item that Stripe puts on the next invoice, so nothing is
 lost; it is then tagged `billing_kind=usage_adjustment` with `meter=minimum`, an adjustment of
 the final period like the meters' own.
+
+A subscription with the top-up's metered item reports the top-up as a meter event instead
+(billing.usage.topup): only its final periods come here, with what their invoice's top-up line
+billed counted as already booked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -71,9 +75,12 @@ def period_minimums(
     states: Mapping[tuple[str, datetime], UsagePeriod],
     period_totals: Mapping[datetime, Mapping[Meter, Decimal]],
     now: datetime,
+    metered: Callable[[Period], int] | None = None,
 ) -> list[MinimumResult]:
     """The minimum-commitment top-up of every ended period Stripe has invoiced: on the draft
-    during the grace period, pending for the next invoice once it is final."""
+    during the grace period, pending for the next invoice once it is final. With `metered`
+    (the subscription reports its top-up as a meter event: billing.usage.topup), only final
+    periods, `metered(period)` being what the invoice's top-up line billed."""
     if terms.minimum_amount <= 0:
         return []
     found: list[MinimumResult] = []
@@ -86,6 +93,8 @@ def period_minimums(
             for (_, start), state in states.items()
             if start == period.period_start
         )
+        if metered is not None and not final:
+            continue  # sent with the meter events (billing.usage.topup)
         done = ensure_minimum(
             session,
             gateway,
@@ -97,6 +106,7 @@ def period_minimums(
             period=period,
             usage=period_totals.get(period.period_start, {}),
             now=now,
+            booked=0 if metered is None else metered(period),
         )
         if done is not None:
             found.append(
@@ -119,16 +129,21 @@ def ensure_minimum(
     period: Period,
     usage: Mapping[Meter, Decimal],
     now: datetime,
+    booked: int = 0,
 ) -> TopUp | None:
-    """Make the period's top-up equal `minimum − usage charge` (None: no minimum applies)."""
+    """Make the period's top-up equal `minimum − usage charge` (None: no minimum applies);
+    `booked` is what Stripe billed for it otherwise (a meter's line), beside our items."""
     if terms.minimum_amount <= 0:
         return None
-    usage = {meter: quantity for meter, quantity in usage.items() if meter in terms.meters}
-    lines = usage_lines(terms, usage)
-    usage_amount = sum(line.amount for line in lines if line.code != MINIMUM)
-    wanted = max(0, terms.minimum_amount - usage_amount)
+    usage_amount, wanted = minimum_top_up(terms, usage)
     row = _row_to_send(
-        session, org_id, period, usage_amount, wanted, stripe_invoice_id=stripe_invoice_id, now=now
+        session,
+        org_id,
+        period,
+        usage_amount,
+        wanted - booked,
+        stripe_invoice_id=stripe_invoice_id,
+        now=now,
     )
     if row is None:
         return TopUp(usage_amount, wanted, 0)
@@ -144,15 +159,7 @@ def ensure_minimum(
     )
     if error is not None:
         return TopUp(usage_amount, wanted, 0, error=error)
-    total = int(
-        session.exec(
-            select(sa.func.coalesce(sa.func.sum(MinimumTopUp.amount), 0)).where(
-                MinimumTopUp.org_id == org_id,
-                MinimumTopUp.period_start_at == period.period_start,
-                MinimumTopUp.status == WriteStatus.DONE,
-            )
-        ).one()
-    )
+    total = _done_total(session, org_id, period) + booked
     log.info(
         "minimum.topped_up",
         org_id=org_id,
@@ -162,6 +169,28 @@ def ensure_minimum(
         stripe_invoice_id=row.stripe_invoice_id,
     )
     return TopUp(usage_amount, total, row.amount)
+
+
+def _done_total(session: Session, org_id: str, period: Period) -> int:
+    """The period's top-up items Stripe has, in cents."""
+    return int(
+        session.exec(
+            select(sa.func.coalesce(sa.func.sum(MinimumTopUp.amount), 0)).where(
+                MinimumTopUp.org_id == org_id,
+                MinimumTopUp.period_start_at == period.period_start,
+                MinimumTopUp.status == WriteStatus.DONE,
+            )
+        ).one()
+    )
+
+
+def minimum_top_up(terms: Terms, usage: Mapping[Meter, Decimal]) -> tuple[int, int]:
+    """(usage charge, top-up) of a period in cents: the top-up is `minimum − usage charge`,
+    the usage charge being the terms' usage lines before credits (SPEC §2.2, §7)."""
+    usage = {meter: quantity for meter, quantity in usage.items() if meter in terms.meters}
+    lines = usage_lines(terms, usage)
+    usage_amount = sum(line.amount for line in lines if line.code != MINIMUM)
+    return usage_amount, max(0, terms.minimum_amount - usage_amount)
 
 
 def _row_to_send(

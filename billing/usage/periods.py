@@ -10,6 +10,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from billing.core.components import MINIMUM_TOPUP
 from billing.core.keys import meter_event_identifier
 from billing.core.meters import Interval, Meter
 from billing.core.periods import Period, term_containing, term_period
@@ -43,6 +44,9 @@ class OrgSubscription:
     ends_at: datetime | None = None
     generation_at: datetime | None = None  # the ledger's start of this subscription
     ended: bool = False  # canceled: no later invoice will sweep a pending item
+    # The minimum top-up's metered item (billing.usage.topup); None for a subscription
+    # provisioned without one, whose top-up stays an invoice item (billing.usage.minimum).
+    topup_item: str | None = None
 
 
 def org_subscription(session: Session, org_id: str) -> OrgSubscription | None:
@@ -69,8 +73,13 @@ def subscription_from(
         return None
     items: dict[Meter, str] = {}
     anchors: list[datetime] = []
+    topup_item: str | None = None
     for row in item_rows:
-        if row.component in set(Meter):
+        if row.component == MINIMUM_TOPUP:
+            # An earlier subscription's item (its terms had a minimum, these do not) is not ours.
+            if row.stripe_subscription_id == sub.stripe_subscription_id:
+                topup_item = row.stripe_subscription_item_id
+        elif row.component in set(Meter):
             items[Meter(row.component)] = row.stripe_subscription_item_id
             if row.current_period_start_at is not None:
                 anchors.append(row.current_period_start_at)
@@ -87,6 +96,7 @@ def subscription_from(
             sub.term_start_at,
             started,
             ended=True,
+            topup_item=topup_item,
         )
     ends_at = min((at for at in plan_ats if at > sub.term_start_at), default=None)
     return OrgSubscription(
@@ -96,6 +106,7 @@ def subscription_from(
         items,
         ends_at,
         sub.term_start_at,
+        topup_item=topup_item,
     )
 
 
@@ -283,12 +294,12 @@ def invoices_by_period(
 
 
 def new_state(
-    session: Session, org_id: str, meter: Meter, period: Period, now: datetime
+    session: Session, org_id: str, meter: str, period: Period, now: datetime
 ) -> UsagePeriod:
     """The bookkeeping row of a meter's period that was never pushed (added to the session)."""
     state = UsagePeriod(
         org_id=org_id,
-        meter=meter.value,
+        meter=str(meter),
         period_start_at=period.period_start,
         period_end_at=period.period_end,
         ledger_quantity=Decimal(0),
@@ -306,7 +317,7 @@ def next_push(
     `latest` is the newest revision recorded for the period, sent or not (latest_revision): a
     revision Stripe refused for good is `failed`, and the next one must not reuse its identifier
     (nor its row)."""
-    org_id, meter = state.org_id, Meter(state.meter)
+    org_id, meter = state.org_id, state.meter
     period = Period(state.period_start_at, state.period_end_at)
     revision = max(state.sent_revision, latest or 0) + 1
     timestamp = min(now, period.period_end - timedelta(seconds=1))
@@ -315,7 +326,7 @@ def next_push(
     timestamp = max(timestamp, period.period_start).replace(microsecond=0)
     push = UsagePush(
         org_id=org_id,
-        meter=meter.value,
+        meter=meter,
         period_start_at=period.period_start,
         revision=revision,
         quantity=quantity,

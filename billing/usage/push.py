@@ -23,7 +23,9 @@ change of the ledger total becomes an adjustment on the next invoice (billing.us
 Every meter event is a `usage_pushes` row committed (`started`) before the calls of one org's
 push and completed after them (billing.usage.meter_send: the stream, or the v1 fallback);
 `usage_periods` shows per org/meter/period what the ledger says, what was sent, what Stripe
-confirmed (`verify=True` reads Stripe's meter event summaries) and what was invoiced.
+confirmed (`verify=True` reads Stripe's meter event summaries) and what was invoiced. An ended
+period's minimum top-up is one more meter event of the same push, under the code
+`minimum_topup` (billing.usage.topup), when the subscription has the top-up's item.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from billing.core.components import CREDIT, MINIMUM
+from billing.core.components import CREDIT, MINIMUM, MINIMUM_TOPUP
 from billing.core.locks import confirming_only
 from billing.core.meters import Meter
 from billing.core.periods import Period
@@ -53,7 +55,14 @@ from billing.stripe_gateway.records import StripeInvoice
 from billing.usage.adjustments import AdjustmentGateway, AdjustmentTarget, adjust_final_period
 from billing.usage.after_end import OneOffGateway, invoice_after_end
 from billing.usage.credits import CreditResult, period_credits
-from billing.usage.meter_send import MeterGateway, MeterSend, MeterSender, MeterTransport, OrgMeters
+from billing.usage.meter_send import (
+    MeterGateway,
+    MeterSend,
+    MeterSender,
+    MeterTransport,
+    OrgMeters,
+    unit_per,
+)
 from billing.usage.minimum import MinimumResult, period_minimums
 from billing.usage.periods import (
     OrgSubscription,
@@ -65,6 +74,7 @@ from billing.usage.periods import (
 )
 from billing.usage.push_reads import ChunkReads, SessionReads
 from billing.usage.push_results import MeterPushAction, MeterPushResult, meter_result
+from billing.usage.topup import metered_top_up, plan_topup
 from models.ledger import OrgPlanChange
 from models.push_records import UsagePeriod, UsagePush
 from models.stripe_records import WriteStatus
@@ -244,7 +254,36 @@ class UsagePusher:
                     sends.append(planned)
                 else:
                     run.results.append(planned)
+            topup = self._plan_topup(session, run, period, totals, unfinished, reads)
+            if topup is not None:
+                sends.append(topup)
         return sends
+
+    @staticmethod
+    def _plan_topup(  # noqa: PLR0917 - one period of the run, and what is known of it
+        session: Session,
+        run: _Run,
+        period: Period,
+        totals: dict[Meter, Decimal],
+        unfinished: dict[tuple[str, datetime], UsagePush],
+        reads: SessionReads,
+    ) -> MeterSend | None:
+        """The period's minimum top-up as a meter event, when the subscription has its item
+        (billing.usage.topup)."""
+        return plan_topup(
+            session,
+            run.org_id,
+            run.sub,
+            run.terms,
+            period,
+            totals,
+            run.states,
+            run.invoices.get(period.period_start),
+            unfinished.get((MINIMUM_TOPUP, period.period_start)),
+            lambda: reads.latest_revision(session, run.org_id, MINIMUM_TOPUP, period.period_start),
+            run.now,
+            METER_EVENT_MAX_AGE,
+        )
 
     def _finish(self, session: Session, run: _Run, reads: SessionReads) -> UsagePushOutcome:
         """After the meter events: a canceled org's late usage, the period minimums and the
@@ -262,6 +301,9 @@ class UsagePusher:
             states=run.states,
             period_totals=run.period_totals,
             now=run.now,
+            metered=None
+            if run.sub.topup_item is None
+            else lambda period: metered_top_up(run.states, period),
         )
         # On the minimum (SPEC §10); skipped for an org known to have no grant and no credit.
         credits = (
@@ -349,13 +391,12 @@ class UsagePusher:
     def _verify(self, session: Session, run: _Run, result: MeterPushResult) -> MeterPushResult:
         """Read Stripe's aggregate for the period (what Stripe will bill) into the ledger."""
         state = run.states.get((result.meter, result.period_start_at))
-        meter = Meter(result.meter)
         value = self.sender.summary_value(
-            run.meters(), meter, result.period_start_at, result.period_end_at
+            run.meters(), result.meter, result.period_start_at, result.period_end_at
         )
         if state is None or value is None:
             return result
-        confirmed = ledger_quantity(value, run.terms.meters[meter].per)
+        confirmed = ledger_quantity(value, unit_per(run.terms, result.meter))
         state.confirmed_quantity = confirmed
         state.confirmed_at = state.sent_at or datetime.now(UTC)
         session.add(state)

@@ -98,10 +98,10 @@ class SessionReads:
         )
 
     def latest_revision(
-        self, session: Session, org_id: str, meter: Meter, period_start: datetime
+        self, session: Session, org_id: str, meter: str, period_start: datetime
     ) -> int | None:
         revisions = latest_revisions(session, [org_id], period_start)
-        return revisions.get((org_id, meter.value, period_start))
+        return revisions.get((org_id, str(meter), period_start))
 
     def ledger_totals(
         self, session: Session, org_id: str, period: Period, now: datetime
@@ -225,7 +225,7 @@ class ChunkReads(SessionReads):
         return list(self._unfinished.get(org_id, []))
 
     def latest_revision(
-        self, session: Session, org_id: str, meter: Meter, period_start: datetime
+        self, session: Session, org_id: str, meter: str, period_start: datetime
     ) -> int | None:
         if (
             org_id not in self.org_ids
@@ -233,7 +233,7 @@ class ChunkReads(SessionReads):
             or period_start < self._revisions_since
         ):
             return super().latest_revision(session, org_id, meter, period_start)
-        return self._revisions.get((org_id, meter.value, period_start))
+        return self._revisions.get((org_id, str(meter), period_start))
 
     def ledger_totals(
         self, session: Session, org_id: str, period: Period, now: datetime

@@ -7,7 +7,6 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from billing.core.meters import Meter
 from billing.core.periods import Period
 from models.push_records import UsagePeriod
 
@@ -37,7 +36,7 @@ class MeterPushResult:
 
 
 def meter_result(
-    meter: Meter,
+    meter: str,  # a Meter, or MINIMUM_TOPUP
     period: Period,
     state: UsagePeriod,
     quantity: Decimal,
@@ -48,7 +47,7 @@ def meter_result(
     error: str | None = None,
 ) -> MeterPushResult:
     return MeterPushResult(
-        meter=meter.value,
+        meter=str(meter),
         period_start_at=period.period_start,
         period_end_at=period.period_end,
         ledger_quantity=quantity,

@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
+from billing.core.components import MINIMUM_TOPUP
 from billing.core.keys import seat_step_key
 from billing.pricing.book import load_book
 from billing.reconciliation.price_drift import PriceDriftCheck
@@ -25,8 +26,15 @@ from billing.reconciliation.reconciler import Reconciler
 from billing.seats.sync import SeatSync
 from billing.stripe_gateway import StripeGateway
 from billing.usage.push import UsagePusher
-from models.push_records import MinimumTopUp, SeatPush, SeatPushKind, UsageAdjustment, UsagePeriod
-from models.stripe_records import WriteStatus
+from models.push_records import (
+    MinimumTopUp,
+    SeatPush,
+    SeatPushKind,
+    UsageAdjustment,
+    UsagePeriod,
+    UsagePush,
+)
+from models.stripe_records import StripeCatalogEntry, WriteStatus
 from tests.fixtures.e2e import World, world
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -197,8 +205,16 @@ def test_devtools_month_makes_every_stripe_call_outside_a_transaction(
 def test_minimum_top_ups_are_written_outside_a_transaction(
     guarded: tuple[World, GuardedGateway],
 ) -> None:
+    """The invoice-item top-up of a subscription provisioned without the top-up meter's item
+    (a catalog synced before it existed)."""
     w, gateway = guarded
     w.sync_catalog("zenaton")
+    with Session(w.engine) as session:
+        for entry in session.exec(
+            select(StripeCatalogEntry).where(StripeCatalogEntry.meter == MINIMUM_TOPUP)
+        ).all():
+            session.delete(entry)
+        session.commit()
     w.ingest([{"type": "org", "org": "zen", "book": "zenaton", "plan": "payg", "at": iso(OCT)}])
     w.provision("zen", "zenaton", "payg", "month", 0)
     w.advance(NOV + timedelta(minutes=5))
@@ -217,4 +233,34 @@ def test_minimum_top_ups_are_written_outside_a_transaction(
     with Session(w.engine) as session:
         rows = session.exec(select(MinimumTopUp)).all()
     assert sorted((row.amount, row.status) for row in rows) == [(-13, "done"), (870, "done")]
+    assert gateway.inside_transaction == []
+
+
+def test_metered_minimum_top_ups_are_sent_outside_a_transaction(
+    guarded: tuple[World, GuardedGateway],
+) -> None:
+    """The top-up as a meter event (billing.usage.topup), a crash's row resent, then corrected."""
+    w, gateway = guarded
+    w.sync_catalog("zenaton")
+    w.ingest([{"type": "org", "org": "zen", "book": "zenaton", "plan": "payg", "at": iso(OCT)}])
+    w.provision("zen", "zenaton", "payg", "month", 0)
+    w.advance(NOV + timedelta(minutes=5))
+    w.ingest([usage("zen", "e1", "execution_time", 36_000, at(10))])
+    w.push_usage("zen")
+    with Session(w.engine) as session:  # a crash after the stream request, before its record
+        row = session.exec(select(UsagePush).where(UsagePush.meter == MINIMUM_TOPUP)).one()
+        row.status = WriteStatus.STARTED
+        session.add(row)
+        session.commit()
+    w.push_usage("zen")
+    w.ingest([usage("zen", "e2", "execution_time", 3_600, at(20))])
+    w.push_usage("zen")
+
+    with Session(w.engine) as session:
+        rows = session.exec(select(UsagePush).where(UsagePush.meter == MINIMUM_TOPUP)).all()
+        assert session.exec(select(MinimumTopUp)).all() == []
+    assert sorted((row.revision, int(row.quantity), row.status) for row in rows) == [
+        (1, 870, "done"),
+        (2, 857, "done"),
+    ]
     assert gateway.inside_transaction == []

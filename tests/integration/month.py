@@ -23,6 +23,7 @@ from celery.result import GroupResult
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from billing.core.components import MINIMUM, MINIMUM_TOPUP
 from billing.core.keys import event_name
 from billing.core.meters import Meter
 from billing.core.periods import isoformat_z, month_period, to_unix
@@ -306,6 +307,16 @@ def compare_with_ledger(month: Month) -> Exactness:
             if have != want:
                 mismatches.append(f"{org.id} seats: Stripe {have}, ledger bills {want}")
             continue
+        if item.component == MINIMUM_TOPUP:
+            # The top-up meter holds the expected invoice's `minimum` line, in cents.
+            topup = expected[org.id].line(MINIMUM)
+            want_topup = Decimal(topup.amount if topup is not None else 0)
+            have_topup = state.meter_total(
+                customers[org.id], event_name(org.book, MINIMUM_TOPUP), start, end
+            )
+            if have_topup != want_topup:
+                mismatches.append(f"{org.id} minimum: Stripe {have_topup}, ledger {want_topup}")
+            continue
         meter = Meter(item.component)
         line = expected[org.id].line(meter.value)
         want_total = line.quantity if line is not None else Decimal(0)
@@ -355,7 +366,9 @@ def assert_nothing_doubled(month: Month) -> None:
         assert push is not None, f"Stripe holds {identifier}, the push ledger does not"
         org = orgs[push.org_id]
         per = (
-            month.books.terms(org.book, org.plan, org.interval, org.id)
+            1  # the minimum top-up's meter counts cents
+            if push.meter == MINIMUM_TOPUP
+            else month.books.terms(org.book, org.plan, org.interval, org.id)
             .meters[Meter(push.meter)]
             .per
         )

@@ -61,12 +61,13 @@ def test_sync_catalog_is_idempotent_and_reports_injected_drift(
 ) -> None:
     code, first = sync(capsys, "--book", "devtools")
     assert code == 0
-    assert first["counts"]["created"] == 25
+    # 7 products, 4 meters (the minimum top-up's too), 17 prices (billing.setup.catalog_plan)
+    assert first["counts"]["created"] == 28
     assert first["counts"]["verified"] == 0
 
     code, second = sync(capsys, "--book", "devtools")
     assert code == 0
-    assert second["counts"] == {"created": 0, "verified": 25, "drifted": 0, "repaired": 0}
+    assert second["counts"] == {"created": 0, "verified": 28, "drifted": 0, "repaired": 0}
     assert [o["stripe_id"] for o in second["objects"]] == [o["stripe_id"] for o in first["objects"]]
 
     seat = next(o for o in first["objects"] if o["catalog_key"] == "price:devtools:team:seats:year")
@@ -84,7 +85,7 @@ def test_sync_catalog_is_idempotent_and_reports_injected_drift(
     assert fixed["stripe_id"] != seat["stripe_id"]
     code, after = sync(capsys, "--book", "devtools")
     assert code == 0
-    assert after["counts"]["verified"] == 25
+    assert after["counts"]["verified"] == 28
     assert env  # parameters of every call were checked against stripe.params
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from billing.core import keys
+from billing.core.components import MINIMUM_TOPUP
 from billing.core.meters import Interval, Meter
 
 JAN_31 = datetime(2026, 1, 31, 23, 0, tzinfo=UTC)  # 1769900400
@@ -56,6 +57,21 @@ OCT = datetime(2026, 10, 1, tzinfo=UTC)  # 1790812800
         (
             lambda: keys.event_name("devtools", Meter.IAC_RESOURCE_HOURS),
             "devtools.iac_resource_hours",
+        ),
+        # the minimum top-up's meter (billing.usage.topup)
+        (
+            lambda: keys.meter_product_key("zenaton", MINIMUM_TOPUP),
+            "product:zenaton:meter:minimum_topup",
+        ),
+        (lambda: keys.meter_key("zenaton", MINIMUM_TOPUP), "meter:zenaton:minimum_topup"),
+        (
+            lambda: keys.meter_price_key("zenaton", "payg", MINIMUM_TOPUP, None),
+            "price:zenaton:payg:minimum_topup",
+        ),
+        (lambda: keys.event_name("zenaton", MINIMUM_TOPUP), "zenaton.minimum_topup"),
+        (
+            lambda: keys.meter_event_identifier("org_1", MINIMUM_TOPUP, OCT, 2),
+            "usage:org_1:minimum_topup:1790812800:r2",
         ),
         # idempotency keys
         (

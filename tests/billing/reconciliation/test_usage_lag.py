@@ -180,3 +180,26 @@ def test_only_meters_whose_draft_differs_are_read_and_a_lag_waits_until_the_dead
     )
     assert not settled.meters
     assert not settled.waiting(FEB_1)
+
+
+def test_a_top_up_meter_behind_its_pushed_value_waits_like_a_meter() -> None:
+    """The minimum's line is judged on amounts: its top-up meter (billing.usage.topup) is read
+    only when the draft's amount differs, and waits while Stripe has not counted the push."""
+    reads: list[str] = []
+    held = {"mtr_topup": Decimal(0)}
+
+    def read(meter_id: str) -> Decimal:
+        reads.append(meter_id)
+        return held[meter_id]
+
+    def minimum(expected: int, shown: int) -> LineComparison:
+        return LineComparison("minimum", Status.MISMATCHED, None, expected, None, shown, "", {})
+
+    deadline = FEB_1 + timedelta(minutes=20)
+    ids = {"minimum": "mtr_topup"}
+    lag = usage_lag({"minimum": Decimal(870)}, [minimum(870, 0)], ids, read, deadline)
+    assert lag.meters == (LaggingMeter("minimum", Decimal(870), Decimal(0)),)
+    assert lag.waiting(FEB_1)
+    reads.clear()
+    right = usage_lag({"minimum": Decimal(870)}, [minimum(870, 870)], ids, read, deadline)
+    assert (right.meters, reads) == ((), [])  # the draft already bills 870¢: nothing read

@@ -42,11 +42,13 @@ def test_stripe_unit_price(unit: str, per: int, stripe_unit: str, approximate: b
 
 def test_devtools_catalog_plan() -> None:
     plan = plan_catalog(load_book("devtools"))
-    assert len(plan.products) == 6  # 3 meters + seats of free, team, enterprise
+    # 3 meters + the minimum top-up's + seats of free, team, enterprise
+    assert len(plan.products) == 7
     assert [m.event_name for m in plan.meters] == [
         "devtools.copilot_messages",
         "devtools.runner_minutes",
         "devtools.iac_resource_hours",
+        "devtools.minimum_topup",  # the example contract has a minimum
     ]
     prices = {p.catalog_key: p for p in plan.prices}
     team_msgs = prices["price:devtools:team:copilot_messages"]
@@ -67,7 +69,15 @@ def test_devtools_catalog_plan() -> None:
         PriceTier(100_000, Decimal("0.6")),
         PriceTier(None, Decimal("0.4")),
     )
-    assert len(prices) == 16
+    # Enterprise's top-up price (the contract's minimum): 1¢ per unit, metered, on its meter.
+    topup = prices["price:devtools:enterprise:minimum_topup"]
+    assert (topup.unit_amount_decimal, topup.tiers, topup.usage_type, topup.meter_key) == (
+        Decimal(1),
+        (),
+        "metered",
+        "meter:devtools:minimum_topup",
+    )
+    assert len(prices) == 17
 
 
 def test_price_keys_for_a_contract_fall_back_to_plan_prices() -> None:
@@ -76,6 +86,8 @@ def test_price_keys_for_a_contract_fall_back_to_plan_prices() -> None:
     keys = price_keys_for_terms(book, terms)
     assert keys["seats"].endswith(":contract:org_enterprise_example")
     assert keys["iac_resource_hours"] == "price:devtools:enterprise:iac_resource_hours"
+    assert keys["minimum_topup"] == "price:devtools:enterprise:minimum_topup"
+    assert "minimum_topup" not in price_keys_for_terms(book, book.terms("team", Interval.YEAR))
 
 
 def test_zenaton_prices_are_exact_per_hour() -> None:
@@ -95,7 +107,7 @@ def test_sync_twice_creates_once_then_verifies(engine: Engine) -> None:
     sync = CatalogSync(fake, engine)
     first = sync.sync(load_book("devtools"), NOW)
     assert {r.action for r in first.results} == {CatalogAction.CREATED}
-    assert len(first.results) == 6 + 3 + 16
+    assert len(first.results) == 7 + 4 + 17
     writes = fake.writes()
     assert ("create_price", "catalog:price:devtools:team:copilot_messages:v1") in writes
     assert ("create_meter", "catalog:meter:devtools:copilot_messages:v1") in writes
@@ -203,7 +215,9 @@ def test_repair_creates_a_new_version_holding_the_lookup_key(engine: Engine) -> 
 def test_meter_with_another_shape_is_drift(engine: Engine) -> None:
     fake = FakeStripe()
     CatalogSync(fake, engine).sync(load_book("zenaton"), NOW)
-    (meter,) = fake.meters.values()
+    meters = {meter.event_name: meter for meter in fake.meters.values()}
+    assert set(meters) == {"zenaton.execution_time", "zenaton.minimum_topup"}
+    meter = meters["zenaton.execution_time"]
     fake.meters[meter.stripe_meter_id] = replace(meter, formula="sum", event_time_window="day")
     report = CatalogSync(fake, engine).sync(load_book("zenaton"), NOW)
     (drift,) = [r for r in report.results if r.action is CatalogAction.DRIFTED]

@@ -128,13 +128,16 @@ def test_contract_org_gets_its_contract_prices(engine: Engine, fake: FakeStripe)
         "copilot_messages": "devtools:enterprise:copilot_messages:contract:org_enterprise_example",
         "runner_minutes": "devtools:enterprise:runner_minutes:contract:org_enterprise_example",
         "iac_resource_hours": "devtools:enterprise:iac_resource_hours",
+        # The contract's $500 minimum: the plan's top-up price, 1¢ per unit (billing.usage.topup).
+        "minimum_topup": "devtools:enterprise:minimum_topup",
     }
 
 
 def test_plan_without_seats_gets_only_metered_items(engine: Engine, fake: FakeStripe) -> None:
     org = OrgToProvision("org_zen", "zenaton", "payg", Interval.MONTH, NOW, seat_count=0)
     outcome = Provisioner(fake, engine).provision(org, NOW)
-    assert set(outcome.stripe_subscription_item_ids) == {"execution_time"}
+    # The execution meter, and the $10 minimum's top-up meter (billing.usage.topup).
+    assert set(outcome.stripe_subscription_item_ids) == {"execution_time", "minimum_topup"}
 
 
 def test_unsynced_catalog_is_refused_before_any_write(engine: Engine) -> None:

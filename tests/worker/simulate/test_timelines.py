@@ -95,6 +95,28 @@ def test_zenaton_minimum_tops_up_a_small_month_and_not_a_busy_one(tmp_path: Path
     assert verdict(busy) == ("matched", 2902, 2902)
 
 
+def test_the_top_up_is_a_meter_line_and_goes_to_zero_once_grace_usage_reaches_the_minimum(
+    tmp_path: Path,
+) -> None:
+    result = run("zenaton_topup_meter", tmp_path)
+    _, under, under_june = invoices(result, "under")
+    assert amounts(under) == [("execution_time", 130), ("minimum", 870)]
+    # The top-up meter's line: 870 units at 1¢ (an invoice item would show quantity 1).
+    topup = next(line for line in under["lines"] if line["component"] == "minimum")
+    assert (topup["quantity"], topup["amount"]) == (870, 870)
+    assert verdict(under) == ("matched", 1000, 1000)
+    assert amounts(under_june) == [("minimum", 1000)]  # June without usage: topped up to $10
+    assert verdict(under_june) == ("matched", 1000, 1000)
+    _, crossing, _ = invoices(result, "crossing")
+    # The close (00:05) sent 870; c-2 arrives at 00:30, in the grace period: 93.33 h × 13¢ =
+    # $12.13 is over the minimum, so the next push sends 0 and the draft finalizes without it.
+    assert amounts(crossing) == [("execution_time", 1213)]
+    topup = next(line for line in crossing["lines"] if line["component"] == "minimum")
+    assert (topup["quantity"], topup["amount"]) == (0, 0)
+    assert verdict(crossing) == ("matched", 1213, 1213)
+    assert (crossing["status"], crossing["held"]) == ("paid", False)
+
+
 def test_an_invoice_item_added_by_hand_holds_the_draft(tmp_path: Path) -> None:
     result = run("hand_edit", tmp_path)
     _, may = invoices(result, "acme")
@@ -136,14 +158,14 @@ def test_late_zenaton_usage_corrects_the_minimum_on_the_next_invoice(tmp_path: P
     assert amounts(may_small) == [("execution_time", 130), ("minimum", 870)]
     # 5 late hours (+65¢) leave May under the minimum: the top-up drops by 65¢, net 0, and
     # June (no usage) is topped up to $10.
-    assert amounts(june_small) == [("adjustment", 65), ("adjustment", -65), ("minimum", 1000)]
+    assert amounts(june_small) == [("minimum", 1000), ("adjustment", 65), ("adjustment", -65)]
     assert verdict(june_small) == ("matched", 1000, 1000)
     assert not june_small["held"]
     _, may_grown, june_grown = invoices(result, "grown")
     assert amounts(may_grown) == [("execution_time", 130), ("minimum", 870)]
     # 100 late hours: May is 110 h × 13¢ = $14.30, above the minimum: +$13.00 of usage and
     # the $8.70 top-up taken back, +$4.30 in all.
-    assert amounts(june_grown) == [("adjustment", 1300), ("adjustment", -870), ("minimum", 1000)]
+    assert amounts(june_grown) == [("minimum", 1000), ("adjustment", 1300), ("adjustment", -870)]
     assert verdict(june_grown) == ("matched", 1430, 1430)
     assert june_grown["status"] == "paid"
 
@@ -349,9 +371,9 @@ def test_late_usage_of_a_credited_month_is_billed_in_full_and_the_credit_goes_on
     # applied, the late usage (+$13.00, the $8.70 top-up taken back) is an adjustment, and
     # June's own charge (the $10 minimum) is credited from the $20 left.
     assert amounts(june) == [
+        ("minimum", 1000),  # the top-up meter's line, before the invoice items
         ("adjustment", 1300),
         ("adjustment", -870),
-        ("minimum", 1000),
         ("credit", -1000),
     ]
     assert verdict(june) == ("matched", 430, 430)
