@@ -4,8 +4,9 @@
 from its price-book terms (plan, then contract overrides). Hard quotas deny, soft ones allow
 and record. How each quota is counted:
 
-- `tasks_per_second`: a sliding one-second window in Redis on Redis's clock
-  (`billing.quotas.counters`); exact across processes.
+- `tasks_per_second`: a sliding one-second window in Redis on Redis's clock, one string of
+  10 ms buckets under `{org}:tpsw` (`billing.quotas.window`); exact across processes (a unit
+  counts for one second and at most 11 ms more, never less).
 - `tasks_per_month`: a Redis counter per org and calendar month of `now` (UTC), checkpointed to
   `quota_usage` and re-seeded from it when the key is missing (Redis flushed or restarted).
   Guarantee: `quota_usage.used` never exceeds the true count, and after every consuming check
@@ -25,6 +26,17 @@ Support records (`quota_events`): one row per org, quota, month and decision (`d
 of the month and updated by later ones at most once per second per org, quota and decision
 (a Redis gate), so a denied burst costs one database write per second, not one per check.
 Checks with `consume=False` are questions and record nothing.
+
+Speed: each org's quota is prepared once per month and terms refresh (`_Prepared`: its limit,
+its gate and its script call encoded in advance), so a check is a dictionary lookup, one
+`EVALSHA` and a `QuotaDecision`.
+
+Rolling deploy from the release that kept the window as a sorted set and a hash (`{org}:tps`,
+`{org}:tps:sum`): the new window has a new key, so while workers of both releases serve an
+org, each release counts only its own admissions, and the org can be admitted up to twice its
+per-second limit in a second (its limit from each release); from the last old worker's stop
+the new window alone counts, and the old keys expire two seconds after their last check.
+Month counters and gates keep their keys and values: they stay exact through the deploy.
 """
 
 from __future__ import annotations
