@@ -111,21 +111,6 @@ class CheckCall:
         )
 
 
-@dataclass(frozen=True)
-class CounterOutcome:
-    """What a counter said: admitted or not, the usage it counted (see the module), and
-    whether this check opened its decision's gate."""
-
-    allowed: bool
-    used: int
-    gate_opened: bool = False
-
-
-def outcome_of(reply: int) -> CounterOutcome:
-    used, flags = divmod(reply, 4)
-    return CounterOutcome(allowed=bool(flags & 2), used=used, gate_opened=bool(flags & 1))
-
-
 class QuotaCounters:
     """The sliding one-second windows and the month counters, each check one script call."""
 

@@ -175,11 +175,12 @@ class QuotaService:
             now = require_aware(now, "now")
         prepared = self._prepared.get((org_id, quota))
         if prepared is None or not prepared.starts_at <= now < prepared.ends_at:
-            quota = quota if isinstance(quota, Quota) else parse_quota(quota)
+            named = quota if isinstance(quota, Quota) else parse_quota(quota)
             _require_amount(amount)
-            if quota is Quota.ENVIRONMENTS:
+            if named is Quota.ENVIRONMENTS:
                 return self._check_environments(org_id, amount, now)
-            prepared = self._prepare(org_id, quota, now)
+            prepared = self._prepare(org_id, named, now)
+            self._prepared[org_id, quota] = prepared  # also under the name it was given
         elif type(amount) is not int or amount < 1:
             _require_amount(amount)
         call = prepared.call
@@ -217,7 +218,7 @@ class QuotaService:
         terms end (the Redis call encoded once)."""
         prepared = self._prepared.get((org_id, quota))
         if prepared is not None and prepared.starts_at <= now < prepared.ends_at:
-            return prepared  # the quota was named by a string
+            return prepared  # prepared by a check that named it by its enum
         limit = self.limit_of(org_id, quota, now)
         terms_until = self._limits[org_id][0]
         period, label = self._month_of(now)
