@@ -57,7 +57,7 @@ from billing.core.periods import Period, month_period_of, require_aware, to_unix
 from billing.pricing.book import PriceBookError, QuotaLimit, UnknownTermsError
 from billing.pricing.book_cache import BookCache
 from billing.quotas import store
-from billing.quotas.counters import GATE_MILLISECONDS, CheckCall, QuotaCounters
+from billing.quotas.counters import GATE_MILLISECONDS, MAX_AMOUNT, CheckCall, QuotaCounters
 from models.db import unit_of_work
 from models.ledger import Org
 from models.quota_records import QuotaEnvironment, QuotaEvent, QuotaEventDecision
@@ -121,6 +121,8 @@ class _Prepared:
 def _require_amount(amount: object) -> None:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
         raise QuotaRequestError("amount", f"amount must be a positive integer, got {amount!r}")
+    if amount > MAX_AMOUNT:
+        raise QuotaRequestError("amount", f"amount must be at most {MAX_AMOUNT:,}, got {amount:,}")
 
 
 def parse_quota(name: str) -> Quota:
@@ -181,7 +183,7 @@ class QuotaService:
                 return self._check_environments(org_id, amount, now)
             prepared = self._prepare(org_id, named, now)
             self._prepared[org_id, quota] = prepared  # also under the name it was given
-        elif type(amount) is not int or amount < 1:
+        elif type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
             _require_amount(amount)
         call = prepared.call
         reply = self._counters.run(

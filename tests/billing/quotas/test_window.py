@@ -16,7 +16,12 @@ from sqlalchemy.engine import Engine
 from billing.core.meters import Quota
 from billing.pricing.book_cache import BookCache
 from billing.quotas.counters import QuotaCounters
-from billing.quotas.service import WINDOW_KEY_SUFFIX, QuotaDecision, QuotaService
+from billing.quotas.service import (
+    WINDOW_KEY_SUFFIX,
+    QuotaDecision,
+    QuotaRequestError,
+    QuotaService,
+)
 from billing.quotas.window import (
     BUCKET_MILLISECONDS,
     KEY_TTL_MILLISECONDS,
@@ -122,6 +127,14 @@ def test_windows_and_month_counters_expire(
     # A denial neither writes nor extends the window's life.
     assert not service.check("org_a", Quota.TASKS_PER_SECOND, NOW).allowed
     assert 0 < client.pttl(key) <= ttl
+    # Admissions written in place (SETRANGE) keep an expiry within the bound too.
+    for _ in range(3):
+        assert service.check("org_a", Quota.TASKS_PER_SECOND, NOW, consume=False).used == 100
+    drop_prefix(client, prefix)
+    for _ in range(20):
+        service.check("org_a", Quota.TASKS_PER_SECOND, NOW)
+        assert 0 < client.pttl(key) <= KEY_TTL_MILLISECONDS
+    assert read_window(client.get(key) or b"").units == 20
     service.check("org_a", Quota.TASKS_PER_MONTH, NOW)
     month_key = f"{prefix}:{{org_a}}:tpm:2026-03"
     assert client.ttl(month_key) > 0
@@ -202,3 +215,16 @@ def test_two_clients_racing_at_the_limit_never_over_admit(
         assert sum(decision.amount for decision in admitted) <= 40
         final = services[0].check("org_race", quota, NOW, consume=False)
         assert final.used == limit - 40 + sum(decision.amount for decision in admitted)
+
+
+def test_an_amount_past_what_the_script_counts_exactly_is_refused(
+    engine: Engine, prefix: str
+) -> None:
+    add_org(engine, "org_a", "free")
+    service = make_service(engine, prefix)
+    for quota in (Quota.TASKS_PER_SECOND, Quota.TASKS_PER_MONTH):
+        service.check("org_a", quota, NOW, consume=False)  # prepared: the fast path refuses too
+        with pytest.raises(QuotaRequestError, match="amount must be at most") as refused:
+            service.check("org_a", quota, NOW, amount=2**53)
+        assert refused.value.field == "amount"
+        assert service.check("org_a", quota, NOW, consume=False).used == 0
