@@ -4,8 +4,9 @@
 from its price-book terms (plan, then contract overrides). Hard quotas deny, soft ones allow
 and record. How each quota is counted:
 
-- `tasks_per_second`: a sliding one-second window in Redis on Redis's clock
-  (`billing.quotas.counters`); exact across processes.
+- `tasks_per_second`: a sliding one-second window in Redis on Redis's clock, one string of
+  10 ms buckets under `{org}:tpsw` (`billing.quotas.window`); exact across processes (a unit
+  counts for one second and at most 11 ms more, never less).
 - `tasks_per_month`: a Redis counter per org and calendar month of `now` (UTC), checkpointed to
   `quota_usage` and re-seeded from it when the key is missing (Redis flushed or restarted).
   Guarantee: `quota_usage.used` never exceeds the true count, and after every consuming check
@@ -25,19 +26,27 @@ Support records (`quota_events`): one row per org, quota, month and decision (`d
 of the month and updated by later ones at most once per second per org, quota and decision
 (a Redis gate), so a denied burst costs one database write per second, not one per check.
 Checks with `consume=False` are questions and record nothing.
+
+Speed: each org's quota is prepared once per month and terms refresh (`_Prepared`: its limit,
+its gate and its script call encoded in advance), so a check is a dictionary lookup, one
+`EVALSHA` and a `QuotaDecision`.
+
+Rolling deploy from the release that kept the window as a sorted set and a hash (`{org}:tps`,
+`{org}:tps:sum`): the new window has a new key, so while workers of both releases serve an
+org, each release counts only its own admissions, and the org can be admitted up to twice its
+per-second limit in a second (its limit from each release); from the last old worker's stop
+the new window alone counts, and the old keys expire two seconds after their last check.
+Month counters and gates keep their keys and values: they stay exact through the deploy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import redis
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
@@ -47,16 +56,20 @@ from billing.core.meters import Quota, QuotaMode
 from billing.core.periods import Period, month_period_of, require_aware, to_unix
 from billing.pricing.book import PriceBookError, QuotaLimit, UnknownTermsError
 from billing.pricing.book_cache import BookCache
-from billing.quotas.counters import GATE_MILLISECONDS, CounterOutcome, QuotaCounters
+from billing.quotas import store
+from billing.quotas.counters import GATE_MILLISECONDS, MAX_AMOUNT, CheckCall, QuotaCounters
 from models.db import unit_of_work
 from models.ledger import Org
-from models.quota_records import QuotaEnvironment, QuotaEvent, QuotaEventDecision, QuotaUsage
+from models.quota_records import QuotaEnvironment, QuotaEvent, QuotaEventDecision
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_KEY_PREFIX = "billing:quota"
 DEFAULT_CHECKPOINT_UNITS = 100
 DEFAULT_TERMS_TTL = timedelta(seconds=60)
+# The per-second window's key (`billing.quotas.window`); releases before it kept a sorted set
+# and a hash under `tps` and `tps:sum` (see the module docstring on a rolling deploy).
+WINDOW_KEY_SUFFIX = "tpsw"
 
 
 class QuotaRequestError(ValueError):
@@ -88,6 +101,28 @@ class QuotaDecision:
     @property
     def remaining(self) -> int | None:
         return None if self.limit is None else max(self.limit - self.used, 0)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One org's counted quota from `starts_at` until `ends_at` (its month, or its cached terms,
+    ends): the limit, the Redis call and the gate of its decision; `period` for a month's."""
+
+    quota: Quota
+    limit: int | None
+    mode: QuotaMode
+    call: CheckCall
+    gate: str
+    starts_at: datetime
+    ends_at: datetime
+    period: Period | None
+
+
+def _require_amount(amount: object) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+        raise QuotaRequestError("amount", f"amount must be a positive integer, got {amount!r}")
+    if amount > MAX_AMOUNT:
+        raise QuotaRequestError("amount", f"amount must be at most {MAX_AMOUNT:,}, got {amount:,}")
 
 
 def parse_quota(name: str) -> Quota:
@@ -122,6 +157,7 @@ class QuotaService:
         self._terms_ttl = terms_ttl
         self._counters = QuotaCounters(client)
         self._months: dict[tuple[int, int], tuple[Period, str]] = {}
+        self._prepared: dict[tuple[str, Quota | str], _Prepared] = {}
         self._limits: dict[str, tuple[datetime, dict[Quota, QuotaLimit], str]] = {}
 
     # ------------------------------------------------------------------ checks
@@ -137,35 +173,79 @@ class QuotaService:
     ) -> QuotaDecision:
         """May `org_id` use `amount` more units of `quota` at `now`? Counts them when allowed
         and `consume` (environments are counted only by `environment_created`)."""
-        now = require_aware(now, "now")
-        quota = quota if isinstance(quota, Quota) else parse_quota(quota)
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-            raise QuotaRequestError("amount", f"amount must be a positive integer, got {amount!r}")
-        limit = self.limit_of(org_id, quota, now)
-        hard = limit.mode is QuotaMode.HARD
-        if quota is Quota.ENVIRONMENTS:
-            used = self.live_environments(org_id)
-            allowed = not hard or limit.limit is None or used + amount <= limit.limit
-            return QuotaDecision(org_id, quota, allowed, limit.limit, used, limit.mode, amount)
-        period, label = self._month_of(now)
-        gates = (
-            self._gate_key(org_id, quota, QuotaEventDecision.DENIED, label),
-            self._gate_key(org_id, quota, QuotaEventDecision.EXCEEDED, label),
+        if now.tzinfo is not UTC:
+            now = require_aware(now, "now")
+        prepared = self._prepared.get((org_id, quota))
+        if prepared is None or not prepared.starts_at <= now < prepared.ends_at:
+            named = quota if isinstance(quota, Quota) else parse_quota(quota)
+            _require_amount(amount)
+            if named is Quota.ENVIRONMENTS:
+                return self._check_environments(org_id, amount, now)
+            prepared = self._prepare(org_id, named, now)
+            self._prepared[org_id, quota] = prepared  # also under the name it was given
+        elif type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
+            _require_amount(amount)
+        call = prepared.call
+        reply = self._counters.run(
+            call.hot if amount == 1 and consume is True else call.args(amount, bool(consume))
         )
-        if quota is Quota.TASKS_PER_SECOND:
-            outcome = self._counters.window(
-                self._key(org_id, "tps"), gates, amount, limit.limit, hard=hard, consume=consume
-            )
-        else:
-            outcome = self._check_month(
-                org_id, limit, amount, now, (period, label), gates, consume=consume
-            )
+        if reply < 0:
+            reply = self._seed(org_id, prepared, amount, bool(consume))
         decision = QuotaDecision(
-            org_id, quota, outcome.allowed, limit.limit, outcome.used, limit.mode, amount
+            org_id,
+            prepared.quota,
+            bool(reply & 2),
+            prepared.limit,
+            reply >> 2,
+            prepared.mode,
+            amount,
         )
-        if not outcome.gate_opened:
-            return decision
-        return self._record_gated(decision, gates[0] if not outcome.allowed else gates[1], now)
+        if prepared.period is not None and consume and reply & 2:
+            self._checkpoint_crossed(org_id, prepared.period, decision.used, amount, now)
+        if reply & 1:
+            return self._record_gated(decision, prepared.gate, now)
+        return decision
+
+    def _check_environments(self, org_id: str, amount: int, now: datetime) -> QuotaDecision:
+        limit = self.limit_of(org_id, Quota.ENVIRONMENTS, now)
+        used = self.live_environments(org_id)
+        hard = limit.mode is QuotaMode.HARD
+        allowed = not hard or limit.limit is None or used + amount <= limit.limit
+        return QuotaDecision(
+            org_id, Quota.ENVIRONMENTS, allowed, limit.limit, used, limit.mode, amount
+        )
+
+    def _prepare(self, org_id: str, quota: Quota, now: datetime) -> _Prepared:
+        """The org's counted `quota`, ready to check from `now` until its month or its cached
+        terms end (the Redis call encoded once)."""
+        prepared = self._prepared.get((org_id, quota))
+        if prepared is not None and prepared.starts_at <= now < prepared.ends_at:
+            return prepared  # prepared by a check that named it by its enum
+        limit = self.limit_of(org_id, quota, now)
+        terms_until = self._limits[org_id][0]
+        period, label = self._month_of(now)
+        hard = limit.mode is QuotaMode.HARD
+        # A hard quota is only ever denied, a soft one only ever allowed past its limit.
+        kind = QuotaEventDecision.DENIED if hard else QuotaEventDecision.EXCEEDED
+        gate = self._gate_key(org_id, quota, kind, label)
+        if quota is Quota.TASKS_PER_SECOND:
+            key = self._key(org_id, WINDOW_KEY_SUFFIX)
+            call = self._counters.window_call(key, gate, limit.limit, hard=hard)
+        else:
+            key = self._key(org_id, f"tpm:{label}")
+            call = self._counters.month_call(key, gate, limit.limit, hard=hard)
+        prepared = _Prepared(
+            quota=quota,
+            limit=limit.limit,
+            mode=limit.mode,
+            call=call,
+            gate=gate,
+            starts_at=period.period_start,
+            ends_at=min(period.period_end, terms_until),
+            period=period if quota is Quota.TASKS_PER_MONTH else None,
+        )
+        self._prepared[org_id, quota] = prepared
+        return prepared
 
     def _month_of(self, now: datetime) -> tuple[Period, str]:
         """The calendar month of `now` (UTC) and its label, computed once per month."""
@@ -200,55 +280,30 @@ class QuotaService:
 
     # ------------------------------------------------------------------ monthly counts
 
-    def _check_month(  # noqa: PLR0917 (one private call site)
-        self,
-        org_id: str,
-        limit: QuotaLimit,
-        amount: int,
-        now: datetime,
-        month: tuple[Period, str],
-        gates: tuple[str, str],
-        *,
-        consume: bool,
-    ) -> CounterOutcome:
-        quota = Quota.TASKS_PER_MONTH
-        period, label = month
-        key = self._key(org_id, f"tpm:{label}")
-        hard = limit.mode is QuotaMode.HARD
-        expire_at = to_unix(period.period_end)
-        outcome = self._counters.month(
-            key,
-            gates,
-            amount,
-            limit.limit,
-            hard=hard,
-            consume=consume,
-            expire_at_unix=expire_at,
-            seed=None,
+    def _seed(self, org_id: str, prepared: _Prepared, amount: int, consume: bool) -> int:
+        """Check again, installing the month's stored count in the missing Redis key."""
+        period = prepared.period
+        assert period is not None
+        seed = self.stored_usage(org_id, Quota.TASKS_PER_MONTH, period)
+        log.info("quota.counter_seeded", org_id=org_id, quota=prepared.quota.value, used=seed)
+        reply = self._counters.run(
+            prepared.call.seeding(amount, consume, seed, to_unix(period.period_end))
         )
-        if outcome is None:
-            seed = self.stored_usage(org_id, quota, period)
-            log.info("quota.counter_seeded", org_id=org_id, quota=quota.value, used=seed)
-            outcome = self._counters.month(
-                key,
-                gates,
-                amount,
-                limit.limit,
-                hard=hard,
-                consume=consume,
-                expire_at_unix=expire_at,
-                seed=seed,
-            )
-            assert outcome is not None
-        if outcome.allowed and consume:
-            units = self._checkpoint_units
-            if outcome.used // units > (outcome.used - amount) // units:
-                try:
-                    self._checkpoint(org_id, quota, period, outcome.used, now)
-                except SQLAlchemyError:
-                    # The check stands (Redis counted it); the next checkpoint catches up.
-                    log.exception("quota.checkpoint_failed", org_id=org_id, used=outcome.used)
-        return outcome
+        assert reply >= 0
+        return reply
+
+    def _checkpoint_crossed(
+        self, org_id: str, period: Period, used: int, amount: int, now: datetime
+    ) -> None:
+        """Store the month's count when this admitted check took it across a multiple of
+        `checkpoint_units`."""
+        units = self._checkpoint_units
+        if used // units > (used - amount) // units:
+            try:
+                self._checkpoint(org_id, Quota.TASKS_PER_MONTH, period, used, now)
+            except SQLAlchemyError:
+                # The check stands (Redis counted it); the next checkpoint catches up.
+                log.exception("quota.checkpoint_failed", org_id=org_id, used=used)
 
     def checkpoint_all(self, now: datetime) -> int:
         """Store every Redis monthly counter of `now`'s month; returns how many were stored.
@@ -272,41 +327,12 @@ class QuotaService:
 
     def stored_usage(self, org_id: str, quota: Quota, period: Period) -> int:
         """The checkpointed count of `quota` for the org and period (0 when none)."""
-        with Session(self._engine) as session:
-            used = session.exec(
-                select(QuotaUsage.used).where(
-                    QuotaUsage.org_id == org_id,
-                    QuotaUsage.quota == quota.value,
-                    QuotaUsage.period_start == period.period_start,
-                )
-            ).first()
-        return int(used or 0)
+        return store.stored_usage(self._engine, org_id, quota, period)
 
     def _checkpoint(
         self, org_id: str, quota: Quota, period: Period, used: int, now: datetime
     ) -> None:
-        """Store `used` unless a larger count is stored already (the count only grows)."""
-        table = _table(QuotaUsage)
-        values = {
-            "org_id": org_id,
-            "quota": quota.value,
-            "period_start": period.period_start,
-            "used": used,
-            "updated_at": now,
-        }
-        with unit_of_work(self._engine) as session:
-            dialect = session.get_bind().dialect.name
-            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-            greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
-            session.execute(
-                insert.values(values).on_conflict_do_update(
-                    index_elements=["org_id", "quota", "period_start"],
-                    set_={
-                        "used": greatest(table.c.used, insert.excluded.used),
-                        "updated_at": insert.excluded.updated_at,
-                    },
-                )
-            )
+        store.store_usage(self._engine, org_id, quota, period, used, now)
 
     # ------------------------------------------------------------------ environments
 
@@ -403,13 +429,7 @@ class QuotaService:
 
     def events(self, org_id: str | None = None) -> Sequence[QuotaEvent]:
         """Recorded denials and crossings, newest first (optionally of one org)."""
-        statement = select(QuotaEvent).order_by(
-            col(QuotaEvent.last_at).desc(), col(QuotaEvent.id).desc()
-        )
-        if org_id is not None:
-            statement = statement.where(QuotaEvent.org_id == org_id)
-        with Session(self._engine) as session:
-            return session.exec(statement).all()
+        return store.events(self._engine, org_id)
 
     def _maybe_record(self, decision: QuotaDecision, now: datetime) -> QuotaDecision:
         """Record a consuming environments check that was denied or crossed the limit, at most
@@ -435,7 +455,18 @@ class QuotaService:
         allowed = decision.allowed
         kind = QuotaEventDecision.EXCEEDED if allowed else QuotaEventDecision.DENIED
         try:
-            self._record(decision, kind, month_period_of(now), now)
+            store.record_event(
+                self._engine,
+                org_id=decision.org_id,
+                quota=decision.quota,
+                kind=kind,
+                mode=decision.mode,
+                limit=decision.limit,
+                used=decision.used,
+                amount=decision.amount,
+                period=month_period_of(now),
+                now=now,
+            )
         except SQLAlchemyError:
             self._redis.delete(gate)
             log.exception("quota.event_record_failed", org_id=decision.org_id)
@@ -450,41 +481,6 @@ class QuotaService:
         )
         return replace(decision, recorded_event=True)
 
-    def _record(
-        self, decision: QuotaDecision, kind: QuotaEventDecision, period: Period, now: datetime
-    ) -> None:
-        assert decision.limit is not None
-        table = _table(QuotaEvent)
-        values = {
-            "org_id": decision.org_id,
-            "quota": decision.quota.value,
-            "period_start": period.period_start,
-            "decision": kind.value,
-            "mode": decision.mode.value,
-            "limit": decision.limit,
-            "used": decision.used,
-            "amount": decision.amount,
-            "occurrence_count": 1,
-            "first_at": now,
-            "last_at": now,
-        }
-        with unit_of_work(self._engine) as session:
-            dialect = session.get_bind().dialect.name
-            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-            session.execute(
-                insert.values(values).on_conflict_do_update(
-                    index_elements=["org_id", "quota", "period_start", "decision"],
-                    set_={
-                        "mode": insert.excluded.mode,
-                        "limit": insert.excluded.limit,
-                        "used": insert.excluded.used,
-                        "amount": insert.excluded.amount,
-                        "occurrence_count": table.c.occurrence_count + 1,
-                        "last_at": insert.excluded.last_at,
-                    },
-                )
-            )
-
     def _gate_key(self, org_id: str, quota: Quota, kind: QuotaEventDecision, label: str) -> str:
         """The key that lets one such decision a second into `quota_events` (month `label`)."""
         return self._key(org_id, f"gate:{quota.value}:{kind.value}:{label}")
@@ -492,9 +488,3 @@ class QuotaService:
     def _key(self, org_id: str, suffix: str) -> str:
         # The braces are a Redis Cluster hash tag: all of an org's keys share one slot.
         return f"{self._prefix}:{{{org_id}}}:{suffix}"
-
-
-def _table(model: type[Any]) -> sa.Table:
-    table = model.__table__
-    assert isinstance(table, sa.Table)
-    return table
